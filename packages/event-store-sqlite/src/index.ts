@@ -1,0 +1,6 @@
+export { openSqliteSql } from './open-sql.js';
+export {
+  openSqliteEventStore,
+  type SqliteEventStore,
+  type SqliteEventStoreOptions,
+} from './sqlite-event-store.js';

@@ -1,0 +1,531 @@
+import { randomUUID } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import {
+  type AppendOptions,
+  type AppendResult,
+  AsyncQueue,
+  assertIdempotentReplay,
+  checkExpectedRevision,
+  DEFAULT_LIMITS,
+  type EventData,
+  type EventFilter,
+  EventIdConflictError,
+  type EventStore,
+  type EventStoreLimits,
+  InvalidReadOptionsError,
+  type Position,
+  type PreparedAppend,
+  prepareAppend,
+  type ReadAllOptions,
+  type ReadStreamOptions,
+  type RecordedEvent,
+  type SqlClient,
+  StoreClosedError,
+  StreamNotFoundError,
+  type SubscribeToAllOptions,
+  type Subscription,
+  type SubscriptionMessage,
+  sealEvents,
+  sequencePosition,
+  validateReadAllOptions,
+  validateReadStreamOptions,
+} from '@muster/event-store';
+import Database from 'better-sqlite3';
+import { args, mapSqliteError, SqliteConnection, SqliteSqlClient } from './connection.js';
+
+export interface SqliteEventStoreOptions {
+  /** A file path, or `:memory:`. The directory is created when missing. */
+  path: string;
+  limits?: Partial<EventStoreLimits>;
+  /** Source of `recordedAt`; tests pass a controlled clock. */
+  clock?: () => Date;
+  /**
+   * `FULL` (default): an append resolves only once its transaction is on disk. `NORMAL` trades
+   * the last transactions before a power loss for speed; never the default.
+   */
+  synchronous?: 'FULL' | 'NORMAL';
+  /** How often a live subscription looks for appends made by other processes. */
+  pollIntervalMs?: number;
+  /** Rows per page when reading. */
+  pageSize?: number;
+}
+
+export interface SqliteEventStore extends EventStore {
+  readonly kind: 'sqlite';
+  /** The SQL port on the same file: read models commit in the same database as the events. */
+  readonly sql: SqlClient;
+  readonly path: string;
+}
+
+interface PendingAppend {
+  prepared: PreparedAppend;
+  resolve: (result: AppendResult) => void;
+  reject: (error: unknown) => void;
+}
+
+type EventRow = [
+  position: number,
+  id: string,
+  stream: string,
+  revision: number,
+  type: string,
+  data: string,
+  metadata: string,
+  recordedAt: string,
+  hash: string,
+  previousHash: string | null,
+];
+
+const COLUMNS = 'position, id, stream, revision, type, data, metadata, recorded_at, hash, previous_hash';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS events (
+  position      INTEGER PRIMARY KEY AUTOINCREMENT,
+  id            TEXT    NOT NULL UNIQUE,
+  stream        TEXT    NOT NULL,
+  revision      INTEGER NOT NULL,
+  type          TEXT    NOT NULL,
+  data          TEXT    NOT NULL,
+  metadata      TEXT    NOT NULL,
+  recorded_at   TEXT    NOT NULL,
+  hash          TEXT    NOT NULL,
+  previous_hash TEXT,
+  UNIQUE (stream, revision)
+);
+`;
+
+export async function openSqliteEventStore(options: SqliteEventStoreOptions): Promise<SqliteEventStore> {
+  if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
+  let db: Database.Database;
+  try {
+    db = new Database(options.path);
+    if (options.path !== ':memory:') db.pragma('journal_mode = WAL');
+    db.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`);
+    db.pragma('busy_timeout = 5000');
+    db.pragma('foreign_keys = ON');
+    db.exec(SCHEMA);
+  } catch (error) {
+    throw mapSqliteError(error);
+  }
+  return new SqliteStore(new SqliteConnection(db), options);
+}
+
+class SqliteStore implements SqliteEventStore {
+  readonly kind = 'sqlite' as const;
+  readonly sql: SqlClient;
+  readonly path: string;
+  private readonly limits: EventStoreLimits;
+  private readonly clock: () => Date;
+  private readonly pollIntervalMs: number;
+  private readonly pageSize: number;
+  private pending: PendingAppend[] = [];
+  private flushScheduled = false;
+  private flushing: Promise<void> | null = null;
+  private readonly liveWaiters = new Set<() => void>();
+  private readonly subscriptions = new Set<AsyncQueue<SubscriptionMessage>>();
+  private closed = false;
+
+  constructor(
+    private readonly connection: SqliteConnection,
+    options: SqliteEventStoreOptions,
+  ) {
+    this.sql = new SqliteSqlClient(connection);
+    this.path = options.path;
+    this.limits = { ...DEFAULT_LIMITS, ...options.limits };
+    this.clock = options.clock ?? (() => new Date());
+    this.pollIntervalMs = options.pollIntervalMs ?? 1000;
+    this.pageSize = options.pageSize ?? 1000;
+  }
+
+  appendToStream(
+    stream: string,
+    events: readonly EventData[],
+    options?: AppendOptions,
+  ): Promise<AppendResult> {
+    if (this.closed) return Promise.reject(new StoreClosedError());
+    let prepared: PreparedAppend;
+    try {
+      prepared = prepareAppend(stream, events, options?.expectedRevision, this.limits, randomUUID);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return new Promise((resolve, reject) => {
+      this.pending.push({ prepared, resolve, reject });
+      this.scheduleFlush();
+    });
+  }
+
+  /**
+   * Group commit: appends that arrive while a transaction is being written wait for the next
+   * one, and all of them share its single fsync. Each keeps its own checks and outcome.
+   */
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.flushing) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      this.flushing = this.flush().finally(() => {
+        this.flushing = null;
+        if (this.pending.length > 0) this.scheduleFlush();
+      });
+    });
+  }
+
+  private async flush(): Promise<void> {
+    const lock = this.connection.lock;
+    if (!lock.tryAcquire()) await lock.acquire();
+    const batch = this.pending;
+    this.pending = [];
+    const outcomes: Array<{ ok: true; result: AppendResult } | { ok: false; error: unknown }> = [];
+    try {
+      if (this.connection.isClosed) throw new StoreClosedError();
+      const recordedAt = this.clock().toISOString();
+      const db = this.connection.db;
+      this.connection.prepare('BEGIN IMMEDIATE').run();
+      try {
+        for (const append of batch) {
+          this.connection.prepare('SAVEPOINT append').run();
+          try {
+            outcomes.push({ ok: true, result: this.write(append.prepared, recordedAt) });
+            this.connection.prepare('RELEASE append').run();
+          } catch (error) {
+            this.connection.prepare('ROLLBACK TO append').run();
+            this.connection.prepare('RELEASE append').run();
+            outcomes.push({ ok: false, error: mapWriteError(error) });
+          }
+        }
+        this.connection.prepare('COMMIT').run();
+      } catch (error) {
+        if (db.inTransaction) this.connection.prepare('ROLLBACK').run();
+        throw error;
+      }
+    } catch (error) {
+      lock.release();
+      const mapped = mapSqliteError(error);
+      for (const append of batch) append.reject(mapped);
+      return;
+    }
+    lock.release();
+    batch.forEach((append, i) => {
+      const outcome = outcomes[i];
+      if (outcome?.ok) append.resolve(outcome.result);
+      else append.reject(outcome?.error);
+    });
+    this.wakeLive();
+  }
+
+  private write(append: PreparedAppend, recordedAt: string): AppendResult {
+    const { stream, expectedRevision, events } = append;
+    const head = this.connection
+      .prepare('SELECT revision, hash FROM events WHERE stream = $1 ORDER BY revision DESC LIMIT 1')
+      .get(args(stream)) as { revision: number; hash: string } | undefined;
+    const current = head?.revision ?? null;
+    const firstId = events[0]?.id as string;
+    const found = this.connection
+      .prepare('SELECT stream, revision FROM events WHERE id = $1')
+      .get(args(firstId)) as { stream: string; revision: number } | undefined;
+    if (found) {
+      const rows = this.connection
+        .prepare(
+          `SELECT ${COLUMNS} FROM events WHERE stream = $1 AND revision >= $2 ORDER BY revision LIMIT $3`,
+        )
+        .raw(true)
+        .all(args(found.stream, found.revision, events.length)) as EventRow[];
+      const ids = events.map((e) => e.id);
+      assertIdempotentReplay(
+        stream,
+        expectedRevision,
+        ids,
+        { ...found, ids: rows.map((r) => r[1]) },
+        current,
+      );
+      const recorded = rows.map(toRecorded);
+      const last = recorded[recorded.length - 1] as RecordedEvent;
+      return {
+        nextExpectedRevision: last.revision,
+        position: last.position,
+        events: recorded,
+        idempotent: true,
+      };
+    }
+    checkExpectedRevision(stream, expectedRevision, current);
+    const sealed = sealEvents({
+      stream,
+      startRevision: current === null ? 0 : current + 1,
+      previousHash: head?.hash ?? null,
+      recordedAt,
+      events,
+    });
+    const insert = this.connection.prepare(
+      'INSERT INTO events (id, stream, revision, type, data, metadata, recorded_at, hash, previous_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)',
+    );
+    const recorded = sealed.map((s): RecordedEvent => {
+      const info = insert.run(
+        args(
+          s.id,
+          s.stream,
+          s.revision,
+          s.type,
+          s.dataJson,
+          s.metadataJson,
+          s.recordedAt,
+          s.hash,
+          s.previousHash,
+        ),
+      );
+      return {
+        id: s.id,
+        stream: s.stream,
+        revision: s.revision,
+        position: sequencePosition(info.lastInsertRowid),
+        type: s.type,
+        data: JSON.parse(s.dataJson),
+        metadata: JSON.parse(s.metadataJson),
+        recordedAt: s.recordedAt,
+        hash: s.hash,
+        previousHash: s.previousHash,
+      };
+    });
+    const last = recorded[recorded.length - 1] as RecordedEvent;
+    return {
+      nextExpectedRevision: last.revision,
+      position: last.position,
+      events: recorded,
+      idempotent: false,
+    };
+  }
+
+  async *readStream(stream: string, options?: ReadStreamOptions): AsyncGenerator<RecordedEvent> {
+    this.assertOpen();
+    const { direction, fromRevision, maxCount } = validateReadStreamOptions(options);
+    const forwards = direction === 'forwards';
+    const exists = this.connection
+      .prepare('SELECT 1 FROM events WHERE stream = $1 LIMIT 1')
+      .get(args(stream));
+    if (!exists) throw new StreamNotFoundError(stream);
+    const statement = this.connection
+      .prepare(
+        forwards
+          ? `SELECT ${COLUMNS} FROM events WHERE stream = $1 AND revision >= $2 ORDER BY revision ASC LIMIT $3`
+          : `SELECT ${COLUMNS} FROM events WHERE stream = $1 AND revision <= $2 ORDER BY revision DESC LIMIT $3`,
+      )
+      .raw(true);
+    let cursor =
+      fromRevision === 'start' ? 0 : fromRevision === 'end' ? Number.MAX_SAFE_INTEGER : fromRevision;
+    if (forwards && fromRevision === 'end') return;
+    let remaining = maxCount;
+    while (remaining > 0) {
+      this.assertOpen();
+      const rows = statement.all(args(stream, cursor, Math.min(this.pageSize, remaining))) as EventRow[];
+      for (const row of rows) yield toRecorded(row);
+      remaining -= rows.length;
+      if (rows.length < this.pageSize) return;
+      const last = rows[rows.length - 1] as EventRow;
+      cursor = forwards ? last[3] + 1 : last[3] - 1;
+      if (cursor < 0) return;
+    }
+  }
+
+  async *readAll(options?: ReadAllOptions): AsyncGenerator<RecordedEvent> {
+    this.assertOpen();
+    const { direction, fromPosition, maxCount, filter } = validateReadAllOptions(options);
+    const forwards = direction === 'forwards';
+    if (forwards && fromPosition === 'end') return;
+    if (!forwards && fromPosition === 'start') return;
+    const where = filterSql(filter, 2);
+    const statement = this.connection
+      .prepare(
+        forwards
+          ? `SELECT ${COLUMNS} FROM events WHERE position >= $1${where.sql} ORDER BY position ASC LIMIT $${where.next}`
+          : `SELECT ${COLUMNS} FROM events WHERE position <= $1${where.sql} ORDER BY position DESC LIMIT $${where.next}`,
+      )
+      .raw(true);
+    let cursor =
+      fromPosition === 'start'
+        ? 0
+        : fromPosition === 'end'
+          ? Number.MAX_SAFE_INTEGER
+          : parsePosition(fromPosition);
+    let remaining = maxCount;
+    while (remaining > 0) {
+      this.assertOpen();
+      const rows = statement.all(
+        args(cursor, ...where.params, Math.min(this.pageSize, remaining)),
+      ) as EventRow[];
+      for (const row of rows) yield toRecorded(row);
+      remaining -= rows.length;
+      if (rows.length < this.pageSize) return;
+      const last = rows[rows.length - 1] as EventRow;
+      cursor = forwards ? last[0] + 1 : last[0] - 1;
+    }
+  }
+
+  subscribeToAll(options?: SubscribeToAllOptions): Subscription {
+    this.assertOpen();
+    const queue = new AsyncQueue<SubscriptionMessage>(options?.batchSize ?? this.pageSize);
+    this.subscriptions.add(queue);
+    const from = options?.fromPosition ?? 'start';
+    const batchSize = options?.batchSize ?? this.pageSize;
+    const where = filterSql(options?.filter, 3);
+    const pageStatement = this.connection
+      .prepare(
+        `SELECT ${COLUMNS} FROM events WHERE position > $1 AND position <= $2${where.sql} ORDER BY position ASC LIMIT $${where.next}`,
+      )
+      .raw(true);
+    const run = async () => {
+      let after = from === 'start' ? 0 : from === 'end' ? this.head() : parsePosition(from);
+      let caughtUp = false;
+      while (!queue.closed) {
+        const head = this.head();
+        const rows = pageStatement.all(args(after, head, ...where.params, batchSize)) as EventRow[];
+        for (const row of rows) queue.push({ kind: 'event', event: toRecorded(row) });
+        if (rows.length === batchSize) {
+          after = (rows[rows.length - 1] as EventRow)[0];
+        } else {
+          const lastRow = rows[rows.length - 1];
+          // Events the filter dropped still count as progress: report it so the caller can checkpoint.
+          if (head > after && (!lastRow || lastRow[0] < head))
+            queue.push({ kind: 'checkpoint', position: sequencePosition(head) });
+          after = Math.max(after, head);
+          if (!caughtUp) {
+            caughtUp = true;
+            queue.push({ kind: 'caught-up', position: after > 0 ? sequencePosition(after) : null });
+          }
+          await this.waitForAppend();
+        }
+        await queue.waitForDemand();
+      }
+    };
+    run()
+      .catch((error) => queue.fail(mapSqliteError(error)))
+      .finally(() => this.subscriptions.delete(queue));
+    return {
+      [Symbol.asyncIterator]: () => queue,
+      close: async () => {
+        queue.end();
+        this.wakeLive();
+      },
+    };
+  }
+
+  private head(): number {
+    const row = this.connection.prepare('SELECT max(position) AS head FROM events').get() as {
+      head: number | null;
+    };
+    return row.head ?? 0;
+  }
+
+  private waitForAppend(): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        this.liveWaiters.delete(wake);
+        resolve();
+      };
+      // Appends by another process on the same file are only seen by polling.
+      const timer = setTimeout(wake, this.pollIntervalMs);
+      this.liveWaiters.add(wake);
+    });
+  }
+
+  private wakeLive(): void {
+    for (const wake of [...this.liveWaiters]) wake();
+  }
+
+  async streamRevision(stream: string): Promise<number | null> {
+    this.assertOpen();
+    const row = this.connection
+      .prepare('SELECT revision FROM events WHERE stream = $1 ORDER BY revision DESC LIMIT 1')
+      .get(args(stream)) as { revision: number } | undefined;
+    return row?.revision ?? null;
+  }
+
+  async headPosition(): Promise<Position | null> {
+    this.assertOpen();
+    const head = this.head();
+    return head > 0 ? sequencePosition(head) : null;
+  }
+
+  async ping(): Promise<void> {
+    this.assertOpen();
+    try {
+      this.connection.prepare('SELECT 1').get();
+    } catch (error) {
+      throw mapSqliteError(error);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    while (this.flushing || this.flushScheduled || this.pending.length > 0) {
+      await (this.flushing ?? new Promise((resolve) => setImmediate(resolve)));
+    }
+    for (const queue of this.subscriptions) queue.end();
+    this.wakeLive();
+    await this.connection.lock.acquire();
+    this.connection.close();
+    this.connection.lock.release();
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new StoreClosedError();
+  }
+}
+
+function toRecorded(row: EventRow): RecordedEvent {
+  return {
+    id: row[1],
+    stream: row[2],
+    revision: row[3],
+    position: sequencePosition(row[0]),
+    type: row[4],
+    data: JSON.parse(row[5]),
+    metadata: JSON.parse(row[6]),
+    recordedAt: row[7],
+    hash: row[8],
+    previousHash: row[9],
+  };
+}
+
+function parsePosition(position: string): number {
+  if (!/^\d{1,20}$/.test(position))
+    throw new InvalidReadOptionsError(`'${position.slice(0, 40)}' is not a position of this store`);
+  const value = Number(position);
+  if (!Number.isSafeInteger(value)) throw new InvalidReadOptionsError('position out of range');
+  return value;
+}
+
+function filterSql(
+  filter: EventFilter | undefined,
+  firstParam: number,
+): { sql: string; params: string[]; next: number } {
+  const clauses: string[] = [];
+  const params: string[] = [];
+  let n = firstParam;
+  const streamPrefixes = filter?.streamPrefixes ?? [];
+  if (streamPrefixes.length > 0) {
+    clauses.push(`(${streamPrefixes.map(() => `instr(stream, $${n++}) = 1`).join(' OR ')})`);
+    params.push(...streamPrefixes);
+  }
+  const types = filter?.eventTypes ?? [];
+  const typePrefixes = filter?.eventTypePrefixes ?? [];
+  if (types.length + typePrefixes.length > 0) {
+    const alternatives = [
+      ...types.map(() => `type = $${n++}`),
+      ...typePrefixes.map(() => `instr(type, $${n++}) = 1`),
+    ];
+    clauses.push(`(${alternatives.join(' OR ')})`);
+    params.push(...types, ...typePrefixes);
+  }
+  return { sql: clauses.map((c) => ` AND ${c}`).join(''), params, next: n };
+}
+
+function mapWriteError(error: unknown): unknown {
+  const code = (error as { code?: unknown })?.code;
+  if (code === 'SQLITE_CONSTRAINT_UNIQUE' && String((error as Error).message).includes('events.id')) {
+    return new EventIdConflictError('(one of the batch)', 'elsewhere in the log');
+  }
+  return mapSqliteError(error);
+}

@@ -1,0 +1,52 @@
+/**
+ * The SQL port. Read models, checkpoints, idempotency keys and the webhook outbox live in SQL:
+ * the SQLite file that also holds the events, or PostgreSQL. Statements use `$1, $2, ...`
+ * placeholders in both dialects; integer columns hold epoch milliseconds for instants so that
+ * the same statements compare them in both.
+ */
+export type SqlDialect = 'sqlite' | 'postgres';
+
+export type SqlRow = Record<string, unknown>;
+
+export interface SqlClient {
+  readonly dialect: SqlDialect;
+  query<T extends SqlRow = SqlRow>(text: string, params?: readonly unknown[]): Promise<T[]>;
+  /** Runs a statement; resolves with the number of rows it changed. */
+  execute(text: string, params?: readonly unknown[]): Promise<number>;
+  /** Several `;`-separated statements without parameters (schema scripts). */
+  script(text: string): Promise<void>;
+  /**
+   * Runs `fn` in one transaction: committed when it resolves, rolled back when it throws.
+   * Nested calls run inside the outer transaction.
+   */
+  transaction<T>(fn: (tx: SqlClient) => Promise<T>): Promise<T>;
+}
+
+/** Creates the tables of one module (projections, webhooks, ...) once, in any order of callers. */
+export interface SqlMigration {
+  /** Unique per module and version, e.g. `webhooks:001`. */
+  id: string;
+  sqlite: string;
+  postgres: string;
+}
+
+export async function migrate(sql: SqlClient, migrations: readonly SqlMigration[]): Promise<void> {
+  await sql.script(
+    'CREATE TABLE IF NOT EXISTS muster_migrations (id TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)',
+  );
+  for (const migration of migrations) {
+    await sql.transaction(async (tx) => {
+      if (tx.dialect === 'postgres') {
+        // Two replicas starting at once: the second waits here, then sees the row.
+        await tx.execute('SELECT pg_advisory_xact_lock(hashtext($1))', ['muster_migrations']);
+      }
+      const done = await tx.query('SELECT id FROM muster_migrations WHERE id = $1', [migration.id]);
+      if (done.length > 0) return;
+      await tx.script(tx.dialect === 'postgres' ? migration.postgres : migration.sqlite);
+      await tx.execute('INSERT INTO muster_migrations (id, applied_at) VALUES ($1, $2)', [
+        migration.id,
+        Date.now(),
+      ]);
+    });
+  }
+}
