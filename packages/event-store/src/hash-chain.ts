@@ -108,6 +108,26 @@ export function hashInput(
   );
 }
 
+/**
+ * hashInput split around the two values a database may assign inside its own transaction (the
+ * previous hash and the revision): `head + prevJson + middle + revision + tail`, where prevJson
+ * is `null` or the quoted hex hash. Lets a SQL function compute the same chain in one round trip.
+ */
+export function hashInputParts(
+  id: string,
+  stream: string,
+  type: string,
+  dataJson: string,
+  metadataJson: string,
+  recordedAt: string,
+): { head: string; middle: string; tail: string } {
+  return {
+    head: `{"data":${dataJson},"id":${JSON.stringify(id)},"metadata":${metadataJson},"previousHash":`,
+    middle: `,"recordedAt":${JSON.stringify(recordedAt)},"revision":`,
+    tail: `,"stream":${JSON.stringify(stream)},"type":${JSON.stringify(type)},"v":${HASH_CHAIN_VERSION}}`,
+  };
+}
+
 function hashParts(
   id: string,
   stream: string,

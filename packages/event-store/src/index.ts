@@ -31,6 +31,7 @@ export {
   computeEventHash,
   HASH_CHAIN_VERSION,
   hashInput,
+  hashInputParts,
   type SealedEvent,
   type SealInput,
   sealEvents,
