@@ -1,0 +1,76 @@
+import { Writable } from 'node:stream';
+import { openSqliteEventStore, type SqliteEventStore } from '@muster/event-store-sqlite';
+import type { FastifyInstance } from 'fastify';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { buildApp } from './app.js';
+import { loadConfig } from './config.js';
+import { createLogger } from './logger.js';
+
+describe('service skeleton', () => {
+  let store: SqliteEventStore;
+  let app: FastifyInstance;
+  const lines: string[] = [];
+
+  beforeEach(async () => {
+    lines.length = 0;
+    store = await openSqliteEventStore({ path: ':memory:' });
+    const sink = new Writable({
+      write(chunk, _enc, done) {
+        lines.push(String(chunk));
+        done();
+      },
+    });
+    const config = loadConfig({ LOG_LEVEL: 'info' });
+    app = await buildApp({ config, store, sql: store.sql, logger: createLogger(config, sink) });
+  });
+
+  afterEach(async () => {
+    await app.close();
+    await store.close();
+  });
+
+  it('answers the liveness probe', async () => {
+    const res = await app.inject({ method: 'GET', url: '/health/live' });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({ status: 'ok' });
+  });
+
+  it('reports the store in the readiness probe, and fails it when the store is gone', async () => {
+    const up = await app.inject({ method: 'GET', url: '/health/ready' });
+    expect(up.statusCode).toBe(200);
+    expect(up.json()).toMatchObject({ status: 'ok', checks: { store: { status: 'up', kind: 'sqlite' } } });
+    await store.close();
+    const down = await app.inject({ method: 'GET', url: '/health/ready' });
+    expect(down.statusCode).toBe(503);
+    expect(down.headers['content-type']).toContain('application/problem+json');
+    expect(down.json()).toMatchObject({ code: 'not-ready', status: 503 });
+  });
+
+  it('echoes a valid request id and makes one otherwise, and logs with it', async () => {
+    const given = await app.inject({
+      method: 'GET',
+      url: '/health/live',
+      headers: { 'x-request-id': 'abc-123' },
+    });
+    expect(given.headers['x-request-id']).toBe('abc-123');
+    const made = await app.inject({
+      method: 'GET',
+      url: '/health/live',
+      headers: { 'x-request-id': 'bad id\n' },
+    });
+    expect(made.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+    expect(lines.some((l) => l.includes('"reqId":"abc-123"'))).toBe(true);
+  });
+
+  it('answers unknown routes with a problem body', async () => {
+    const res = await app.inject({ method: 'GET', url: '/nope?x=1' });
+    expect(res.statusCode).toBe(404);
+    expect(res.headers['content-type']).toBe('application/problem+json; charset=utf-8');
+    expect(res.json()).toMatchObject({
+      type: 'urn:muster:problem:not-found',
+      code: 'not-found',
+      status: 404,
+    });
+    expect(res.json().detail).toBe('No route for GET /nope');
+  });
+});

@@ -1,0 +1,56 @@
+import { describe, expect, it } from 'vitest';
+import { CONFIG_VARIABLES, ConfigError, loadConfig } from './config.js';
+
+describe('loadConfig', () => {
+  it('applies defaults for an empty environment and freezes the result', () => {
+    const config = loadConfig({});
+    expect(config).toMatchObject({
+      port: 3000,
+      host: '127.0.0.1',
+      store: 'sqlite',
+      sqlitePath: './data/muster.db',
+      demo: false,
+      bodyLimitBytes: 1024 * 1024,
+    });
+    expect(Object.isFrozen(config)).toBe(true);
+  });
+
+  it('reads every variable it documents', () => {
+    const config = loadConfig({
+      PORT: '8080',
+      HOST: '0.0.0.0',
+      MUSTER_STORE: 'postgres',
+      DATABASE_URL: 'postgres://u@localhost/db',
+      MUSTER_DEMO: 'true',
+      MUSTER_WEBHOOK_ALLOW_CIDRS: '127.0.0.0/8, ::1/128',
+    });
+    expect(config).toMatchObject({ port: 8080, host: '0.0.0.0', store: 'postgres', demo: true });
+    expect(config.webhookAllowCidrs).toEqual(['127.0.0.0/8', '::1/128']);
+    expect(CONFIG_VARIABLES).toContain('MUSTER_SQLITE_PATH');
+  });
+
+  it('reports every problem at once, naming each variable', () => {
+    let error: unknown;
+    try {
+      loadConfig({
+        PORT: 'eighty',
+        MUSTER_STORE: 'postgres',
+        LOG_LEVEL: 'loud',
+        MUSTER_BOOTSTRAP_ADMIN_KEY: 'short',
+      });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const variables = (error as ConfigError).problems.map((p) => p.variable).sort();
+    expect(variables).toEqual(['DATABASE_URL', 'LOG_LEVEL', 'MUSTER_BOOTSTRAP_ADMIN_KEY', 'PORT']);
+    expect((error as ConfigError).message).toContain('DATABASE_URL: required when MUSTER_STORE=postgres');
+  });
+
+  it('rejects a connection string of the wrong scheme', () => {
+    expect(() => loadConfig({ MUSTER_STORE: 'postgres', DATABASE_URL: 'mysql://x' })).toThrow(/DATABASE_URL/);
+    expect(() => loadConfig({ MUSTER_STORE: 'esdb', ESDB_CONNECTION_STRING: 'http://x' })).toThrow(
+      /ESDB_CONNECTION_STRING/,
+    );
+  });
+});

@@ -1,0 +1,169 @@
+import { z } from 'zod';
+
+/**
+ * The service's whole configuration, parsed once from the environment at start-up. This is the
+ * only module that reads `process.env`; everything else receives the frozen result.
+ */
+
+const booleanFlag = z
+  .enum(['1', '0', 'true', 'false', 'yes', 'no', 'on', 'off', ''])
+  .optional()
+  .transform((v) => v === '1' || v === 'true' || v === 'yes' || v === 'on');
+
+const port = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);
+const positiveInt = (fallback: number, max = Number.MAX_SAFE_INTEGER) =>
+  z.coerce.number().int().positive().max(max).default(fallback);
+
+const optionalString = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
+
+const cidrList = z
+  .string()
+  .optional()
+  .transform((v) =>
+    (v ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s.length > 0),
+  );
+
+const variables = z.object({
+  PORT: port(3000),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  MUSTER_STORE: z.enum(['sqlite', 'postgres', 'esdb']).default('sqlite'),
+  MUSTER_SQLITE_PATH: z.string().min(1).default('./data/muster.db'),
+  DATABASE_URL: optionalString,
+  ESDB_CONNECTION_STRING: optionalString,
+  /** Where read models, checkpoints, idempotency keys and the outbox live when events are in EventStoreDB. */
+  MUSTER_READ_MODEL_STORE: z.enum(['sqlite', 'postgres']).default('sqlite'),
+  MUSTER_READ_MODEL_SQLITE_PATH: z.string().min(1).default('./data/muster-read-models.db'),
+  MUSTER_DEMO: booleanFlag,
+  MUSTER_BOOTSTRAP_ADMIN_KEY: optionalString,
+  MUSTER_BODY_LIMIT_BYTES: positiveInt(1024 * 1024, 64 * 1024 * 1024),
+  MUSTER_MAX_EVENT_BYTES: positiveInt(1024 * 1024, 64 * 1024 * 1024),
+  MUSTER_SHUTDOWN_TIMEOUT_MS: positiveInt(15_000),
+  MUSTER_REQUEST_TIMEOUT_MS: positiveInt(30_000),
+  MUSTER_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(0).default(6000),
+  MUSTER_PUBLIC_URL: optionalString,
+  MUSTER_WEBHOOK_ALLOW_HTTP: booleanFlag,
+  MUSTER_WEBHOOK_ALLOW_CIDRS: cidrList,
+});
+
+type Problem = { variable: string; message: string };
+
+/**
+ * Rules across variables, checked on the raw strings so that they are reported together with
+ * the per-variable problems rather than only once those are fixed.
+ */
+function crossFieldProblems(env: Record<string, string | undefined>): Problem[] {
+  const problems: Problem[] = [];
+  const set = (name: string) => (env[name] ?? '').trim() !== '';
+  const value = (name: string) => (env[name] ?? '').trim();
+  const store = value('MUSTER_STORE') || 'sqlite';
+  if (store === 'postgres' && !set('DATABASE_URL')) {
+    problems.push({ variable: 'DATABASE_URL', message: 'required when MUSTER_STORE=postgres' });
+  }
+  if (store === 'esdb' && !set('ESDB_CONNECTION_STRING')) {
+    problems.push({ variable: 'ESDB_CONNECTION_STRING', message: 'required when MUSTER_STORE=esdb' });
+  }
+  if (store === 'esdb' && value('MUSTER_READ_MODEL_STORE') === 'postgres' && !set('DATABASE_URL')) {
+    problems.push({
+      variable: 'DATABASE_URL',
+      message: 'required when MUSTER_STORE=esdb and MUSTER_READ_MODEL_STORE=postgres',
+    });
+  }
+  if (set('DATABASE_URL') && !/^postgres(ql)?:\/\//.test(value('DATABASE_URL'))) {
+    problems.push({ variable: 'DATABASE_URL', message: 'must start with postgres:// or postgresql://' });
+  }
+  if (
+    set('ESDB_CONNECTION_STRING') &&
+    !/^(esdb|kurrentdb)(\+discover)?:\/\//.test(value('ESDB_CONNECTION_STRING'))
+  ) {
+    problems.push({
+      variable: 'ESDB_CONNECTION_STRING',
+      message: 'must start with esdb://, esdb+discover://, kurrentdb:// or kurrentdb+discover://',
+    });
+  }
+  if (set('MUSTER_BOOTSTRAP_ADMIN_KEY') && value('MUSTER_BOOTSTRAP_ADMIN_KEY').length < 32) {
+    problems.push({
+      variable: 'MUSTER_BOOTSTRAP_ADMIN_KEY',
+      message: 'must be at least 32 characters (use a random key of 256 bits or more)',
+    });
+  }
+  return problems;
+}
+
+export interface Config {
+  port: number;
+  host: string;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  store: 'sqlite' | 'postgres' | 'esdb';
+  sqlitePath: string;
+  databaseUrl: string | undefined;
+  esdbConnectionString: string | undefined;
+  readModelStore: 'sqlite' | 'postgres';
+  readModelSqlitePath: string;
+  demo: boolean;
+  bootstrapAdminKey: string | undefined;
+  bodyLimitBytes: number;
+  maxEventBytes: number;
+  shutdownTimeoutMs: number;
+  requestTimeoutMs: number;
+  rateLimitPerMinute: number;
+  publicUrl: string | undefined;
+  webhookAllowHttp: boolean;
+  webhookAllowCidrs: readonly string[];
+}
+
+/** Every problem with the environment at once, one line per variable. */
+export class ConfigError extends Error {
+  readonly problems: readonly Problem[];
+
+  constructor(problems: Problem[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  ${p.variable}: ${p.message}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+export function loadConfig(env: Record<string, string | undefined> = process.env): Readonly<Config> {
+  const parsed = variables.safeParse(env);
+  const problems = [
+    ...(parsed.success
+      ? []
+      : parsed.error.issues.map((issue) => ({
+          variable: String(issue.path[0] ?? '(environment)'),
+          message: issue.message,
+        }))),
+    ...crossFieldProblems(env),
+  ];
+  if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
+  const e = parsed.data;
+  return Object.freeze({
+    port: e.PORT,
+    host: e.HOST,
+    logLevel: e.LOG_LEVEL,
+    store: e.MUSTER_STORE,
+    sqlitePath: e.MUSTER_SQLITE_PATH,
+    databaseUrl: e.DATABASE_URL,
+    esdbConnectionString: e.ESDB_CONNECTION_STRING,
+    readModelStore: e.MUSTER_READ_MODEL_STORE,
+    readModelSqlitePath: e.MUSTER_READ_MODEL_SQLITE_PATH,
+    demo: e.MUSTER_DEMO,
+    bootstrapAdminKey: e.MUSTER_BOOTSTRAP_ADMIN_KEY,
+    bodyLimitBytes: e.MUSTER_BODY_LIMIT_BYTES,
+    maxEventBytes: e.MUSTER_MAX_EVENT_BYTES,
+    shutdownTimeoutMs: e.MUSTER_SHUTDOWN_TIMEOUT_MS,
+    requestTimeoutMs: e.MUSTER_REQUEST_TIMEOUT_MS,
+    rateLimitPerMinute: e.MUSTER_RATE_LIMIT_PER_MINUTE,
+    publicUrl: e.MUSTER_PUBLIC_URL,
+    webhookAllowHttp: e.MUSTER_WEBHOOK_ALLOW_HTTP,
+    webhookAllowCidrs: Object.freeze([...e.MUSTER_WEBHOOK_ALLOW_CIDRS]),
+  });
+}
+
+/** The variables the service reads, with their meaning; the README table mirrors this. */
+export const CONFIG_VARIABLES: readonly string[] = Object.freeze(Object.keys(variables.shape));

@@ -1,0 +1,244 @@
+import { isEventStoreError } from '@muster/event-store';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { ZodError } from 'zod';
+
+/**
+ * The service's error registry: every answer that is not a success is an RFC 9457 problem
+ * (`application/problem+json`) with one of these stable codes. Errors of the event store and of
+ * the domain carry their own registered codes and statuses and pass through unchanged.
+ */
+export const API_ERRORS = {
+  'validation-failed': { status: 400, title: 'The request is not valid' },
+  'malformed-json': { status: 400, title: 'The body is not valid JSON' },
+  'invalid-header': { status: 400, title: 'A header is not valid' },
+  'invalid-query': { status: 400, title: 'A query parameter is not valid' },
+  unauthorized: { status: 401, title: 'A valid API key is required' },
+  forbidden: { status: 403, title: 'The API key does not allow this' },
+  'not-found': { status: 404, title: 'No such resource' },
+  'unknown-command': { status: 404, title: 'No such command' },
+  'mission-not-found': { status: 404, title: 'No such mission' },
+  'method-not-allowed': { status: 405, title: 'Method not allowed' },
+  'request-timeout': { status: 408, title: 'The request took too long' },
+  conflict: { status: 409, title: 'The request conflicts with the current state' },
+  'idempotency-key-in-use': { status: 409, title: 'A request with this Idempotency-Key is still running' },
+  'precondition-failed': { status: 412, title: 'The resource has changed (If-Match)' },
+  'payload-too-large': { status: 413, title: 'The body is too large' },
+  'unsupported-media-type': { status: 415, title: 'The body must be application/json' },
+  'idempotency-key-reused': { status: 422, title: 'The Idempotency-Key was used with another request' },
+  'rate-limited': { status: 429, title: 'Too many requests' },
+  'internal-error': { status: 500, title: 'Internal error' },
+  'not-ready': { status: 503, title: 'The service is not ready' },
+  'shutting-down': { status: 503, title: 'The service is shutting down' },
+} as const;
+
+export type ApiErrorCode = keyof typeof API_ERRORS;
+
+export class ApiError extends Error {
+  readonly code: ApiErrorCode;
+  readonly status: number;
+  readonly extensions: Record<string, unknown>;
+  readonly headers: Record<string, string>;
+
+  constructor(
+    code: ApiErrorCode,
+    detail?: string,
+    extensions: Record<string, unknown> = {},
+    headers: Record<string, string> = {},
+  ) {
+    super(detail ?? API_ERRORS[code].title);
+    this.name = 'ApiError';
+    this.code = code;
+    this.status = API_ERRORS[code].status;
+    this.extensions = extensions;
+    this.headers = headers;
+  }
+}
+
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: string;
+  instance?: string;
+  [extension: string]: unknown;
+}
+
+export const problemType = (code: string) => `urn:muster:problem:${code}`;
+
+/** Errors the domain package throws: a stable code and a suggested status (duck-typed to keep the dependency one-way). */
+interface CodedError {
+  name: string;
+  code: string;
+  status?: number;
+  httpStatus?: number;
+  message: string;
+  details?: unknown;
+}
+
+function isCodedDomainError(error: unknown): error is CodedError {
+  const e = error as CodedError;
+  return (
+    error instanceof Error &&
+    e.name === 'DomainError' &&
+    typeof e.code === 'string' &&
+    (typeof e.status === 'number' || typeof e.httpStatus === 'number')
+  );
+}
+
+export function toProblem(
+  error: unknown,
+  requestId: string,
+): { problem: Problem; headers: Record<string, string> } {
+  const base = (
+    code: string,
+    status: number,
+    title: string,
+    detail: string,
+    extra: Record<string, unknown> = {},
+  ) => ({
+    type: problemType(code),
+    title,
+    status,
+    detail,
+    code,
+    instance: `urn:muster:request:${requestId}`,
+    ...extra,
+  });
+
+  if (error instanceof ApiError) {
+    return {
+      problem: base(error.code, error.status, API_ERRORS[error.code].title, error.message, error.extensions),
+      headers: error.headers,
+    };
+  }
+  if (error instanceof ZodError) {
+    return {
+      problem: base('validation-failed', 400, API_ERRORS['validation-failed'].title, summariseZod(error), {
+        errors: zodErrors(error),
+      }),
+      headers: {},
+    };
+  }
+  if (isEventStoreError(error)) {
+    const extra: Record<string, unknown> = {};
+    const e = error as unknown as Record<string, unknown>;
+    for (const key of ['expected', 'actual', 'stream', 'index', 'limit'])
+      if (e[key] !== undefined) extra[key] = e[key];
+    return {
+      problem: base(error.code, error.status, error.name.replace(/Error$/, ''), error.message, extra),
+      headers: error.retryable ? { 'retry-after': '1' } : {},
+    };
+  }
+  if (isCodedDomainError(error)) {
+    const status = error.status ?? error.httpStatus ?? 422;
+    return {
+      problem: base(error.code, status, 'The command was refused', error.message, {
+        ...(error.details !== undefined ? { details: error.details } : {}),
+      }),
+      headers: {},
+    };
+  }
+  const fastifyError = error as FastifyError;
+  if (typeof fastifyError?.code === 'string' && fastifyError.code.startsWith('FST_')) {
+    const mapped = mapFastifyError(fastifyError);
+    if (mapped)
+      return {
+        problem: base(
+          mapped.code,
+          API_ERRORS[mapped.code].status,
+          API_ERRORS[mapped.code].title,
+          mapped.detail,
+        ),
+        headers: {},
+      };
+  }
+  if (error instanceof SyntaxError && (error as FastifyError).statusCode === 400) {
+    return {
+      problem: base('malformed-json', 400, API_ERRORS['malformed-json'].title, 'The body is not valid JSON'),
+      headers: {},
+    };
+  }
+  return {
+    problem: base(
+      'internal-error',
+      500,
+      API_ERRORS['internal-error'].title,
+      'An unexpected error occurred; it has been logged',
+    ),
+    headers: {},
+  };
+}
+
+function mapFastifyError(error: FastifyError): { code: ApiErrorCode; detail: string } | null {
+  switch (error.code) {
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return { code: 'unsupported-media-type', detail: 'Send the body as application/json' };
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return { code: 'payload-too-large', detail: 'The body is larger than the limit' };
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return { code: 'malformed-json', detail: 'The body is empty but the content type is application/json' };
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return { code: 'malformed-json', detail: 'The body is not valid JSON' };
+    case 'FST_ERR_BAD_URL':
+    case 'FST_ERR_ASYNC_CONSTRAINT':
+      return { code: 'not-found', detail: 'The URL is not valid' };
+    case 'FST_ERR_CTP_INVALID_TYPE':
+      return { code: 'unsupported-media-type', detail: 'The content type is not valid' };
+    default:
+      if (error.statusCode === 413)
+        return { code: 'payload-too-large', detail: 'The body is larger than the limit' };
+      if (error.statusCode === 415)
+        return { code: 'unsupported-media-type', detail: 'Send the body as application/json' };
+      if (error.statusCode === 408) return { code: 'request-timeout', detail: 'The request took too long' };
+      if (error.statusCode === 400) return { code: 'validation-failed', detail: 'The request is not valid' };
+      return null;
+  }
+}
+
+export function zodErrors(error: ZodError): Array<{ path: string; message: string; code: string }> {
+  return error.issues.map((issue) => ({
+    path:
+      issue.path.length === 0
+        ? '(body)'
+        : issue.path
+            .map((p) => (typeof p === 'number' ? `[${p}]` : String(p)))
+            .join('.')
+            .replace(/\.\[/g, '['),
+    message: issue.message,
+    code: issue.code,
+  }));
+}
+
+function summariseZod(error: ZodError): string {
+  const count = error.issues.length;
+  return count === 1 ? `1 field is not valid` : `${count} fields are not valid`;
+}
+
+export function sendProblem(reply: FastifyReply, request: FastifyRequest, error: unknown): FastifyReply {
+  const { problem, headers } = toProblem(error, request.id);
+  if (problem.status >= 500) {
+    request.log.error({ err: error, code: problem.code }, 'request failed');
+  } else {
+    request.log.info({ code: problem.code, status: problem.status }, 'request refused');
+  }
+  for (const [name, value] of Object.entries(headers)) reply.header(name, value);
+  if (problem.status === 401) reply.header('www-authenticate', 'Bearer realm="muster"');
+  return reply
+    .code(problem.status)
+    .type('application/problem+json; charset=utf-8')
+    .send(JSON.stringify(problem));
+}
+
+/** The one error handler of the service, and the answer for routes that do not exist. */
+export function registerErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler((error, request, reply) => sendProblem(reply, request, error));
+  app.setNotFoundHandler((request, reply) =>
+    sendProblem(
+      reply,
+      request,
+      new ApiError('not-found', `No route for ${request.method} ${request.url.split('?')[0]}`),
+    ),
+  );
+}
