@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import {
@@ -28,6 +27,7 @@ import {
   type SubscriptionMessage,
   sealEvents,
   sequencePosition,
+  uuidv7,
   validateReadAllOptions,
   validateReadStreamOptions,
 } from '@muster/event-store';
@@ -49,6 +49,11 @@ export interface SqliteEventStoreOptions {
   pollIntervalMs?: number;
   /** Rows per page when reading. */
   pageSize?: number;
+  /**
+   * Coalesce concurrent appends into one transaction (default true). Off, every append is its
+   * own transaction and fsync: only useful as a benchmark baseline.
+   */
+  groupCommit?: boolean;
 }
 
 export interface SqliteEventStore extends EventStore {
@@ -56,6 +61,37 @@ export interface SqliteEventStore extends EventStore {
   /** The SQL port on the same file: read models commit in the same database as the events. */
   readonly sql: SqlClient;
   readonly path: string;
+}
+
+interface StreamHead {
+  revision: number;
+  hash: string;
+}
+
+const HEAD_CACHE_SIZE = 50_000;
+
+/** A Map that forgets its oldest entries past a size. */
+class BoundedMap<K, V> {
+  private readonly map = new Map<K, V>();
+
+  constructor(private readonly limit: number) {}
+
+  get(key: K): V | undefined {
+    return this.map.get(key);
+  }
+
+  delete(key: K): void {
+    this.map.delete(key);
+  }
+
+  remember(key: K, value: V): void {
+    this.map.delete(key);
+    this.map.set(key, value);
+    if (this.map.size > this.limit) {
+      const oldest = this.map.keys().next().value;
+      if (oldest !== undefined) this.map.delete(oldest);
+    }
+  }
 }
 
 interface PendingAppend {
@@ -119,10 +155,13 @@ class SqliteStore implements SqliteEventStore {
   private readonly clock: () => Date;
   private readonly pollIntervalMs: number;
   private readonly pageSize: number;
+  private readonly groupCommit: boolean;
   private pending: PendingAppend[] = [];
   private flushScheduled = false;
   private flushing: Promise<void> | null = null;
   private readonly liveWaiters = new Set<() => void>();
+  /** Last revision and hash of recently written streams (this process is the file's only writer). */
+  private readonly heads = new BoundedMap<string, StreamHead>(HEAD_CACHE_SIZE);
   private readonly subscriptions = new Set<AsyncQueue<SubscriptionMessage>>();
   private closed = false;
 
@@ -136,6 +175,7 @@ class SqliteStore implements SqliteEventStore {
     this.clock = options.clock ?? (() => new Date());
     this.pollIntervalMs = options.pollIntervalMs ?? 1000;
     this.pageSize = options.pageSize ?? 1000;
+    this.groupCommit = options.groupCommit ?? true;
   }
 
   appendToStream(
@@ -146,7 +186,9 @@ class SqliteStore implements SqliteEventStore {
     if (this.closed) return Promise.reject(new StoreClosedError());
     let prepared: PreparedAppend;
     try {
-      prepared = prepareAppend(stream, events, options?.expectedRevision, this.limits, randomUUID);
+      prepared = prepareAppend(stream, events, options?.expectedRevision, this.limits, () =>
+        uuidv7(this.clock().getTime()),
+      );
     } catch (error) {
       return Promise.reject(error);
     }
@@ -175,9 +217,10 @@ class SqliteStore implements SqliteEventStore {
   private async flush(): Promise<void> {
     const lock = this.connection.lock;
     if (!lock.tryAcquire()) await lock.acquire();
-    const batch = this.pending;
-    this.pending = [];
+    const batch = this.groupCommit ? this.pending.splice(0) : this.pending.splice(0, 1);
     const outcomes: Array<{ ok: true; result: AppendResult } | { ok: false; error: unknown }> = [];
+    // Stream heads written by this transaction; they reach the cache only once it commits.
+    const written = new Map<string, StreamHead>();
     try {
       if (this.connection.isClosed) throw new StoreClosedError();
       const recordedAt = this.clock().toISOString();
@@ -185,14 +228,11 @@ class SqliteStore implements SqliteEventStore {
       this.connection.prepare('BEGIN IMMEDIATE').run();
       try {
         for (const append of batch) {
-          this.connection.prepare('SAVEPOINT append').run();
           try {
-            outcomes.push({ ok: true, result: this.write(append.prepared, recordedAt) });
-            this.connection.prepare('RELEASE append').run();
+            outcomes.push({ ok: true, result: this.write(append.prepared, recordedAt, written) });
           } catch (error) {
-            this.connection.prepare('ROLLBACK TO append').run();
-            this.connection.prepare('RELEASE append').run();
-            outcomes.push({ ok: false, error: mapWriteError(error) });
+            if (isStorageFailure(error)) throw error;
+            outcomes.push({ ok: false, error: mapSqliteError(error) });
           }
         }
         this.connection.prepare('COMMIT').run();
@@ -207,6 +247,7 @@ class SqliteStore implements SqliteEventStore {
       return;
     }
     lock.release();
+    for (const [stream, head] of written) this.heads.remember(stream, head);
     batch.forEach((append, i) => {
       const outcome = outcomes[i];
       if (outcome?.ok) append.resolve(outcome.result);
@@ -215,41 +256,28 @@ class SqliteStore implements SqliteEventStore {
     this.wakeLive();
   }
 
-  private write(append: PreparedAppend, recordedAt: string): AppendResult {
+  /**
+   * Writes one append inside the batch transaction. Checks run before any write, so a refused
+   * append leaves nothing behind; a multi-event append writes under a savepoint so that a
+   * failure half-way (an id already used elsewhere) undoes its own rows and nobody else's.
+   */
+  private write(
+    append: PreparedAppend,
+    recordedAt: string,
+    written: Map<string, StreamHead>,
+    retried = false,
+  ): AppendResult {
     const { stream, expectedRevision, events } = append;
-    const head = this.connection
-      .prepare('SELECT revision, hash FROM events WHERE stream = $1 ORDER BY revision DESC LIMIT 1')
-      .get(args(stream)) as { revision: number; hash: string } | undefined;
+    const head = written.get(stream) ?? this.headOf(stream);
     const current = head?.revision ?? null;
     const firstId = events[0]?.id as string;
-    const found = this.connection
-      .prepare('SELECT stream, revision FROM events WHERE id = $1')
-      .get(args(firstId)) as { stream: string; revision: number } | undefined;
-    if (found) {
-      const rows = this.connection
-        .prepare(
-          `SELECT ${COLUMNS} FROM events WHERE stream = $1 AND revision >= $2 ORDER BY revision LIMIT $3`,
-        )
-        .raw(true)
-        .all(args(found.stream, found.revision, events.length)) as EventRow[];
-      const ids = events.map((e) => e.id);
-      assertIdempotentReplay(
-        stream,
-        expectedRevision,
-        ids,
-        { ...found, ids: rows.map((r) => r[1]) },
-        current,
-      );
-      const recorded = rows.map(toRecorded);
-      const last = recorded[recorded.length - 1] as RecordedEvent;
-      return {
-        nextExpectedRevision: last.revision,
-        position: last.position,
-        events: recorded,
-        idempotent: true,
-      };
+    try {
+      checkExpectedRevision(stream, expectedRevision, current);
+    } catch (error) {
+      const replay = this.findReplay(append, current);
+      if (replay) return replay;
+      throw error;
     }
-    checkExpectedRevision(stream, expectedRevision, current);
     const sealed = sealEvents({
       stream,
       startRevision: current === null ? 0 : current + 1,
@@ -260,40 +288,110 @@ class SqliteStore implements SqliteEventStore {
     const insert = this.connection.prepare(
       'INSERT INTO events (id, stream, revision, type, data, metadata, recorded_at, hash, previous_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)',
     );
-    const recorded = sealed.map((s): RecordedEvent => {
-      const info = insert.run(
-        args(
-          s.id,
-          s.stream,
-          s.revision,
-          s.type,
-          s.dataJson,
-          s.metadataJson,
-          s.recordedAt,
-          s.hash,
-          s.previousHash,
-        ),
-      );
-      return {
-        id: s.id,
-        stream: s.stream,
-        revision: s.revision,
-        position: sequencePosition(info.lastInsertRowid),
-        type: s.type,
-        data: JSON.parse(s.dataJson),
-        metadata: JSON.parse(s.metadataJson),
-        recordedAt: s.recordedAt,
-        hash: s.hash,
-        previousHash: s.previousHash,
-      };
-    });
+    const guarded = sealed.length > 1;
+    if (guarded) this.connection.prepare('SAVEPOINT append').run();
+    let recorded: RecordedEvent[];
+    try {
+      recorded = sealed.map((s): RecordedEvent => {
+        const info = insert.run(
+          args(
+            s.id,
+            s.stream,
+            s.revision,
+            s.type,
+            s.dataJson,
+            s.metadataJson,
+            s.recordedAt,
+            s.hash,
+            s.previousHash,
+          ),
+        );
+        return {
+          id: s.id,
+          stream: s.stream,
+          revision: s.revision,
+          position: sequencePosition(info.lastInsertRowid),
+          type: s.type,
+          data: JSON.parse(s.dataJson),
+          metadata: JSON.parse(s.metadataJson),
+          recordedAt: s.recordedAt,
+          hash: s.hash,
+          previousHash: s.previousHash,
+        };
+      });
+      if (guarded) this.connection.prepare('RELEASE append').run();
+    } catch (error) {
+      if (guarded) {
+        this.connection.prepare('ROLLBACK TO append').run();
+        this.connection.prepare('RELEASE append').run();
+      }
+      if (uniqueViolationOn(error, 'events.id')) {
+        const replay = this.findReplay(append, current);
+        if (replay) return replay;
+        const taken = events.find((e) =>
+          this.connection.prepare('SELECT 1 FROM events WHERE id = $1').get(args(e.id)),
+        );
+        throw new EventIdConflictError(taken?.id ?? firstId, 'elsewhere in the log');
+      }
+      if (uniqueViolationOn(error, 'events.stream') && !retried) {
+        // Another process wrote to this stream behind our cache: forget it and decide again.
+        this.heads.delete(stream);
+        written.delete(stream);
+        return this.write(append, recordedAt, written, true);
+      }
+      throw error;
+    }
     const last = recorded[recorded.length - 1] as RecordedEvent;
+    written.set(stream, { revision: last.revision, hash: last.hash });
     return {
       nextExpectedRevision: last.revision,
       position: last.position,
       events: recorded,
       idempotent: false,
     };
+  }
+
+  /**
+   * The recorded events when this append's ids are already in the log where it would have put
+   * them (an idempotent retry); null when its first id is new. Any other reuse of an id is a
+   * conflict, and a retry at another revision a revision mismatch.
+   */
+  private findReplay(append: PreparedAppend, current: number | null): AppendResult | null {
+    const { stream, expectedRevision, events } = append;
+    const found = this.connection
+      .prepare('SELECT stream, revision FROM events WHERE id = $1')
+      .get(args(events[0]?.id)) as { stream: string; revision: number } | undefined;
+    if (!found) return null;
+    const rows = this.connection
+      .prepare(
+        `SELECT ${COLUMNS} FROM events WHERE stream = $1 AND revision >= $2 ORDER BY revision LIMIT $3`,
+      )
+      .raw(true)
+      .all(args(found.stream, found.revision, events.length)) as EventRow[];
+    assertIdempotentReplay(
+      stream,
+      expectedRevision,
+      events.map((e) => e.id),
+      { ...found, ids: rows.map((r) => r[1]) },
+      current,
+    );
+    const recorded = rows.map(toRecorded);
+    const last = recorded[recorded.length - 1] as RecordedEvent;
+    return {
+      nextExpectedRevision: last.revision,
+      position: last.position,
+      events: recorded,
+      idempotent: true,
+    };
+  }
+
+  private headOf(stream: string): StreamHead | null {
+    const cached = this.heads.get(stream);
+    if (cached) return cached;
+    const row = this.connection
+      .prepare('SELECT revision, hash FROM events WHERE stream = $1 ORDER BY revision DESC LIMIT 1')
+      .get(args(stream)) as StreamHead | undefined;
+    return row ?? null;
   }
 
   async *readStream(stream: string, options?: ReadStreamOptions): AsyncGenerator<RecordedEvent> {
@@ -522,10 +620,15 @@ function filterSql(
   return { sql: clauses.map((c) => ` AND ${c}`).join(''), params, next: n };
 }
 
-function mapWriteError(error: unknown): unknown {
+function uniqueViolationOn(error: unknown, column: string): boolean {
+  return (
+    (error as { code?: unknown })?.code === 'SQLITE_CONSTRAINT_UNIQUE' &&
+    String((error as Error).message).includes(column)
+  );
+}
+
+/** Failures of the database itself end the whole batch; rule violations end only their append. */
+function isStorageFailure(error: unknown): boolean {
   const code = (error as { code?: unknown })?.code;
-  if (code === 'SQLITE_CONSTRAINT_UNIQUE' && String((error as Error).message).includes('events.id')) {
-    return new EventIdConflictError('(one of the batch)', 'elsewhere in the log');
-  }
-  return mapSqliteError(error);
+  return typeof code === 'string' && code.startsWith('SQLITE_') && !code.startsWith('SQLITE_CONSTRAINT');
 }

@@ -37,6 +37,7 @@ export {
   sealEvents,
   verifyStream,
 } from './hash-chain.js';
+export { uuidv7 } from './ids.js';
 export { migrate, type SqlClient, type SqlDialect, type SqlMigration, type SqlRow } from './sql.js';
 export type {
   Actor,
