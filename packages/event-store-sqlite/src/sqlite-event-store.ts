@@ -186,9 +186,7 @@ class SqliteStore implements SqliteEventStore {
     if (this.closed) return Promise.reject(new StoreClosedError());
     let prepared: PreparedAppend;
     try {
-      prepared = prepareAppend(stream, events, options?.expectedRevision, this.limits, () =>
-        uuidv7(this.clock().getTime()),
-      );
+      prepared = prepareAppend(stream, events, options?.expectedRevision, this.limits, () => uuidv7());
     } catch (error) {
       return Promise.reject(error);
     }
