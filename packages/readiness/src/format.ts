@@ -1,0 +1,13 @@
+/** 1234567 → "1,234,567", independent of the runtime's locale data. */
+export function groupDigits(value: number): string {
+  const sign = value < 0 ? '-' : '';
+  const digits = String(Math.abs(Math.trunc(value)));
+  let out = '';
+  for (let i = 0; i < digits.length; i++) {
+    if (i > 0 && (digits.length - i) % 3 === 0) {
+      out += ',';
+    }
+    out += digits[i];
+  }
+  return sign + out;
+}
