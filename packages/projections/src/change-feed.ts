@@ -1,0 +1,147 @@
+import type { SqlClient, SqlMigration } from '@muster/event-store';
+
+/**
+ * The readiness change feed: every verdict change, precondition change and pledge change of
+ * every mission, in the order the readiness projection recorded them. Webhooks plan their
+ * deliveries from it. The projection is its only writer (one active runner per database, under
+ * a lease), so `seq` order is commit order and a reader checkpointing on `seq` never skips a row.
+ * Changes no event causes (a mandate expiring) are written by the same runner at the instant they
+ * take effect.
+ */
+export type ChangeKind = 'readiness.changed' | 'precondition.changed' | 'pledge.changed';
+
+export const CHANGE_KINDS: readonly ChangeKind[] = [
+  'readiness.changed',
+  'precondition.changed',
+  'pledge.changed',
+];
+
+export interface ReadinessChange {
+  /** Position in the feed: 1, 2, 3, ... in commit order. */
+  seq: number;
+  /**
+   * Stable identity of the change, the same after a rebuild: a hash of the mission, the kind,
+   * the phase or pledge it concerns and its cause (event id, or the instant for time-based changes).
+   */
+  changeId: string;
+  missionId: string;
+  kind: ChangeKind;
+  /** The phase (readiness/precondition changes) or the pledge id (pledge changes). */
+  subject: string;
+  /** Kind-specific JSON: verdict before and after, unmet preconditions, the pledge, ... */
+  payload: Record<string, unknown>;
+  /** The event that caused it; null when time alone did (a mandate expired). */
+  causeEventId: string | null;
+  /** Store position of the cause event, or of the last event folded before a time-based change. */
+  causePosition: string | null;
+  /** World time (epoch ms) the change took effect. */
+  occurredAt: number;
+  /** Record time (epoch ms) of the cause event, or of the scheduler's detection for time-based changes. */
+  recordedAt: number;
+}
+
+export const changeFeedMigrations: readonly SqlMigration[] = [
+  {
+    id: 'projections:change-feed:001',
+    sqlite: `CREATE TABLE IF NOT EXISTS readiness_changes (
+      seq INTEGER PRIMARY KEY,
+      change_id TEXT NOT NULL UNIQUE,
+      mission_id TEXT NOT NULL,
+      kind TEXT NOT NULL,
+      subject TEXT NOT NULL,
+      payload TEXT NOT NULL,
+      cause_event_id TEXT,
+      cause_position TEXT,
+      occurred_at BIGINT NOT NULL,
+      recorded_at BIGINT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS readiness_changes_mission ON readiness_changes (mission_id, seq);`,
+    postgres: `CREATE TABLE IF NOT EXISTS readiness_changes (
+      seq BIGINT PRIMARY KEY,
+      change_id TEXT NOT NULL UNIQUE,
+      mission_id TEXT NOT NULL,
+      kind TEXT NOT NULL,
+      subject TEXT NOT NULL,
+      payload TEXT NOT NULL,
+      cause_event_id TEXT,
+      cause_position TEXT,
+      occurred_at BIGINT NOT NULL,
+      recorded_at BIGINT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS readiness_changes_mission ON readiness_changes (mission_id, seq);`,
+  },
+];
+
+interface ChangeRow {
+  seq: number | string;
+  change_id: string;
+  mission_id: string;
+  kind: ChangeKind;
+  subject: string;
+  payload: string;
+  cause_event_id: string | null;
+  cause_position: string | null;
+  occurred_at: number | string;
+  recorded_at: number | string;
+}
+
+export function toChange(row: ChangeRow): ReadinessChange {
+  return {
+    seq: Number(row.seq),
+    changeId: row.change_id,
+    missionId: row.mission_id,
+    kind: row.kind,
+    subject: row.subject,
+    payload: JSON.parse(row.payload),
+    causeEventId: row.cause_event_id,
+    causePosition: row.cause_position,
+    occurredAt: Number(row.occurred_at),
+    recordedAt: Number(row.recorded_at),
+  };
+}
+
+/** Changes strictly after `afterSeq`, oldest first. */
+export async function readChangeFeed(
+  sql: SqlClient,
+  afterSeq: number,
+  limit = 500,
+): Promise<ReadinessChange[]> {
+  const rows = await sql.query<ChangeRow & Record<string, unknown>>(
+    'SELECT seq, change_id, mission_id, kind, subject, payload, cause_event_id, cause_position, occurred_at, recorded_at FROM readiness_changes WHERE seq > $1 ORDER BY seq LIMIT $2',
+    [afterSeq, limit],
+  );
+  return rows.map(toChange);
+}
+
+/** Appends changes at the end of the feed, numbering them; call inside the writer's transaction. */
+export async function appendChanges(
+  tx: SqlClient,
+  changes: ReadonlyArray<Omit<ReadinessChange, 'seq'>>,
+): Promise<ReadinessChange[]> {
+  if (changes.length === 0) return [];
+  const [{ last } = { last: 0 }] = await tx.query<{ last: number | string | null }>(
+    'SELECT COALESCE(MAX(seq), 0) AS last FROM readiness_changes',
+  );
+  let seq = Number(last ?? 0);
+  const written: ReadinessChange[] = [];
+  for (const change of changes) {
+    seq++;
+    await tx.execute(
+      'INSERT INTO readiness_changes (seq, change_id, mission_id, kind, subject, payload, cause_event_id, cause_position, occurred_at, recorded_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)',
+      [
+        seq,
+        change.changeId,
+        change.missionId,
+        change.kind,
+        change.subject,
+        JSON.stringify(change.payload),
+        change.causeEventId,
+        change.causePosition,
+        change.occurredAt,
+        change.recordedAt,
+      ],
+    );
+    written.push({ ...change, seq });
+  }
+  return written;
+}
