@@ -3,6 +3,7 @@ import { CHANNEL } from './schema.js';
 
 const MIN_BACKOFF_MS = 100;
 const MAX_BACKOFF_MS = 5000;
+const NOTIFY_GAP_MS = 5;
 
 /**
  * One dedicated connection per store that LISTENs for appends by any process and NOTIFYs about
@@ -59,8 +60,12 @@ export class EventChannel {
         this.pending = true;
       })
       .finally(() => {
-        this.sending = false;
-        this.flush();
+        // A short pause lets a burst of appends share one notification: every NOTIFY is a
+        // transaction of its own, and under load they would otherwise cost the server real work.
+        setTimeout(() => {
+          this.sending = false;
+          this.flush();
+        }, NOTIFY_GAP_MS);
       });
   }
 

@@ -83,6 +83,13 @@ interface Horizon {
   top: bigint | null;
 }
 
+/**
+ * Re-check cadence while committed events wait behind an open transaction. Its end may notify no
+ * one (a rollback, a raw transaction, any other transaction holding the horizon), so subscribers
+ * look again on their own, backing off from 10 ms to this.
+ */
+const HELD_BACK_MAX_DELAY_MS = 250;
+
 const COLUMNS = `transaction_id::text AS xid, global_position::text AS pos, id::text AS id, stream, revision,
   type, data, metadata, recorded_at, hash, previous_hash`;
 
@@ -336,8 +343,9 @@ class PostgresStore implements PostgresEventStore {
           caughtUp = true;
           queue.push({ kind: 'caught-up', position: after });
         }
+        if (!heldBack) heldBackPolls = 0;
         const delay = heldBack
-          ? Math.min(this.pollIntervalMs, 10 * 2 ** Math.min(heldBackPolls++, 10))
+          ? Math.min(this.pollIntervalMs, HELD_BACK_MAX_DELAY_MS, 10 * 2 ** Math.min(heldBackPolls++, 8))
           : this.pollIntervalMs;
         await this.waitForAppend(delay);
         await queue.waitForDemand();

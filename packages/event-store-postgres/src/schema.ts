@@ -135,9 +135,9 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; sql: string }> = [
     version: 1,
     sql: `
 CREATE TABLE muster_events (
-  global_position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-  transaction_id  xid8   NOT NULL DEFAULT pg_current_xact_id(),
   id              uuid   NOT NULL,
+  global_position bigint NOT NULL GENERATED ALWAYS AS IDENTITY,
+  transaction_id  xid8   NOT NULL DEFAULT pg_current_xact_id(),
   stream          text   NOT NULL,
   revision        bigint NOT NULL CHECK (revision >= 0),
   type            text   NOT NULL,
@@ -146,9 +146,11 @@ CREATE TABLE muster_events (
   recorded_at     text   NOT NULL,
   hash            text   NOT NULL,
   previous_hash   text,
-  CONSTRAINT muster_events_id_key UNIQUE (id),
+  CONSTRAINT muster_events_id_key PRIMARY KEY (id),
   CONSTRAINT muster_events_stream_revision_key UNIQUE (stream, revision)
 );
+-- The order subscribers deliver in. global_position needs no index of its own: it is only ever
+-- read together with the transaction id, and the identity keeps it unique.
 CREATE INDEX muster_events_commit_order ON muster_events (transaction_id, global_position);
 ${APPEND_FUNCTION};
 `,
