@@ -33,6 +33,11 @@ export interface ResubscribeOptions {
   maxDelayMs?: number;
   /** Consecutive failed attempts before the subscription fails. Default: unlimited. */
   maxAttempts?: number;
+  /**
+   * A subscription that stayed up this long, or delivered something, counts as healthy: the
+   * next drop starts the backoff over. Default 10 s.
+   */
+  stableAfterMs?: number;
 }
 
 export interface SupervisorOptions {
@@ -56,8 +61,8 @@ export interface SupervisorOptions {
 type Marker = { after: number } & ({ kind: 'caught-up' } | { kind: 'checkpoint'; position: Position });
 
 interface AttemptOutcome {
-  /** The server confirmed or sent something: the backoff starts over. */
-  answered: boolean;
+  /** It moved the subscription forward, or stayed up a while: the backoff starts over. */
+  healthy: boolean;
   error: unknown;
 }
 
@@ -136,7 +141,7 @@ export class SupervisedSubscription implements Subscription {
       const outcome = await this.attempt();
       if (this.stopped) return;
       if (outcome.error !== undefined && this.options.isPermanent(outcome.error)) throw outcome.error;
-      failures = outcome.answered ? 1 : failures + 1;
+      failures = outcome.healthy ? 1 : failures + 1;
       if (failures > maxAttempts) {
         throw outcome.error ?? new StoreUnavailableError('EventStoreDB kept ending the subscription');
       }
@@ -148,14 +153,14 @@ export class SupervisedSubscription implements Subscription {
   private async attempt(): Promise<AttemptOutcome> {
     const from: ReadPosition = this.lastSeen === null ? START : decodePosition(this.lastSeen);
     const markers: Marker[] = [];
+    const startedAt = Date.now();
+    const reportedBefore = this.reported;
     let delivered = 0;
-    let answered = false;
     let ended = false;
     let failure: unknown;
     const holder: { sub: AllStreamSubscription | null } = { sub: null };
     const buffered = () => holder.sub?.readableLength ?? 0;
     const addMarker = (marker: Marker) => {
-      answered = true;
       // Everything before it is already delivered: emit now, in order.
       if (markers.length === 0 && marker.after <= delivered) this.applyMarker(marker);
       else markers.push(marker);
@@ -182,7 +187,7 @@ export class SupervisedSubscription implements Subscription {
         }),
       );
     } catch (error) {
-      return { answered: false, error };
+      return { healthy: false, error };
     }
     holder.sub = sub;
     sub.on('error', (error) => {
@@ -197,9 +202,6 @@ export class SupervisedSubscription implements Subscription {
       ended = true;
       signal();
     });
-    sub.on('confirmation', () => {
-      answered = true;
-    });
     sub.on('caughtUp', () => addMarker({ kind: 'caught-up', after: delivered + buffered() }));
 
     try {
@@ -209,7 +211,6 @@ export class SupervisedSubscription implements Subscription {
         const item = sub.read() as AllStreamResolvedEvent | null;
         if (item !== null) {
           delivered++;
-          answered = true;
           this.handle(item, sub.readableLength);
           flushMarkers();
           await this.queue.waitForDemand();
@@ -235,7 +236,9 @@ export class SupervisedSubscription implements Subscription {
     if (failure === undefined && !this.stopped) {
       failure = new StoreUnavailableError('EventStoreDB ended the subscription');
     }
-    return { answered, error: failure };
+    const stableAfterMs = this.options.resubscribe?.stableAfterMs ?? 10_000;
+    const healthy = this.reported !== reportedBefore || Date.now() - startedAt >= stableAfterMs;
+    return { healthy, error: failure };
   }
 
   private handle(item: AllStreamResolvedEvent, stillBuffered: number): void {
