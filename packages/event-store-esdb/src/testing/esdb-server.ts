@@ -72,24 +72,22 @@ export async function probeContainerRuntime(
 }
 
 export function startEsdbContainer(image: string): Promise<StartedTestContainer> {
-  // EventStoreDB 24.10 reads EVENTSTORE_*; KurrentDB 25+ reads KURRENTDB_* and still accepts the old prefix.
-  const settings = {
-    INSECURE: 'true',
-    RUN_PROJECTIONS: 'None',
-    MEM_DB: 'true',
-    ENABLE_ATOM_PUB_OVER_HTTP: 'true',
-  };
-  const environment: Record<string, string> = {};
-  for (const [key, value] of Object.entries(settings)) {
-    environment[`EVENTSTORE_${key}`] = value;
-    if (/kurrent/i.test(image)) environment[`KURRENTDB_${key}`] = value;
-  }
   return new GenericContainer(image)
-    .withEnvironment(environment)
+    .withEnvironment(esdbContainerEnvironment(image))
     .withExposedPorts(2113)
     .withWaitStrategy(Wait.forHttp('/health/live', 2113).forStatusCodeMatching((s) => s >= 200 && s < 300))
     .withStartupTimeout(120_000)
     .start();
+}
+
+/** EventStoreDB reads EVENTSTORE_* settings; KurrentDB 25+ reads KURRENTDB_* (the old prefix is deprecated). */
+export function esdbContainerEnvironment(image: string): Record<string, string> {
+  const prefix = /kurrent/i.test(image) ? 'KURRENTDB' : 'EVENTSTORE';
+  return {
+    [`${prefix}_INSECURE`]: 'true',
+    [`${prefix}_RUN_PROJECTIONS`]: 'None',
+    [`${prefix}_MEM_DB`]: 'true',
+  };
 }
 
 /** Live is not yet leader: wait until a write goes through. */
