@@ -1,0 +1,299 @@
+import { randomUUID } from 'node:crypto';
+import net from 'node:net';
+import {
+  type EventData,
+  type RecordedEvent,
+  StoreClosedError,
+  StoreUnavailableError,
+  verifyStream,
+} from '@muster/event-store';
+import { collect } from '@muster/event-store/contract';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { InvalidConnectionStringError, openPostgresEventStore, openPostgresSql } from './index.js';
+import { createTestDatabase } from './test-support/database.js';
+import { SubscriptionLog, sleep } from './test-support/subscription-log.js';
+import { TcpProxy } from './test-support/tcp-proxy.js';
+
+const ev = (type: string, data: Record<string, unknown> = {}): EventData => ({ type, data });
+
+/** A loopback port with nothing listening on it. */
+async function closedPort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const port = (server.address() as net.AddressInfo).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+describe('connection strings (no server needed)', () => {
+  const open = (connectionString: unknown) =>
+    openPostgresEventStore({ connectionString: connectionString as string }).catch((e) => e);
+
+  it('rejects a malformed connection string with a clear, non-retryable error', async () => {
+    for (const bad of ['', '   ', undefined, 42, 'not a url', 'localhost:5432/muster', 'mysql://u@h/db']) {
+      const error = await open(bad);
+      expect(error).toBeInstanceOf(InvalidConnectionStringError);
+      expect(error.code).toBe('invalid-connection-string');
+      expect(error.retryable).toBe(false);
+      expect(error.message).toMatch(/PostgreSQL connection string/);
+    }
+    expect((await open('not a url')).message).toMatch(/not a URL/);
+    expect((await open('mysql://u@h/db')).message).toMatch(/postgres:\/\//);
+    const sqlError = await openPostgresSql('not a url').catch((e) => e);
+    expect(sqlError).toBeInstanceOf(InvalidConnectionStringError);
+  });
+
+  it('reports an unreachable server as retryable, naming the target but never the password', async () => {
+    const port = await closedPort();
+    const error = await open(`postgres://muster:s3cret-pw@127.0.0.1:${port}/muster`);
+    expect(error).toBeInstanceOf(StoreUnavailableError);
+    expect(error.retryable).toBe(true);
+    expect(error.message).toContain(`postgres://muster@127.0.0.1:${port}/muster`);
+    expect(error.message).toMatch(/unreachable/);
+    expect(error.message).not.toContain('s3cret-pw');
+    const sqlError = await openPostgresSql(`postgres://muster:s3cret-pw@127.0.0.1:${port}/muster`).catch(
+      (e) => e,
+    );
+    expect(sqlError).toBeInstanceOf(StoreUnavailableError);
+    expect(sqlError.message).not.toContain('s3cret-pw');
+  });
+});
+
+const database = await createTestDatabase('faults');
+
+if (database.skip) {
+  describe.skip(`postgres faults (skipped: ${database.skip})`, () => {
+    it('needs DATABASE_URL', () => {});
+  });
+  process.stderr.write(`[postgres] fault tests skipped: ${database.skip}\n`);
+} else {
+  const url = database.url as string;
+  const admin = new pg.Client({ connectionString: url });
+
+  /** Ends every other connection to the test database, as an administrator or a failover would. */
+  const terminateAll = async () => {
+    const { rowCount } = await admin.query(
+      'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()',
+    );
+    return rowCount ?? 0;
+  };
+
+  describe('postgres faults', () => {
+    beforeAll(async () => {
+      await admin.connect();
+    });
+    afterAll(async () => {
+      await admin.end();
+      await database.drop?.();
+    });
+
+    it('a database that does not exist is a configuration error', async () => {
+      const missing = new URL(url);
+      missing.pathname = `/muster_missing_${randomUUID().slice(0, 8)}`;
+      missing.password = 'pw-not-shown';
+      const error = await openPostgresEventStore({ connectionString: missing.toString() }).catch((e) => e);
+      expect(error).toBeInstanceOf(InvalidConnectionStringError);
+      expect(error.message).toMatch(/does not exist/);
+      expect(error.message).not.toContain('pw-not-shown');
+    });
+
+    it('connections terminated mid-run: appends fail typed or succeed, nothing is lost or doubled', async () => {
+      const store = await openPostgresEventStore({ connectionString: url, poolSize: 4, pollIntervalMs: 100 });
+      const prefix = `terminated-${randomUUID().slice(0, 8)}`;
+      const start = (await store.headPosition()) ?? 'start';
+      const delivered: RecordedEvent[] = [];
+      let subscriptionErrors = 0;
+      let stop = false;
+      let current: SubscriptionLog | null = null;
+      // A subscriber that restarts from its checkpoint whenever its subscription fails.
+      const subscriber = (async () => {
+        let from = start;
+        while (!stop) {
+          const log = new SubscriptionLog(
+            store.subscribeToAll({ fromPosition: from, filter: { streamPrefixes: [prefix] } }),
+          );
+          current = log;
+          while (!log.ended && !stop) await sleep(10);
+          await log.close();
+          delivered.push(...log.events);
+          from = log.checkpoint ?? from;
+          if (log.error) {
+            expect(log.error).toBeInstanceOf(StoreUnavailableError);
+            subscriptionErrors++;
+          }
+        }
+      })();
+
+      const writers = 4;
+      const perWriter = 25;
+      const failures: unknown[] = [];
+      let unavailable = 0;
+      const appends = Array.from({ length: writers }, async (_, w) => {
+        for (let i = 0; i < perWriter; i++) {
+          const event = { id: randomUUID(), ...ev('Survived', { w, i }) };
+          for (let attempt = 0; ; attempt++) {
+            try {
+              await store.appendToStream(`${prefix}-${w}`, [event], {
+                expectedRevision: i === 0 ? 'no_stream' : i - 1,
+              });
+              break;
+            } catch (error) {
+              if (error instanceof StoreUnavailableError) unavailable++;
+              else failures.push(error);
+              if (attempt > 50 || !(error instanceof StoreUnavailableError)) throw error;
+              await sleep(20);
+            }
+          }
+        }
+      });
+      let terminated = 0;
+      for (let k = 0; k < 4; k++) {
+        await sleep(60);
+        terminated += await terminateAll();
+      }
+      await Promise.all(appends);
+      expect(failures).toEqual([]);
+      expect(terminated).toBeGreaterThan(0);
+
+      await expect(store.ping()).resolves.toBeUndefined();
+      for (let w = 0; w < writers; w++) {
+        const events = await collect(store.readStream(`${prefix}-${w}`));
+        expect(events.map((e) => (e.data as { i: number }).i)).toEqual(
+          Array.from({ length: perWriter }, (_, i) => i),
+        );
+        expect((await verifyStream(events)).ok).toBe(true);
+      }
+      const logged = await collect(
+        store.readAll({ fromPosition: start, filter: { streamPrefixes: [prefix] } }),
+      );
+      const deadline = Date.now() + 10_000;
+      const deliveredCount = () =>
+        delivered.length + ((current as SubscriptionLog | null)?.events.length ?? 0);
+      while (deliveredCount() < logged.length && Date.now() < deadline) await sleep(20);
+      process.stderr.write(
+        `[faults] terminated ${terminated} connections; ${unavailable} appends failed as unavailable; ${subscriptionErrors} subscription restarts\n`,
+      );
+      stop = true;
+      await subscriber;
+      expect(delivered.map((e) => e.id)).toEqual(logged.map((e) => e.id));
+      await store.close();
+    });
+
+    it('an append whose connection is terminated mid-statement rejects typed; retrying it writes it once', async () => {
+      const store = await openPostgresEventStore({ connectionString: url, poolSize: 2 });
+      const stream = `midflight-${randomUUID().slice(0, 8)}`;
+      const blocker = new pg.Client({ connectionString: url });
+      await blocker.connect();
+      try {
+        // Hold the stream's append lock, so the store's append waits inside the function.
+        await blocker.query('BEGIN');
+        await blocker.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 7150735))', [stream]);
+        const event = { id: randomUUID(), ...ev('Interrupted') };
+        let settled = false;
+        const pending = store.appendToStream(stream, [event]).then(
+          (result) => ({ result }),
+          (error: unknown) => ({ error }),
+        );
+        void pending.then(() => {
+          settled = true;
+        });
+        let kills = 0;
+        while (!settled && kills < 50) {
+          await sleep(100);
+          const { rowCount } = await admin.query(
+            `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> $1`,
+            [(blocker as unknown as { processID: number }).processID],
+          );
+          kills += rowCount ?? 0;
+        }
+        const outcome = await pending;
+        expect(kills).toBeGreaterThan(0);
+        expect('error' in outcome && outcome.error).toBeInstanceOf(StoreUnavailableError);
+        await blocker.query('COMMIT');
+
+        // The caller retries with the same ids: the event is written exactly once.
+        const retried = await store.appendToStream(stream, [event]);
+        const again = await store.appendToStream(stream, [event]);
+        expect(retried.idempotent).toBe(false);
+        expect(again.idempotent).toBe(true);
+        expect((await collect(store.readStream(stream))).map((e) => e.id)).toEqual([event.id]);
+      } finally {
+        await blocker.end().catch(() => {});
+        await store.close();
+      }
+    });
+
+    it('the database going away and coming back: typed errors while down, recovery after', async () => {
+      const target = new URL(url);
+      const proxy = new TcpProxy(target.hostname, Number(target.port || 5432));
+      await proxy.start();
+      const store = await openPostgresEventStore({
+        connectionString: proxy.url(url),
+        poolSize: 3,
+        pollIntervalMs: 100,
+        connectTimeoutMs: 1000,
+      });
+      const prefix = `outage-${randomUUID().slice(0, 8)}`;
+      try {
+        const before = await store.appendToStream(`${prefix}-1`, [ev('BeforeOutage')]);
+        const log = new SubscriptionLog(
+          store.subscribeToAll({ fromPosition: 'start', filter: { streamPrefixes: [prefix] } }),
+        );
+        await log.until('the first event', (l) => l.events.length === 1);
+
+        await proxy.stop();
+        const appendError = await store.appendToStream(`${prefix}-1`, [ev('DuringOutage')]).catch((e) => e);
+        expect(appendError).toBeInstanceOf(StoreUnavailableError);
+        expect(appendError.retryable).toBe(true);
+        expect(appendError.code).toBe('store-unavailable');
+        await expect(store.ping()).rejects.toBeInstanceOf(StoreUnavailableError);
+        await expect(store.streamRevision(`${prefix}-1`)).rejects.toBeInstanceOf(StoreUnavailableError);
+        await expect(collect(store.readAll())).rejects.toBeInstanceOf(StoreUnavailableError);
+        await expect(store.sql.query('SELECT 1')).rejects.toBeInstanceOf(StoreUnavailableError);
+        // The subscription ends with the same typed error; its checkpoint is where to restart.
+        await log.until('the subscription error', (l) => l.ended);
+        expect(log.error).toBeInstanceOf(StoreUnavailableError);
+        const checkpoint = log.checkpoint;
+        expect(checkpoint).toBe(before.position);
+        await log.close();
+
+        await proxy.start();
+        const deadline = Date.now() + 10_000;
+        for (;;) {
+          try {
+            await store.ping();
+            break;
+          } catch (error) {
+            expect(error).toBeInstanceOf(StoreUnavailableError);
+            if (Date.now() > deadline) throw error;
+            await sleep(50);
+          }
+        }
+        const after = await store.appendToStream(`${prefix}-1`, [ev('AfterOutage')], { expectedRevision: 0 });
+        expect(after.nextExpectedRevision).toBe(1);
+        const resumed = new SubscriptionLog(
+          store.subscribeToAll({ fromPosition: checkpoint as string, filter: { streamPrefixes: [prefix] } }),
+        );
+        try {
+          await resumed.until('the event after the outage', (l) => l.events.length === 1);
+          expect(resumed.events.map((e) => e.type)).toEqual(['AfterOutage']);
+        } finally {
+          await resumed.close();
+        }
+      } finally {
+        await store.close();
+        await proxy.stop();
+      }
+    });
+
+    it('a closed store rejects with StoreClosedError', async () => {
+      const store = await openPostgresEventStore({ connectionString: url });
+      await store.close();
+      await expect(store.appendToStream('closed', [ev('Late')])).rejects.toBeInstanceOf(StoreClosedError);
+      await expect(store.ping()).rejects.toBeInstanceOf(StoreClosedError);
+      await store.close();
+    });
+  });
+}

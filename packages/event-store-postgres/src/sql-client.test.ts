@@ -1,0 +1,141 @@
+import { migrate, type SqlClient } from '@muster/event-store';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  openPostgresEventStore,
+  openPostgresSql,
+  type PostgresEventStore,
+  type PostgresSqlClient,
+} from './index.js';
+import { createTestDatabase } from './test-support/database.js';
+
+const database = await createTestDatabase('sql');
+
+if (database.skip) {
+  describe.skip(`postgres SQL port (skipped: ${database.skip})`, () => {
+    it('needs DATABASE_URL', () => {});
+  });
+  process.stderr.write(`[postgres] SQL port tests skipped: ${database.skip}\n`);
+} else {
+  const url = database.url as string;
+
+  describe('the SQL port on PostgreSQL', () => {
+    let store: PostgresEventStore;
+    let standalone: PostgresSqlClient;
+    let sql: SqlClient;
+
+    beforeAll(async () => {
+      store = await openPostgresEventStore({ connectionString: url, poolSize: 4 });
+      standalone = await openPostgresSql(url);
+      sql = store.sql;
+      await sql.script(`
+        CREATE TABLE read_model (id TEXT PRIMARY KEY, n BIGINT NOT NULL, at BIGINT);
+        CREATE TABLE checkpoint (name TEXT PRIMARY KEY, position TEXT NOT NULL);
+      `);
+    });
+    afterAll(async () => {
+      await standalone?.close();
+      await store?.close();
+      await database.drop?.();
+    });
+
+    it('queries with $n placeholders and returns BIGINT as numbers, as SQLite does', async () => {
+      expect(sql.dialect).toBe('postgres');
+      expect(
+        await sql.execute('INSERT INTO read_model (id, n, at) VALUES ($1, $2, $3)', [
+          'a',
+          1,
+          1_700_000_000_000,
+        ]),
+      ).toBe(1);
+      const rows = await sql.query<{ id: string; n: number; at: number }>(
+        'SELECT * FROM read_model WHERE id = $1',
+        ['a'],
+      );
+      expect(rows).toEqual([{ id: 'a', n: 1, at: 1_700_000_000_000 }]);
+      const [count] = await sql.query<{ c: number }>('SELECT count(*) AS c FROM read_model');
+      expect(count?.c).toBe(1);
+      expect(await sql.execute('UPDATE read_model SET n = n + 1 WHERE id = $1', ['missing'])).toBe(0);
+    });
+
+    it('commits a transaction and rolls it back when the callback throws', async () => {
+      await sql.transaction(async (tx) => {
+        await tx.execute('INSERT INTO read_model (id, n) VALUES ($1, $2)', ['t1', 1]);
+        await tx.execute('INSERT INTO checkpoint (name, position) VALUES ($1, $2)', ['p', '1']);
+      });
+      await expect(
+        sql.transaction(async (tx) => {
+          await tx.execute('INSERT INTO read_model (id, n) VALUES ($1, $2)', ['t2', 1]);
+          throw new Error('handler failed');
+        }),
+      ).rejects.toThrow('handler failed');
+      const ids = await sql.query<{ id: string }>("SELECT id FROM read_model WHERE id LIKE 't%' ORDER BY id");
+      expect(ids.map((r) => r.id)).toEqual(['t1']);
+    });
+
+    it('nests transactions as savepoints', async () => {
+      await sql.transaction(async (tx) => {
+        await tx.execute('INSERT INTO read_model (id, n) VALUES ($1, $2)', ['outer', 1]);
+        await expect(
+          tx.transaction(async (inner) => {
+            await inner.execute('INSERT INTO read_model (id, n) VALUES ($1, $2)', ['inner', 1]);
+            throw new Error('inner failed');
+          }),
+        ).rejects.toThrow('inner failed');
+        await tx.transaction(async (inner) => {
+          await inner.execute('INSERT INTO read_model (id, n) VALUES ($1, $2)', ['inner-ok', 1]);
+        });
+      });
+      const ids = await sql.query<{ id: string }>(
+        "SELECT id FROM read_model WHERE id IN ('outer', 'inner', 'inner-ok') ORDER BY id",
+      );
+      expect(ids.map((r) => r.id)).toEqual(['inner-ok', 'outer']);
+    });
+
+    it('a statement error swallowed inside a transaction does not pass for a commit', async () => {
+      await expect(
+        sql.transaction(async (tx) => {
+          await tx.execute('INSERT INTO read_model (id, n) VALUES ($1, $2)', ['swallowed', 1]);
+          await tx
+            .execute('INSERT INTO read_model (id, n) VALUES ($1, $2)', ['swallowed', 1])
+            .catch(() => {});
+        }),
+      ).rejects.toThrow(/rolled back/);
+      expect(await sql.query("SELECT id FROM read_model WHERE id = 'swallowed'")).toEqual([]);
+    });
+
+    it('passes constraint errors through for the caller to handle', async () => {
+      const error = await sql
+        .execute('INSERT INTO read_model (id, n) VALUES ($1, $2)', ['a', 1])
+        .catch((e) => e);
+      expect(error.code).toBe('23505');
+    });
+
+    it('runs the port migrations, once', async () => {
+      const migrations = [
+        { id: 'test:001', sqlite: '', postgres: 'CREATE TABLE migrated_one (id TEXT PRIMARY KEY)' },
+        { id: 'test:002', sqlite: '', postgres: 'ALTER TABLE migrated_one ADD COLUMN note TEXT' },
+      ];
+      await migrate(standalone, migrations);
+      await migrate(sql, migrations);
+      const rows = await standalone.query<{ id: string }>(
+        "SELECT id FROM muster_migrations WHERE id LIKE 'test:%'",
+      );
+      expect(rows.map((r) => r.id).sort()).toEqual(['test:001', 'test:002']);
+    });
+
+    it('read models commit in the same database as the events', async () => {
+      const r = await store.appendToStream('sql-port-stream', [{ type: 'Counted', data: { n: 1 } }]);
+      await sql.transaction(async (tx) => {
+        await tx.execute('INSERT INTO checkpoint (name, position) VALUES ($1, $2)', [
+          'projection',
+          r.position,
+        ]);
+      });
+      const [row] = await standalone.query<{ position: string }>(
+        'SELECT position FROM checkpoint WHERE name = $1',
+        ['projection'],
+      );
+      expect(row?.position).toBe(r.position);
+    });
+  });
+}
