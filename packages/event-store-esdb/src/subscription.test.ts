@@ -292,6 +292,35 @@ describe('supervised subscription (client Subscription over a scripted server)',
     expect(events(got).map((e) => e.id)).toEqual(fresh.map((r) => r.data.id));
   });
 
+  it("from 'end' retries reading the head while the server is away", async () => {
+    const log = new ScriptedLog();
+    const old = log.append('mission-1', ['Old']);
+    const source = log.source();
+    let headReads = 0;
+    const flaky: SubscriptionSource = {
+      open: source.open,
+      rawHead: async () => {
+        headReads++;
+        if (headReads < 3)
+          throw Object.assign(new Error('14 UNAVAILABLE: No connection established'), { code: 14 });
+        return source.rawHead();
+      },
+    };
+    const subscription = new SupervisedSubscription(flaky, {
+      fromPosition: 'end',
+      filter: undefined,
+      highWaterMark: 8,
+      checkpointIntervalMultiplier: 1,
+      resubscribe: { initialDelayMs: 1, maxDelayMs: 5 },
+      mapError: (e) => e,
+      isPermanent,
+    });
+    opened.push(subscription);
+    const caughtUp = await read(subscription, (m) => m.some((x) => x.kind === 'caught-up'));
+    expect(headReads).toBe(3);
+    expect(caughtUp).toEqual([{ kind: 'caught-up', position: positionOf(old[0] as StoredRecord) }]);
+  });
+
   it('resumes strictly after an explicit position', async () => {
     const log = new ScriptedLog();
     log.inclusiveStart = true;

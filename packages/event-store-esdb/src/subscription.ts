@@ -126,19 +126,29 @@ export class SupervisedSubscription implements Subscription {
   }
 
   private async run(): Promise<void> {
-    if (this.options.fromPosition === 'end') {
-      // Resolved once, so that a resubscription after a drop does not jump over what came in between.
-      const head = await this.source.rawHead();
-      if (head) {
-        this.lastSeen = encodePosition(head);
-        this.reported = this.lastSeen;
-      }
-    }
     const retry = this.options.resubscribe ?? {};
     const maxAttempts = retry.maxAttempts ?? Number.POSITIVE_INFINITY;
+    // 'end' is resolved once, so that a resubscription after a drop does not jump over what
+    // came in between; a server that is away at that moment is retried like a drop.
+    let startResolved = this.options.fromPosition !== 'end';
     let failures = 0;
     while (!this.stopped) {
-      const outcome = await this.attempt();
+      let outcome: AttemptOutcome;
+      if (!startResolved) {
+        try {
+          const head = await this.source.rawHead();
+          if (head) {
+            this.lastSeen = encodePosition(head);
+            this.reported = this.lastSeen;
+          }
+          startResolved = true;
+          continue;
+        } catch (error) {
+          outcome = { healthy: false, error };
+        }
+      } else {
+        outcome = await this.attempt();
+      }
       if (this.stopped) return;
       if (outcome.error !== undefined && this.options.isPermanent(outcome.error)) throw outcome.error;
       failures = outcome.healthy ? 1 : failures + 1;
