@@ -1,9 +1,24 @@
 import { randomUUID } from 'node:crypto';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
 import type { EventStore, SqlClient } from '@muster/event-store';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
+import { AgencyRegistry, AgencyService } from './auth/agencies.js';
+import { bearerToken } from './auth/api-keys.js';
+import type { Principal } from './auth/roles.js';
 import type { Config } from './config.js';
 import { ApiError, registerErrorHandling } from './errors.js';
+import { IdempotencyStore } from './idempotency.js';
+import { Metrics } from './metrics.js';
+import { FoldingReadModel } from './missions/mission-queries.js';
+import { MissionWriter } from './missions/mission-writer.js';
+import { registerAgencyRoutes } from './routes/agencies.js';
+import { registerCommandRoutes } from './routes/commands.js';
+import { registerMissionRoutes } from './routes/missions.js';
+import { registerOperationRoutes } from './routes/operations.js';
+import { openApiDocument, RouteRegistry } from './routing.js';
+import type { Services } from './services.js';
 
 export interface AppDependencies {
   config: Readonly<Config>;
@@ -15,11 +30,19 @@ export interface AppDependencies {
   clock?: () => Date;
 }
 
+export const API_VERSION = '1.0.0';
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    services: Services;
+  }
+}
 
 /** Builds the service without listening: tests use `inject()` or `listen()` on it. */
 export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> {
-  const { config, store, logger } = deps;
+  const { config, store, sql, logger } = deps;
+  const clock = deps.clock ?? (() => new Date());
   const app = Fastify({
     // pino's Logger and fastify's logger interface differ only in typing details.
     loggerInstance: logger as unknown as FastifyBaseLogger,
@@ -31,32 +54,91 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
-    ajv: { customOptions: { removeAdditional: false } },
+  });
+
+  const metrics = new Metrics();
+  const registry = new AgencyRegistry(store, clock);
+  const idempotency = new IdempotencyStore(sql, clock, Math.max(config.requestTimeoutMs, 10_000) * 2);
+  await idempotency.migrate();
+  if (store.kind === 'sqlite') {
+    // The embedded store has a single process: claims left in progress belong to a dead one.
+    await idempotency.expireInProgress();
+  }
+  const writer = new MissionWriter({
+    store,
+    onAppend: (seconds, ok) => metrics.appendDuration.observe({ outcome: ok ? 'ok' : 'error' }, seconds),
+  });
+  const readModel = new FoldingReadModel(store, writer, clock);
+  await registry.start((error) => logger.error({ err: error }, 'agency subscription dropped; resubscribing'));
+  await readModel.start();
+  const services: Services = {
+    config,
+    store,
+    sql,
+    logger,
+    clock,
+    metrics,
+    registry,
+    agencies: new AgencyService(store, registry),
+    idempotency,
+    writer,
+    readModel,
+  };
+  app.decorate('services', services);
+
+  const purge = setInterval(
+    () => {
+      idempotency.purgeExpired().catch((error) => logger.warn({ err: error }, 'idempotency purge failed'));
+    },
+    60 * 60 * 1000,
+  );
+  purge.unref();
+  app.addHook('onClose', async () => {
+    clearInterval(purge);
+    await registry.stop();
+    await readModel.close();
   });
 
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
-
+  metrics.instrument(app);
   registerErrorHandling(app);
 
-  app.get('/health/live', async () => ({ status: 'ok' }));
+  const authenticate = (request: FastifyRequest): Principal => {
+    const token = bearerToken(request.headers.authorization);
+    if (!token) throw new ApiError('unauthorized', 'Send an API key: Authorization: Bearer <key>');
+    const principal = registry.authenticate(token);
+    if (!principal)
+      throw new ApiError('unauthorized', 'The API key is not valid (unknown, revoked or expired)');
+    request.log.debug({ agency: principal.agencyId, keyId: principal.keyId }, 'authenticated');
+    return principal;
+  };
+  const routes = new RouteRegistry(app, authenticate);
+  let document: unknown;
+  const getDocument = () => {
+    document ??= openApiDocument(routes.routes, { version: API_VERSION, serverUrl: config.publicUrl });
+    return document;
+  };
+  registerOperationRoutes(routes, services, getDocument);
+  registerCommandRoutes(routes, services);
+  registerMissionRoutes(routes, services);
+  registerAgencyRoutes(routes, services);
 
-  app.get('/health/ready', async () => {
-    try {
-      await store.ping();
-    } catch (error) {
-      throw new ApiError(
-        'not-ready',
-        'The event store is not reachable',
-        {
-          checks: { store: { status: 'down', error: (error as Error).message } },
-        },
-        { 'retry-after': '1' },
-      );
-    }
-    return { status: 'ok', checks: { store: { status: 'up', kind: store.kind } } };
+  await app.register(swagger, { mode: 'static', specification: { document: getDocument() as never } });
+  await app.register(swaggerUi, {
+    routePrefix: '/docs',
+    uiConfig: { docExpansion: 'list', deepLinking: true, persistAuthorization: false },
+    staticCSP: true,
   });
-
+  app.addHook('onSend', async (request, reply, payload) => {
+    if (request.url.startsWith('/docs')) {
+      reply.header('x-content-type-options', 'nosniff');
+      reply.header('x-frame-options', 'DENY');
+      reply.header('referrer-policy', 'no-referrer');
+      reply.header('cross-origin-opener-policy', 'same-origin');
+    }
+    return payload;
+  });
   return app;
 }

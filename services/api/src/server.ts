@@ -1,6 +1,7 @@
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
 import { createLogger } from './logger.js';
+import { bootstrapAdmin, demoBanner, loadDemo } from './startup.js';
 import { openStores } from './stores.js';
 
 /** Listens, and shuts down gracefully: nothing acknowledged is lost on SIGTERM or SIGINT. */
@@ -23,6 +24,8 @@ async function main(): Promise<void> {
     process.exit(1);
   });
   const app = await buildApp({ config, store: stores.store, sql: stores.sql, logger });
+  await bootstrapAdmin(app.services, config);
+  const demo = config.demo ? await loadDemo(app.services, config) : null;
 
   let stopping = false;
   const shutdown = async (signal: string) => {
@@ -48,6 +51,12 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => void shutdown('SIGINT'));
 
   await app.listen({ port: config.port, host: config.host });
+  if (demo) {
+    const host = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
+    const shown = host === '127.0.0.1' ? 'localhost' : host;
+    // A human-readable banner for whoever started the demo, beside the JSON log lines.
+    process.stdout.write(`${demoBanner(demo, config.publicUrl ?? `http://${shown}:${config.port}`)}\n`);
+  }
 }
 
 void main();

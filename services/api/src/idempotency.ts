@@ -1,0 +1,176 @@
+import { createHash } from 'node:crypto';
+import { canonicalJson, migrate, type SqlClient, type SqlMigration } from '@muster/event-store';
+
+/**
+ * Idempotency keys, per agency, stored in the same database as the events so that they survive
+ * a restart. A key is claimed before the command runs (`in-progress`, with a lock that expires)
+ * and completed with the response, which later requests with the same key and the same request
+ * get back verbatim. A key whose holder died before completing is taken over once its lock
+ * expires; the command id derived from the key then lets the service recognise events the dead
+ * attempt already appended.
+ */
+export const IDEMPOTENCY_KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
+
+/** Keys are kept at least this long (the cleanup deletes only older ones). */
+export const IDEMPOTENCY_RETENTION_MS = 48 * 60 * 60 * 1000;
+
+const migrations: SqlMigration[] = [
+  {
+    id: 'api:idempotency:001',
+    sqlite: `CREATE TABLE IF NOT EXISTS idempotency_keys (
+      agency_id TEXT NOT NULL,
+      idempotency_key TEXT NOT NULL,
+      request_hash TEXT NOT NULL,
+      state TEXT NOT NULL,
+      mission_id TEXT,
+      command_id TEXT NOT NULL,
+      base_revision BIGINT,
+      locked_until BIGINT NOT NULL,
+      status INTEGER,
+      response_body TEXT,
+      response_headers TEXT,
+      created_at BIGINT NOT NULL,
+      PRIMARY KEY (agency_id, idempotency_key)
+    );
+    CREATE INDEX IF NOT EXISTS idempotency_keys_created ON idempotency_keys (created_at);`,
+    postgres: `CREATE TABLE IF NOT EXISTS idempotency_keys (
+      agency_id TEXT NOT NULL,
+      idempotency_key TEXT NOT NULL,
+      request_hash TEXT NOT NULL,
+      state TEXT NOT NULL,
+      mission_id TEXT,
+      command_id TEXT NOT NULL,
+      base_revision BIGINT,
+      locked_until BIGINT NOT NULL,
+      status INTEGER,
+      response_body TEXT,
+      response_headers TEXT,
+      created_at BIGINT NOT NULL,
+      PRIMARY KEY (agency_id, idempotency_key)
+    );
+    CREATE INDEX IF NOT EXISTS idempotency_keys_created ON idempotency_keys (created_at);`,
+  },
+];
+
+export interface StoredResponse {
+  status: number;
+  body: string;
+  headers: Record<string, string>;
+}
+
+export type Claim =
+  | { kind: 'claimed'; commandId: string }
+  /** The holder died: re-run, but first look for what it appended after `baseRevision`. */
+  | { kind: 'recovered'; commandId: string; missionId: string | null; baseRevision: number | null }
+  | { kind: 'replay'; response: StoredResponse }
+  | { kind: 'mismatch' }
+  | { kind: 'in-progress'; retryAfterSeconds: number };
+
+interface Row {
+  request_hash: string;
+  state: string;
+  mission_id: string | null;
+  command_id: string;
+  base_revision: number | string | null;
+  locked_until: number | string;
+  status: number | null;
+  response_body: string | null;
+  response_headers: string | null;
+}
+
+export function requestHash(method: string, path: string, body: unknown): string {
+  return createHash('sha256')
+    .update(canonicalJson({ method, path, body: body ?? null }))
+    .digest('hex');
+}
+
+/** The command id a key stands for: a retry after a crash produces the same event ids. */
+export function commandIdForKey(agencyId: string, key: string): string {
+  return `idem-${createHash('sha256').update(`${agencyId}\u0000${key}`).digest('hex').slice(0, 40)}`;
+}
+
+export class IdempotencyStore {
+  constructor(
+    private readonly sql: SqlClient,
+    private readonly clock: () => Date,
+    private readonly lockMs: number,
+  ) {}
+
+  async migrate(): Promise<void> {
+    await migrate(this.sql, migrations);
+  }
+
+  async claim(
+    agencyId: string,
+    key: string,
+    hash: string,
+    missionId: string | null,
+    baseRevision: number | null,
+  ): Promise<Claim> {
+    const now = this.clock().getTime();
+    const commandId = commandIdForKey(agencyId, key);
+    const inserted = await this.sql.execute(
+      `INSERT INTO idempotency_keys (agency_id, idempotency_key, request_hash, state, mission_id, command_id, base_revision, locked_until, created_at)
+       VALUES ($1, $2, $3, 'in-progress', $4, $5, $6, $7, $8) ON CONFLICT (agency_id, idempotency_key) DO NOTHING`,
+      [agencyId, key, hash, missionId, commandId, baseRevision, now + this.lockMs, now],
+    );
+    if (inserted === 1) return { kind: 'claimed', commandId };
+    const [row] = await this.sql.query<Row & Record<string, unknown>>(
+      'SELECT request_hash, state, mission_id, command_id, base_revision, locked_until, status, response_body, response_headers FROM idempotency_keys WHERE agency_id = $1 AND idempotency_key = $2',
+      [agencyId, key],
+    );
+    if (!row) return this.claim(agencyId, key, hash, missionId, baseRevision);
+    if (row.request_hash !== hash) return { kind: 'mismatch' };
+    if (row.state === 'done') {
+      return {
+        kind: 'replay',
+        response: {
+          status: Number(row.status),
+          body: row.response_body ?? '',
+          headers: JSON.parse(row.response_headers ?? '{}'),
+        },
+      };
+    }
+    const lockedUntil = Number(row.locked_until);
+    if (lockedUntil > now)
+      return { kind: 'in-progress', retryAfterSeconds: Math.max(1, Math.ceil((lockedUntil - now) / 1000)) };
+    // Take over a key whose holder died, unless another request took it over first.
+    const taken = await this.sql.execute(
+      `UPDATE idempotency_keys SET locked_until = $1 WHERE agency_id = $2 AND idempotency_key = $3 AND state = 'in-progress' AND locked_until = $4`,
+      [now + this.lockMs, agencyId, key, lockedUntil],
+    );
+    if (taken !== 1) return this.claim(agencyId, key, hash, missionId, baseRevision);
+    return {
+      kind: 'recovered',
+      commandId: row.command_id,
+      missionId: row.mission_id,
+      baseRevision: row.base_revision === null ? null : Number(row.base_revision),
+    };
+  }
+
+  async complete(agencyId: string, key: string, response: StoredResponse): Promise<void> {
+    await this.sql.execute(
+      `UPDATE idempotency_keys SET state = 'done', status = $1, response_body = $2, response_headers = $3 WHERE agency_id = $4 AND idempotency_key = $5`,
+      [response.status, response.body, JSON.stringify(response.headers), agencyId, key],
+    );
+  }
+
+  /** Forgets a claim whose request failed for a reason a retry may not meet (5xx, store down). */
+  async release(agencyId: string, key: string): Promise<void> {
+    await this.sql.execute(
+      `DELETE FROM idempotency_keys WHERE agency_id = $1 AND idempotency_key = $2 AND state = 'in-progress'`,
+      [agencyId, key],
+    );
+  }
+
+  /** Claims held by a process that no longer exists (the embedded store has only one). */
+  async expireInProgress(): Promise<number> {
+    return this.sql.execute(`UPDATE idempotency_keys SET locked_until = 0 WHERE state = 'in-progress'`);
+  }
+
+  async purgeExpired(): Promise<number> {
+    return this.sql.execute('DELETE FROM idempotency_keys WHERE created_at < $1', [
+      this.clock().getTime() - IDEMPOTENCY_RETENTION_MS,
+    ]);
+  }
+}

@@ -1,0 +1,326 @@
+import {
+  type Actor,
+  type EventStore,
+  type RecordedEvent,
+  StreamNotFoundError,
+  WrongExpectedRevisionError,
+} from '@muster/event-store';
+import {
+  decide,
+  evolve,
+  fromStoredEvent,
+  initialState,
+  type MissionCommand,
+  type MissionEvent,
+  type MissionState,
+  missionStreamName,
+  toStoredEvent,
+} from '@muster/readiness';
+import { ApiError } from '../errors.js';
+
+/**
+ * The write side of a mission. States are cached per mission with the revision they fold up to,
+ * so a command never re-reads the stream. Commands on one mission are decided one after the
+ * other on the *tentative* state (which includes appends still being written), so that many
+ * commands on a hot mission travel in the same group commit instead of conflicting; each append
+ * still carries the exact expected revision, so the store has the last word. A conflict (another
+ * replica wrote) or a failed append drops the cached state; the command is decided again on a
+ * refreshed one, a bounded number of times. With If-Match the caller's revision is the expected
+ * one and a stale revision is answered with 412 instead.
+ */
+
+export interface CommandContext {
+  actor: Actor;
+  correlationId: string;
+  /** The revision the caller says the mission is at (If-Match). */
+  ifMatch?: number | undefined;
+  /** Checks rights that depend on the state (a donor acting only for itself); throws ApiError. */
+  authorize?: (command: MissionCommand, state: MissionState) => void;
+}
+
+export interface CommandOutcome {
+  missionId: string;
+  commandId: string;
+  /** Revision of the mission's last event after the command (null: the mission has no events). */
+  revision: number | null;
+  /** Global position of the last appended event (or of the mission's head when nothing was appended). */
+  position: string | null;
+  events: RecordedEvent[];
+  /** True when the command's events were already in the log (a retry): nothing was appended. */
+  replayed: boolean;
+}
+
+interface Folded {
+  state: MissionState;
+  revision: number | null;
+  position: string | null;
+}
+
+class MissionEntry {
+  committed: Folded;
+  tentative: Folded;
+  inFlight = 0;
+  private drainWaiters: Array<() => void> = [];
+  lastUsed = Date.now();
+
+  constructor(
+    readonly missionId: string,
+    base: Folded,
+  ) {
+    this.committed = base;
+    this.tentative = base;
+  }
+
+  begin(): void {
+    this.inFlight++;
+  }
+
+  end(): void {
+    this.inFlight--;
+    if (this.inFlight === 0) {
+      const waiters = this.drainWaiters;
+      this.drainWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  drained(): Promise<void> {
+    if (this.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+}
+
+export interface MissionWriterOptions {
+  store: EventStore;
+  maxRetries?: number;
+  maxCachedMissions?: number;
+  /** Observes each append's duration (seconds) for metrics. */
+  onAppend?: (seconds: number, ok: boolean) => void;
+}
+
+export class MissionWriter {
+  private readonly entries = new Map<string, Promise<MissionEntry>>();
+  private readonly store: EventStore;
+  private readonly maxRetries: number;
+  private readonly maxCached: number;
+  private readonly onAppend: (seconds: number, ok: boolean) => void;
+
+  constructor(options: MissionWriterOptions) {
+    this.store = options.store;
+    this.maxRetries = options.maxRetries ?? 8;
+    this.maxCached = options.maxCachedMissions ?? 1000;
+    this.onAppend = options.onAppend ?? (() => {});
+  }
+
+  /** The current state of a mission (fresh: its revision is checked against the store). */
+  async current(missionId: string): Promise<Folded> {
+    let entry = await this.entry(missionId);
+    const revision = await this.store.streamRevision(missionStreamName(missionId));
+    if (revision !== entry.committed.revision && entry.inFlight === 0) {
+      entry = await this.refresh(missionId, entry);
+    }
+    return entry.committed;
+  }
+
+  /** A revision the mission has certainly reached (from the cache; no store round trip). */
+  async knownRevision(missionId: string): Promise<number | null> {
+    return (await this.entry(missionId)).committed.revision;
+  }
+
+  async execute(command: MissionCommand, context: CommandContext): Promise<CommandOutcome> {
+    const { missionId } = command;
+    for (let attempt = 0; ; attempt++) {
+      const entry = await this.entry(missionId);
+      // From here to the append call nothing awaits: commands on this mission are decided in order.
+      const base = entry.tentative;
+      if (context.ifMatch !== undefined && context.ifMatch !== (base.revision ?? -1)) {
+        throw staleRevision(context.ifMatch, base.revision);
+      }
+      context.authorize?.(command, base.state);
+      const decided = decide(command, base.state);
+      if (decided.length === 0) {
+        return {
+          missionId,
+          commandId: command.commandId,
+          revision: base.revision,
+          position: base.position,
+          events: [],
+          replayed: false,
+        };
+      }
+      const state = decided.reduce<MissionState>((s, e) => evolve(s, e), base.state);
+      const expected = base.revision ?? 'no_stream';
+      const nextRevision = (base.revision ?? -1) + decided.length;
+      entry.tentative = { state, revision: nextRevision, position: base.position };
+      entry.begin();
+      const started = performance.now();
+      let result: Awaited<ReturnType<EventStore['appendToStream']>>;
+      try {
+        result = await this.store.appendToStream(
+          missionStreamName(missionId),
+          decided.map((event) => toAppend(event, command, context)),
+          { expectedRevision: expected },
+        );
+      } catch (error) {
+        this.onAppend((performance.now() - started) / 1000, false);
+        entry.end();
+        this.forget(missionId, entry);
+        if (!(error instanceof WrongExpectedRevisionError)) throw error;
+        if (context.ifMatch !== undefined) {
+          const fresh = await this.entry(missionId);
+          throw staleRevision(context.ifMatch, fresh.committed.revision);
+        }
+        if (attempt >= this.maxRetries) {
+          throw new ApiError('conflict', 'The mission kept changing under this command; retry it', {
+            attempts: attempt + 1,
+          });
+        }
+        if (attempt >= 2) await sleep(Math.random() * 5 * attempt);
+        continue;
+      }
+      this.onAppend((performance.now() - started) / 1000, true);
+      entry.end();
+      if (result.idempotent) {
+        // The events were already there: a retry of a command whose first attempt landed.
+        this.forget(missionId, entry);
+        return outcome(missionId, command.commandId, result.events, true);
+      }
+      const folded = { state, revision: result.nextExpectedRevision, position: result.position };
+      if (entry.committed.revision === base.revision) entry.committed = folded;
+      if (entry.tentative.revision === nextRevision && entry.tentative.state === state)
+        entry.tentative = folded;
+      return outcome(missionId, command.commandId, result.events, false);
+    }
+  }
+
+  /** Events a dead attempt of this command appended after `baseRevision`, if any. */
+  async findCommandEvents(
+    missionId: string,
+    commandId: string,
+    baseRevision: number | null,
+  ): Promise<RecordedEvent[]> {
+    const found: RecordedEvent[] = [];
+    try {
+      for await (const event of this.store.readStream(missionStreamName(missionId), {
+        fromRevision: baseRevision === null ? 0 : baseRevision + 1,
+      })) {
+        if (event.metadata.commandId === commandId) found.push(event);
+        else if (found.length > 0) break;
+      }
+    } catch (error) {
+      if (!(error instanceof StreamNotFoundError)) throw error;
+    }
+    return found;
+  }
+
+  private entry(missionId: string): Promise<MissionEntry> {
+    let pending = this.entries.get(missionId);
+    if (!pending) {
+      pending = this.load(missionId, null);
+      this.entries.set(missionId, pending);
+      pending.catch(() => {
+        if (this.entries.get(missionId) === pending) this.entries.delete(missionId);
+      });
+      this.evict();
+    }
+    return pending.then((entry) => {
+      entry.lastUsed = Date.now();
+      return entry;
+    });
+  }
+
+  /**
+   * Replaces a cached entry that may be wrong (a failed or conflicting append): the new one
+   * starts from what was certainly committed and reads the rest from the store, once every
+   * append in flight has settled.
+   */
+  private forget(missionId: string, entry: MissionEntry): void {
+    const cached = this.entries.get(missionId);
+    if (!cached) return;
+    void cached.then((current) => {
+      if (current !== entry || this.entries.get(missionId) !== cached) return;
+      const replacement = entry.drained().then(() => this.load(missionId, entry.committed));
+      this.entries.set(missionId, replacement);
+      replacement.catch(() => {
+        if (this.entries.get(missionId) === replacement) this.entries.delete(missionId);
+      });
+    });
+  }
+
+  private async refresh(missionId: string, entry: MissionEntry): Promise<MissionEntry> {
+    this.forget(missionId, entry);
+    return this.entry(missionId);
+  }
+
+  private async load(missionId: string, base: Folded | null): Promise<MissionEntry> {
+    let state = base?.state ?? initialState();
+    let revision = base?.revision ?? null;
+    let position = base?.position ?? null;
+    try {
+      for await (const recorded of this.store.readStream(missionStreamName(missionId), {
+        fromRevision: revision === null ? 0 : revision + 1,
+      })) {
+        state = evolve(state, fromStoredEvent(recorded));
+        revision = recorded.revision;
+        position = recorded.position;
+      }
+    } catch (error) {
+      if (!(error instanceof StreamNotFoundError)) throw error;
+    }
+    return new MissionEntry(missionId, { state, revision, position });
+  }
+
+  private evict(): void {
+    if (this.entries.size <= this.maxCached) return;
+    for (const [missionId, pending] of this.entries) {
+      if (this.entries.size <= this.maxCached) break;
+      void pending.then((entry) => {
+        if (entry.inFlight === 0 && this.entries.get(missionId) === pending) this.entries.delete(missionId);
+      });
+    }
+  }
+}
+
+function toAppend(event: MissionEvent, command: MissionCommand, context: CommandContext) {
+  const stored = toStoredEvent(event);
+  return {
+    id: stored.id,
+    type: stored.type,
+    data: stored.data,
+    metadata: {
+      ...stored.metadata,
+      actor: context.actor,
+      commandId: command.commandId,
+      correlationId: context.correlationId,
+      causationId: command.commandId,
+    },
+  };
+}
+
+function outcome(
+  missionId: string,
+  commandId: string,
+  events: RecordedEvent[],
+  replayed: boolean,
+): CommandOutcome {
+  const last = events[events.length - 1];
+  return {
+    missionId,
+    commandId,
+    revision: last?.revision ?? null,
+    position: last?.position ?? null,
+    events,
+    replayed,
+  };
+}
+
+function staleRevision(expected: number, current: number | null): ApiError {
+  return new ApiError(
+    'precondition-failed',
+    `If-Match names revision ${expected}, but the mission is at revision ${current ?? 'none (no events)'}`,
+    { expectedRevision: expected, currentRevision: current },
+    current === null ? {} : { etag: `"${current}"` },
+  );
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

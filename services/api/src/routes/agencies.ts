@@ -1,0 +1,210 @@
+import { z } from 'zod';
+import { agencyIdSchema, issueKeySchema, registerAgencySchema } from '../auth/agencies.js';
+import { isAdmin, type Principal, ROLE_DESCRIPTIONS, ROLES } from '../auth/roles.js';
+import { ApiError } from '../errors.js';
+import type { RouteRegistry } from '../routing.js';
+import type { Services } from '../services.js';
+
+const agencySchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  roles: z.array(z.enum(ROLES)),
+  missions: z.array(z.string()),
+  registeredAt: z.string(),
+});
+
+const keyInfoSchema = z.object({
+  keyId: z.string(),
+  label: z.string(),
+  issuedAt: z.string(),
+  expiresAt: z.string().nullable(),
+  revokedAt: z.string().nullable(),
+});
+
+const issuedKeySchema = z.object({
+  keyId: z.string(),
+  agencyId: z.string(),
+  label: z.string(),
+  key: z.string().describe('The API key: shown once, stored only as a hash'),
+  expiresAt: z.string().nullable(),
+});
+
+/** Admins manage every agency; an agency manages its own keys and sees only itself. */
+function requireSelfOrAdmin(principal: Principal | null, agencyId: string): Principal {
+  if (!principal) throw new ApiError('unauthorized');
+  if (!isAdmin(principal) && principal.agencyId !== agencyId) {
+    throw new ApiError('forbidden', `This key may not manage agency '${agencyId}'`);
+  }
+  return principal;
+}
+
+const actorOf = (principal: Principal) => ({ agency: principal.agencyId, keyId: principal.keyId });
+
+export function registerAgencyRoutes(routes: RouteRegistry, services: Services): void {
+  const { registry, agencies } = services;
+  const view = (id: string) => {
+    const agency = registry.agency(id);
+    if (!agency) throw new ApiError('not-found', `No agency '${id}'`);
+    return {
+      id: agency.id,
+      name: agency.name,
+      roles: agency.roles,
+      missions: agency.missions,
+      registeredAt: agency.registeredAt,
+    };
+  };
+
+  routes.add({
+    method: 'GET',
+    url: '/v1/me',
+    operationId: 'whoAmI',
+    summary: 'The agency, key and rights of the calling API key',
+    tags: ['agencies'],
+    responses: {
+      200: {
+        description: 'The caller',
+        schema: z.object({
+          agencyId: z.string(),
+          keyId: z.string(),
+          roles: z.array(z.string()),
+          missions: z.array(z.string()),
+        }),
+      },
+    },
+    handler: async ({ principal }) => principal,
+  });
+
+  routes.add({
+    method: 'GET',
+    url: '/v1/roles',
+    operationId: 'listRoles',
+    summary: 'The roles an agency can hold and what each may do',
+    tags: ['agencies'],
+    responses: {
+      200: {
+        description: 'Roles',
+        schema: z.object({ roles: z.array(z.object({ role: z.string(), description: z.string() })) }),
+      },
+    },
+    handler: async () => ({ roles: ROLES.map((role) => ({ role, description: ROLE_DESCRIPTIONS[role] })) }),
+  });
+
+  routes.add({
+    method: 'POST',
+    url: '/v1/agencies',
+    operationId: 'registerAgency',
+    summary: 'Registers an agency with its roles and mission scope (administrators)',
+    tags: ['agencies'],
+    body: registerAgencySchema,
+    responses: {
+      201: { description: 'Registered', schema: agencySchema },
+      403: { description: 'Not an administrator' },
+      409: { description: 'Already registered' },
+    },
+    handler: async ({ body, principal, reply }) => {
+      if (!principal || !isAdmin(principal))
+        throw new ApiError('forbidden', 'Only administrators register agencies');
+      const agency = await agencies.register(body, actorOf(principal));
+      reply.code(201).header('location', `/v1/agencies/${agency.id}`);
+      return view(agency.id);
+    },
+  });
+
+  routes.add({
+    method: 'GET',
+    url: '/v1/agencies',
+    operationId: 'listAgencies',
+    summary: 'Agencies: all of them for administrators, your own otherwise',
+    tags: ['agencies'],
+    responses: { 200: { description: 'Agencies', schema: z.object({ agencies: z.array(agencySchema) }) } },
+    handler: async ({ principal }) => {
+      const all = registry.listAgencies();
+      const visible = principal && isAdmin(principal) ? all : all.filter((a) => a.id === principal?.agencyId);
+      return { agencies: visible.map((a) => view(a.id)) };
+    },
+  });
+
+  routes.add({
+    method: 'GET',
+    url: '/v1/agencies/:agencyId',
+    operationId: 'getAgency',
+    summary: 'An agency (administrators, or the agency itself)',
+    tags: ['agencies'],
+    params: z.object({ agencyId: agencyIdSchema }),
+    responses: {
+      200: { description: 'The agency', schema: agencySchema },
+      403: { description: 'Another agency' },
+      404: { description: 'No such agency' },
+    },
+    handler: async ({ params, principal }) => {
+      requireSelfOrAdmin(principal, params.agencyId);
+      return view(params.agencyId);
+    },
+  });
+
+  routes.add({
+    method: 'POST',
+    url: '/v1/agencies/:agencyId/keys',
+    operationId: 'issueKey',
+    summary: 'Issues an API key; the key is in this response only',
+    tags: ['agencies'],
+    params: z.object({ agencyId: agencyIdSchema }),
+    body: issueKeySchema,
+    responses: {
+      201: { description: 'The new key', schema: issuedKeySchema },
+      403: { description: 'Another agency' },
+      404: { description: 'No such agency' },
+    },
+    handler: async ({ params, body, principal, reply }) => {
+      const caller = requireSelfOrAdmin(principal, params.agencyId);
+      const issued = await agencies.issueKey(params.agencyId, body, actorOf(caller));
+      reply.code(201).header('cache-control', 'no-store');
+      return issued;
+    },
+  });
+
+  routes.add({
+    method: 'GET',
+    url: '/v1/agencies/:agencyId/keys',
+    operationId: 'listKeys',
+    summary: "An agency's keys (never the keys themselves)",
+    tags: ['agencies'],
+    params: z.object({ agencyId: agencyIdSchema }),
+    responses: {
+      200: { description: 'Keys', schema: z.object({ keys: z.array(keyInfoSchema) }) },
+      403: { description: 'Another agency' },
+    },
+    handler: async ({ params, principal }) => {
+      requireSelfOrAdmin(principal, params.agencyId);
+      view(params.agencyId);
+      return {
+        keys: registry.listKeys(params.agencyId).map((k) => ({
+          keyId: k.keyId,
+          label: k.label,
+          issuedAt: k.issuedAt,
+          expiresAt: k.expiresAt,
+          revokedAt: k.revokedAt,
+        })),
+      };
+    },
+  });
+
+  routes.add({
+    method: 'DELETE',
+    url: '/v1/agencies/:agencyId/keys/:keyId',
+    operationId: 'revokeKey',
+    summary: 'Revokes an API key at once',
+    tags: ['agencies'],
+    params: z.object({ agencyId: agencyIdSchema, keyId: z.string().min(1).max(64) }),
+    responses: {
+      204: { description: 'Revoked' },
+      403: { description: 'Another agency' },
+      404: { description: 'No such key' },
+    },
+    handler: async ({ params, principal, reply }) => {
+      const caller = requireSelfOrAdmin(principal, params.agencyId);
+      await agencies.revokeKey(params.agencyId, params.keyId, actorOf(caller));
+      return reply.code(204).send();
+    },
+  });
+}

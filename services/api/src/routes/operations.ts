@@ -1,0 +1,81 @@
+import { z } from 'zod';
+import { ApiError } from '../errors.js';
+import type { RouteRegistry } from '../routing.js';
+import type { Services } from '../services.js';
+
+export function registerOperationRoutes(
+  routes: RouteRegistry,
+  services: Services,
+  document: () => unknown,
+): void {
+  routes.add({
+    method: 'GET',
+    url: '/health/live',
+    operationId: 'live',
+    summary: 'Liveness: the process answers',
+    tags: ['operations'],
+    public: true,
+    responses: { 200: { description: 'Alive', schema: z.object({ status: z.literal('ok') }) } },
+    handler: async () => ({ status: 'ok' as const }),
+  });
+
+  routes.add({
+    method: 'GET',
+    url: '/health/ready',
+    operationId: 'ready',
+    summary: 'Readiness: the event store answers (and projections keep up)',
+    tags: ['operations'],
+    public: true,
+    responses: {
+      200: {
+        description: 'Ready',
+        schema: z.object({ status: z.literal('ok'), checks: z.record(z.string(), z.unknown()) }),
+      },
+      503: { description: 'Not ready (the checks say why)' },
+    },
+    handler: async () => {
+      try {
+        await services.store.ping();
+        services.metrics.storeUp.set(1);
+      } catch (error) {
+        services.metrics.storeUp.set(0);
+        throw new ApiError(
+          'not-ready',
+          'The event store is not reachable',
+          {
+            checks: { store: { status: 'down', kind: services.store.kind, error: (error as Error).message } },
+          },
+          { 'retry-after': '1' },
+        );
+      }
+      return { status: 'ok' as const, checks: { store: { status: 'up', kind: services.store.kind } } };
+    },
+  });
+
+  routes.add({
+    method: 'GET',
+    url: '/metrics',
+    operationId: 'metrics',
+    summary: 'Prometheus metrics',
+    tags: ['operations'],
+    public: true,
+    responses: {
+      200: { description: 'Prometheus text exposition', contentType: 'text/plain; version=0.0.4' },
+    },
+    handler: async ({ reply }) => {
+      reply.type(services.metrics.registry.contentType);
+      return services.metrics.registry.metrics();
+    },
+  });
+
+  routes.add({
+    method: 'GET',
+    url: '/openapi.json',
+    operationId: 'openapi',
+    summary: 'This OpenAPI 3.1 document',
+    tags: ['operations'],
+    public: true,
+    responses: { 200: { description: 'The document' } },
+    handler: async () => document(),
+  });
+}

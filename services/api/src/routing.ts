@@ -1,0 +1,197 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import type { Principal } from './auth/roles.js';
+
+/**
+ * Every route is declared once, with zod schemas for its parameters, query, body and responses:
+ * the same declaration validates requests and generates the OpenAPI 3.1 document, so the two
+ * cannot drift apart.
+ */
+export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+
+export interface ResponseSpec {
+  description: string;
+  schema?: z.ZodType;
+  /** Defaults to application/json. */
+  contentType?: string;
+  headers?: Record<string, { description: string; schema: z.ZodType }>;
+}
+
+export interface RouteContext<P, Q, B> {
+  params: P;
+  query: Q;
+  body: B;
+  /** The authenticated caller; null only on public routes. */
+  principal: Principal | null;
+  request: FastifyRequest;
+  reply: FastifyReply;
+}
+
+export interface RouteSpec<P = unknown, Q = unknown, B = unknown> {
+  method: HttpMethod;
+  /** fastify syntax: `/v1/missions/:missionId`. */
+  url: string;
+  operationId: string;
+  summary: string;
+  description?: string;
+  tags: string[];
+  /** Public routes need no API key (health, metrics, the OpenAPI document). */
+  public?: boolean;
+  params?: z.ZodType<P>;
+  query?: z.ZodType<Q>;
+  body?: z.ZodType<B>;
+  /** Extra request headers worth documenting (Idempotency-Key, If-Match, ...). */
+  headers?: Record<string, { description: string; required?: boolean; schema: z.ZodType }>;
+  responses: Record<number, ResponseSpec>;
+  handler(context: RouteContext<P, Q, B>): Promise<unknown>;
+}
+
+export type Authenticator = (request: FastifyRequest) => Principal;
+
+export class RouteRegistry {
+  readonly routes: RouteSpec<unknown, unknown, unknown>[] = [];
+
+  constructor(
+    private readonly app: FastifyInstance,
+    private readonly authenticate: Authenticator,
+  ) {}
+
+  add<P, Q, B>(spec: RouteSpec<P, Q, B>): void {
+    this.routes.push(spec as RouteSpec<unknown, unknown, unknown>);
+    this.app.route({
+      method: spec.method,
+      url: spec.url,
+      config: { operationId: spec.operationId },
+      handler: async (request, reply) => {
+        const principal = spec.public ? null : this.authenticate(request);
+        const params = spec.params ? spec.params.parse(request.params) : (request.params as P);
+        const query = spec.query ? spec.query.parse(request.query ?? {}) : (request.query as Q);
+        const body = spec.body ? spec.body.parse(request.body) : (request.body as B);
+        return spec.handler({ params, query, body, principal, request, reply });
+      },
+    });
+  }
+}
+
+/** Builds the OpenAPI 3.1 document from the declared routes. */
+export function openApiDocument(
+  routes: readonly RouteSpec<unknown, unknown, unknown>[],
+  info: { version: string; serverUrl?: string | undefined },
+) {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const route of routes) {
+    const path = route.url.replace(/:([A-Za-z0-9_]+)/g, '{$1}');
+    const parameters = [
+      ...objectParameters(route.params, 'path'),
+      ...objectParameters(route.query, 'query'),
+      ...Object.entries(route.headers ?? {}).map(([name, h]) => ({
+        name,
+        in: 'header',
+        required: h.required ?? false,
+        description: h.description,
+        schema: jsonSchema(h.schema),
+      })),
+    ];
+    const operation: Record<string, unknown> = {
+      operationId: route.operationId,
+      summary: route.summary,
+      ...(route.description ? { description: route.description } : {}),
+      tags: route.tags,
+      ...(parameters.length > 0 ? { parameters } : {}),
+      ...(route.public ? { security: [] } : {}),
+      responses: Object.fromEntries(
+        Object.entries(route.responses).map(([status, response]) => [
+          status,
+          responseObject(Number(status), response),
+        ]),
+      ),
+    };
+    if (route.body) {
+      operation.requestBody = {
+        required: true,
+        content: { 'application/json': { schema: jsonSchema(route.body) } },
+      };
+    }
+    paths[path] ??= {};
+    (paths[path] as Record<string, unknown>)[route.method.toLowerCase()] = operation;
+  }
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'Muster',
+      version: info.version,
+      description:
+        'Event-sourced deployment readiness. Every /v1 call needs `Authorization: Bearer <API key>`. Errors are RFC 9457 problem documents (`application/problem+json`) with a stable `code`.',
+    },
+    ...(info.serverUrl ? { servers: [{ url: info.serverUrl }] } : {}),
+    security: [{ apiKey: [] }],
+    components: {
+      securitySchemes: {
+        apiKey: { type: 'http', scheme: 'bearer', description: 'An API key: mk_<key id>_<secret>' },
+      },
+      schemas: { Problem: jsonSchema(problemSchema) },
+    },
+    paths,
+  };
+}
+
+export const problemSchema = z
+  .object({
+    type: z.string().describe('urn:muster:problem:<code>'),
+    title: z.string(),
+    status: z.int(),
+    detail: z.string(),
+    code: z.string().describe('Stable machine-readable code'),
+    instance: z.string().optional(),
+    errors: z.array(z.object({ path: z.string(), message: z.string(), code: z.string() })).optional(),
+  })
+  .catchall(z.unknown());
+
+function responseObject(status: number, response: ResponseSpec) {
+  const isProblem = status >= 400;
+  const contentType = response.contentType ?? (isProblem ? 'application/problem+json' : 'application/json');
+  const schema =
+    isProblem && !response.schema
+      ? { $ref: '#/components/schemas/Problem' }
+      : response.schema
+        ? jsonSchema(response.schema)
+        : undefined;
+  return {
+    description: response.description,
+    ...(response.headers
+      ? {
+          headers: Object.fromEntries(
+            Object.entries(response.headers).map(([name, h]) => [
+              name,
+              { description: h.description, schema: jsonSchema(h.schema) },
+            ]),
+          ),
+        }
+      : {}),
+    ...(schema || status !== 204 ? { content: { [contentType]: schema ? { schema } : {} } } : {}),
+  };
+}
+
+function objectParameters(schema: z.ZodType | undefined, location: 'path' | 'query') {
+  if (!schema) return [];
+  const json = jsonSchema(schema) as { properties?: Record<string, unknown>; required?: string[] };
+  return Object.entries(json.properties ?? {}).map(([name, propertySchema]) => ({
+    name,
+    in: location,
+    required: location === 'path' || (json.required ?? []).includes(name),
+    schema: propertySchema,
+    ...(typeof (propertySchema as { description?: unknown }).description === 'string'
+      ? { description: (propertySchema as { description: string }).description }
+      : {}),
+  }));
+}
+
+export function jsonSchema(schema: z.ZodType): Record<string, unknown> {
+  const json = z.toJSONSchema(schema, {
+    target: 'draft-2020-12',
+    io: 'input',
+    unrepresentable: 'any',
+  }) as Record<string, unknown>;
+  delete json.$schema;
+  return json;
+}
