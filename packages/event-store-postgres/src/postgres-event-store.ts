@@ -26,7 +26,13 @@ import {
 import type pg from 'pg';
 import { type AppendRow, buildAppendCall, interpretAppend, mapAppendError } from './append.js';
 import { clientConfig, createPool, PgConnector, PgSqlClient } from './connection.js';
-import { mapOpenError, mapPgError, parseConnectionString } from './errors.js';
+import {
+  type ConnectionTarget,
+  InvalidConnectionStringError,
+  mapOpenError,
+  mapPgError,
+  parseConnectionString,
+} from './errors.js';
 import { EventChannel } from './event-channel.js';
 import { type Cursor, formatPosition, justAfter, justBefore, ORIGIN, parsePosition } from './positions.js';
 import { migrateSchema } from './schema.js';
@@ -112,7 +118,7 @@ export async function openPostgresEventStore(
   try {
     const client = await pool.connect();
     try {
-      await checkServer(client);
+      await checkServer(client, target);
       await migrateSchema(client);
     } finally {
       client.release();
@@ -125,23 +131,20 @@ export async function openPostgresEventStore(
 }
 
 /** xid8 and pg_current_snapshot need PostgreSQL 13; hashing text needs a UTF-8 database. */
-async function checkServer(client: pg.ClientBase): Promise<void> {
+async function checkServer(client: pg.ClientBase, target: ConnectionTarget): Promise<void> {
   const { rows } = await client.query<{ version: string; encoding: string }>(
     "SELECT current_setting('server_version_num') AS version, current_setting('server_encoding') AS encoding",
   );
   const row = rows[0];
   if (!row || Number(row.version) < 130000) {
-    throw Object.assign(
-      new Error(`PostgreSQL 13 or later is required (server_version_num ${row?.version})`),
-      {
-        code: '0A000',
-      },
+    throw new InvalidConnectionStringError(
+      `PostgreSQL at ${target.description} is version ${row?.version}; 13 or later is required`,
     );
   }
   if (row.encoding !== 'UTF8') {
-    throw Object.assign(new Error(`the database must use UTF8 encoding, not ${row.encoding}`), {
-      code: '0A000',
-    });
+    throw new InvalidConnectionStringError(
+      `PostgreSQL database at ${target.description} uses ${row.encoding} encoding; UTF8 is required`,
+    );
   }
 }
 
