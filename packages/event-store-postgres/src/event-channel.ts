@@ -83,13 +83,13 @@ export class EventChannel {
         await client.connect();
         await client.query(`LISTEN ${CHANNEL}`);
       } catch {
-        await client.end().catch(() => {});
+        await endQuietly(client);
         await this.sleep(backoff);
         backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
         continue;
       }
       if (this.closed) {
-        await client.end().catch(() => {});
+        await endQuietly(client);
         return;
       }
       backoff = MIN_BACKOFF_MS;
@@ -103,7 +103,7 @@ export class EventChannel {
       await lost;
       this.client = null;
       this.sending = false;
-      await client.end().catch(() => {});
+      await endQuietly(client);
       if (!this.closed) await this.sleep(MIN_BACKOFF_MS);
     }
   }
@@ -122,7 +122,19 @@ export class EventChannel {
     this.wakeSleep?.();
     const client = this.client;
     this.client = null;
-    await client?.end().catch(() => {});
+    if (client) await endQuietly(client);
     await this.running;
   }
+}
+
+/** Ends a connection without waiting on a peer that may never answer. */
+async function endQuietly(client: pg.Client): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    client.end().catch(() => {}),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, 1000);
+    }),
+  ]);
+  clearTimeout(timer);
 }

@@ -8,6 +8,7 @@ import {
   type EventFilter,
   type EventStore,
   type EventStoreLimits,
+  InvalidReadOptionsError,
   type Position,
   type PreparedAppend,
   prepareAppend,
@@ -249,8 +250,9 @@ class PostgresStore implements PostgresEventStore {
     if (forwards && fromPosition === 'end') return;
     if (!forwards && fromPosition === 'start') return;
     const from = fromPosition === 'start' || fromPosition === 'end' ? null : parsePosition(fromPosition);
+    if (maxCount === 0) return;
     const head = (await this.settledHorizon()).head;
-    if (head === null || maxCount === 0) return;
+    if (head === null) return;
     const headCursor = parsePosition(head);
     let remaining = maxCount;
     if (forwards) {
@@ -293,6 +295,9 @@ class PostgresStore implements PostgresEventStore {
     const from = options?.fromPosition ?? 'start';
     const filter = options?.filter;
     const run = async () => {
+      if (!Number.isSafeInteger(batchSize) || batchSize < 1) {
+        throw new InvalidReadOptionsError('batchSize must be a positive integer');
+      }
       let after: Position | null =
         from === 'start'
           ? null
@@ -303,8 +308,12 @@ class PostgresStore implements PostgresEventStore {
       let settleTarget: bigint | null = null;
       let settleDeadline = 0;
       let heldBackPolls = 0;
+      let horizon: Horizon | null = null;
+      let morePages = false;
       while (!queue.closed) {
-        const horizon = await this.horizon();
+        // While catching up below a known head, the head stays valid: no need to ask again.
+        if (!morePages || horizon === null) horizon = await this.horizon();
+        morePages = false;
         const head = horizon.head;
         if (head !== null && (after === null || head > after)) {
           const rows = await this.page(
@@ -320,6 +329,7 @@ class PostgresStore implements PostgresEventStore {
           const last = rows[rows.length - 1];
           if (rows.length === batchSize && last) {
             after = formatPosition(last.xid, last.pos);
+            morePages = after < head;
             await queue.waitForDemand();
             continue;
           }
