@@ -1,0 +1,536 @@
+import type { SqlClient } from '@muster/event-store';
+import { chunks, num, numOrNull, placeholders, timeId, type WebhookContext } from './context.js';
+import { recordOperationalEvent } from './planner.js';
+import { nextRetryDelay, parseRetryAfter } from './retry.js';
+import { DISPATCHER_LEASE } from './schema.js';
+import type { SendOutcome, WebhookSender } from './sender.js';
+import { secretBytes, signatureHeader } from './signing.js';
+import type { DeliveryTrigger } from './types.js';
+
+export interface DispatcherOptions {
+  /** Identifies this dispatcher's leases; unique per process. */
+  dispatcherId: string;
+  /** How long a claim (and, on SQLite, the dispatcher role) lasts; longer than the request timeout. */
+  leaseMs: number;
+  pollIntervalMs: number;
+  maxInFlight: number;
+}
+
+interface Claimed {
+  id: string;
+  messageId: string;
+  subscriptionId: string;
+  agencyId: string;
+  url: string;
+  attempt: number;
+  trigger: DeliveryTrigger;
+  eventType: string;
+  body: string;
+  exhaustedAt: number | null;
+}
+
+type Outcome =
+  | { kind: 'sent'; claimed: Claimed; result: SendOutcome; startedAt: number; finishedAt: number }
+  /** Not sent (shutdown, an unreadable secret): the claim is given back without spending an attempt. */
+  | { kind: 'released'; claimed: Claimed; retryAt: number | null };
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref?.());
+
+/**
+ * Claims due deliveries under a lease, in order per (subscription, mission): only the lowest
+ * pending version of a queue can be claimed, and it stays pending (blocking the next) until its
+ * outcome is committed. Sends them, then records outcomes in group-committed transactions. On
+ * PostgreSQL claims use FOR UPDATE SKIP LOCKED so several dispatchers share the work; on SQLite
+ * a lease row makes one process the only dispatcher. A crash leaves claims to expire, and the
+ * delivery is sent again later with the same `webhook-id`.
+ */
+export class Dispatcher {
+  private running = false;
+  private loop: Promise<void> | null = null;
+  private wakeUp: (() => void) | null = null;
+  private wakeRequested = false;
+  private readonly inFlight = new Map<string, { controller: AbortController; done: Promise<void> }>();
+  private readonly outcomes: Outcome[] = [];
+  private flushing: Promise<void> | null = null;
+  private leaseHeldUntil = 0;
+  private leader = false;
+  private readonly secretCache = new Map<string, Buffer>();
+
+  constructor(
+    private readonly ctx: WebhookContext,
+    private readonly sender: WebhookSender,
+    private readonly options: DispatcherOptions,
+  ) {}
+
+  /** True while this process holds the dispatcher role (always on PostgreSQL). */
+  get isLeader(): boolean {
+    return this.ctx.sql.dialect === 'postgres' || this.leader;
+  }
+
+  get inFlightCount(): number {
+    return this.inFlight.size;
+  }
+
+  wake(): void {
+    this.wakeRequested = true;
+    this.wakeUp?.();
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.loop = this.run();
+  }
+
+  /**
+   * Stops claiming, waits up to `timeoutMs` for requests in flight, aborts the rest and gives
+   * their claims back (they are sent again, with the same `webhook-id`), records every outcome,
+   * and releases the dispatcher role.
+   */
+  async stop(timeoutMs: number): Promise<void> {
+    this.running = false;
+    this.wakeUp?.();
+    await this.loop;
+    this.loop = null;
+    const pending = [...this.inFlight.values()];
+    if (pending.length > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all(pending.map((p) => p.done)),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, timeoutMs);
+        }),
+      ]);
+      clearTimeout(timer);
+      for (const p of this.inFlight.values()) p.controller.abort(new Error('the dispatcher is stopping'));
+      await Promise.all([...this.inFlight.values()].map((p) => p.done));
+    }
+    await this.flushNow();
+    if (this.ctx.sql.dialect === 'sqlite' && this.leader) {
+      await this.ctx.sql
+        .execute('DELETE FROM webhook_leases WHERE name = $1 AND owner = $2', [
+          DISPATCHER_LEASE,
+          this.options.dispatcherId,
+        ])
+        .catch((error) => this.ctx.logger.warn({ err: error }, 'webhook dispatcher: lease not released'));
+      this.leader = false;
+    }
+  }
+
+  /**
+   * Sends everything due now, round after round (the next version of a queue becomes due when the
+   * previous one is recorded), and resolves when nothing is due. For tests and tools that drive a
+   * controlled clock; a started dispatcher does this continuously.
+   */
+  async runOnce(): Promise<number> {
+    let attempts = 0;
+    for (;;) {
+      if (!(await this.ensureLease())) return attempts;
+      const launched = await this.claimAndLaunch(this.options.maxInFlight);
+      if (launched === 0) return attempts;
+      attempts += launched;
+      await Promise.all([...this.inFlight.values()].map((p) => p.done));
+      await this.flushNow();
+    }
+  }
+
+  private async run(): Promise<void> {
+    let failures = 0;
+    while (this.running) {
+      this.wakeRequested = false;
+      try {
+        if (await this.ensureLease()) {
+          const free = this.options.maxInFlight - this.inFlight.size;
+          if (free > 0) await this.claimAndLaunch(free);
+        }
+        failures = 0;
+      } catch (error) {
+        failures++;
+        this.ctx.logger.error({ err: error, failures }, 'webhook dispatcher: claim failed; will retry');
+      }
+      if (!this.running) break;
+      if (this.wakeRequested && failures === 0) continue;
+      const delay =
+        failures > 0
+          ? Math.min(30_000, this.options.pollIntervalMs * 2 ** failures)
+          : this.options.pollIntervalMs;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, delay);
+        timer.unref?.();
+        this.wakeUp = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+        if (this.wakeRequested && failures === 0) this.wakeUp();
+      });
+      this.wakeUp = null;
+    }
+  }
+
+  /** On SQLite, takes or renews the dispatcher role; another live process keeps it until it lapses. */
+  private async ensureLease(): Promise<boolean> {
+    if (this.ctx.sql.dialect === 'postgres') return true;
+    const now = this.ctx.clock.now();
+    if (this.leader && this.leaseHeldUntil - now > (this.options.leaseMs * 2) / 3) return true;
+    const changed = await this.ctx.sql.execute(
+      `INSERT INTO webhook_leases (name, owner, expires_at) VALUES ($1, $2, $3)
+       ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+       WHERE webhook_leases.owner = excluded.owner OR webhook_leases.expires_at <= $4`,
+      [DISPATCHER_LEASE, this.options.dispatcherId, now + this.options.leaseMs, now],
+    );
+    const leader = changed > 0;
+    if (leader !== this.leader) {
+      this.ctx.logger.info(
+        { dispatcherId: this.options.dispatcherId, leader },
+        leader
+          ? 'webhook dispatcher: took the dispatcher role'
+          : 'webhook dispatcher: another process dispatches',
+      );
+    }
+    this.leader = leader;
+    if (leader) this.leaseHeldUntil = now + this.options.leaseMs;
+    return leader;
+  }
+
+  private async claimAndLaunch(limit: number): Promise<number> {
+    const claimed = await this.claim(limit);
+    if (claimed.length === 0) return 0;
+    const secrets = await this.liveSecrets([...new Set(claimed.map((c) => c.subscriptionId))]);
+    for (const item of claimed) {
+      const controller = new AbortController();
+      const done = this.attempt(item, secrets.get(item.subscriptionId) ?? null, controller.signal).then(
+        (outcome) => {
+          this.inFlight.delete(item.id);
+          this.outcomes.push(outcome);
+          this.scheduleFlush();
+        },
+      );
+      this.inFlight.set(item.id, { controller, done });
+    }
+    return claimed.length;
+  }
+
+  private async claim(limit: number): Promise<Claimed[]> {
+    const { sql, clock } = this.ctx;
+    const now = clock.now();
+    const lockClause = sql.dialect === 'postgres' ? 'FOR UPDATE OF d SKIP LOCKED' : '';
+    const rows = await sql.query<{ id: string; attempts: number }>(
+      `UPDATE webhook_deliveries SET lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3
+       WHERE id IN (
+         SELECT d.id FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription_id
+         WHERE d.status = 'pending' AND d.next_attempt_at <= $3
+           AND (d.lease_until IS NULL OR d.lease_until <= $3)
+           AND (s.status = 'enabled' OR d.trigger = 'test')
+           AND NOT EXISTS (
+             SELECT 1 FROM webhook_deliveries e
+             WHERE e.subscription_id = d.subscription_id AND e.queue = d.queue AND e.status = 'pending'
+               AND (e.version < d.version OR (e.version = d.version AND e.id < d.id)))
+         ORDER BY d.next_attempt_at, d.id
+         LIMIT $4 ${lockClause})
+       RETURNING id, attempts`,
+      [this.options.dispatcherId, now + this.options.leaseMs, now, limit],
+    );
+    if (rows.length === 0) return [];
+    const attempts = new Map(rows.map((r) => [r.id, num(r.attempts)]));
+    const details = await sql.query(
+      `SELECT d.id, d.message_id, d.subscription_id, d.trigger, s.agency_id, s.url, m.event_type, m.body, m.exhausted_at
+       FROM webhook_deliveries d
+       JOIN webhook_messages m ON m.id = d.message_id
+       JOIN webhook_subscriptions s ON s.id = d.subscription_id
+       WHERE d.id IN (${placeholders(rows.length)})`,
+      rows.map((r) => r.id),
+    );
+    return details.map((row) => ({
+      id: String(row.id),
+      messageId: String(row.message_id),
+      subscriptionId: String(row.subscription_id),
+      agencyId: String(row.agency_id),
+      url: String(row.url),
+      attempt: attempts.get(String(row.id)) ?? 1,
+      trigger: row.trigger as DeliveryTrigger,
+      eventType: String(row.event_type),
+      body: String(row.body),
+      exhaustedAt: numOrNull(row.exhausted_at),
+    }));
+  }
+
+  /** The secrets that sign now, per subscription: the current one and those still in their overlap. */
+  private async liveSecrets(subscriptionIds: string[]): Promise<Map<string, Buffer[] | Error>> {
+    const now = this.ctx.clock.now();
+    const rows = await this.ctx.sql.query<{ subscription_id: string; secret: string }>(
+      `SELECT subscription_id, secret FROM webhook_secrets
+       WHERE subscription_id IN (${placeholders(subscriptionIds.length)}) AND (expires_at IS NULL OR expires_at > $${subscriptionIds.length + 1})
+       ORDER BY subscription_id, n DESC`,
+      [...subscriptionIds, now],
+    );
+    const result = new Map<string, Buffer[] | Error>();
+    for (const row of rows) {
+      const current = result.get(row.subscription_id);
+      if (current instanceof Error) continue;
+      try {
+        const cacheKey = `${row.subscription_id}\u0000${row.secret}`;
+        let bytes = this.secretCache.get(cacheKey);
+        if (!bytes) {
+          bytes = secretBytes(this.ctx.secrets.open(row.secret, row.subscription_id));
+          if (this.secretCache.size > 10_000) this.secretCache.clear();
+          this.secretCache.set(cacheKey, bytes);
+        }
+        result.set(row.subscription_id, [...(current ?? []), bytes]);
+      } catch (error) {
+        result.set(row.subscription_id, error as Error);
+      }
+    }
+    return result;
+  }
+
+  private async attempt(
+    item: Claimed,
+    secrets: Buffer[] | Error | null,
+    signal: AbortSignal,
+  ): Promise<Outcome> {
+    if (secrets === null || secrets instanceof Error || secrets.length === 0) {
+      this.ctx.logger.error(
+        { err: secrets, subscriptionId: item.subscriptionId, deliveryId: item.id },
+        'webhook dispatcher: no usable signing secret; delivery postponed',
+      );
+      return { kind: 'released', claimed: item, retryAt: this.ctx.clock.now() + 60_000 };
+    }
+    const startedAt = this.ctx.clock.now();
+    const timestamp = Math.floor(startedAt / 1000);
+    const headers = {
+      'webhook-id': item.messageId,
+      'webhook-timestamp': String(timestamp),
+      'webhook-signature': signatureHeader(secrets, item.messageId, timestamp, item.body),
+      'webhook-event-type': item.eventType,
+      'webhook-attempt': String(item.attempt),
+    };
+    const result = await this.sender.send(item.url, headers, item.body, signal);
+    if (signal.aborted) return { kind: 'released', claimed: item, retryAt: null };
+    return { kind: 'sent', claimed: item, result, startedAt, finishedAt: this.ctx.clock.now() };
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushing) return;
+    this.flushing = (async () => {
+      let failures = 0;
+      while (this.outcomes.length > 0) {
+        const batch = this.outcomes.splice(0, this.outcomes.length);
+        try {
+          await this.ctx.sql.transaction((tx) => this.record(tx, batch));
+          failures = 0;
+          this.wake();
+        } catch (error) {
+          failures++;
+          this.outcomes.unshift(...batch);
+          this.ctx.logger.error(
+            { err: error, outcomes: batch.length, failures },
+            'webhook dispatcher: recording outcomes failed; will retry (unrecorded deliveries are sent again after their lease)',
+          );
+          if (!this.running && failures >= 3) {
+            this.outcomes.length = 0;
+            break;
+          }
+          await sleep(Math.min(5_000, 100 * 2 ** failures));
+        }
+      }
+      this.flushing = null;
+    })();
+  }
+
+  private async flushNow(): Promise<void> {
+    while (this.flushing || this.outcomes.length > 0) {
+      if (!this.flushing) this.scheduleFlush();
+      await this.flushing;
+    }
+  }
+
+  /** Records a batch of outcomes in one transaction: attempt rows, delivery states, subscription health. */
+  private async record(tx: SqlClient, batch: Outcome[]): Promise<void> {
+    const owner = this.options.dispatcherId;
+    const subscriptionIds = [...new Set(batch.map((o) => o.claimed.subscriptionId))];
+    const health = new Map<
+      string,
+      {
+        agencyId: string;
+        status: string;
+        failingSince: number | null;
+        lastFailureAt: number | null;
+        changed: boolean;
+      }
+    >();
+    for (const part of chunks(subscriptionIds, 500)) {
+      const rows = await tx.query(
+        `SELECT id, agency_id, status, failing_since, last_failure_at FROM webhook_subscriptions WHERE id IN (${placeholders(part.length)})`,
+        part,
+      );
+      for (const row of rows) {
+        health.set(String(row.id), {
+          agencyId: String(row.agency_id),
+          status: String(row.status),
+          failingSince: numOrNull(row.failing_since),
+          lastFailureAt: numOrNull(row.last_failure_at),
+          changed: false,
+        });
+      }
+    }
+    const disable = async (subscriptionId: string, reason: 'gone' | 'failing', at: number, extra: object) => {
+      const sub = health.get(subscriptionId);
+      if (!sub || sub.status !== 'enabled') return;
+      sub.status = 'disabled';
+      await tx.execute(
+        `UPDATE webhook_subscriptions SET status = 'disabled', disabled_reason = $1, disabled_at = $2, updated_at = $2 WHERE id = $3 AND status = 'enabled'`,
+        [reason, at, subscriptionId],
+      );
+      await recordOperationalEvent(tx, at, sub.agencyId, subscriptionId, 'endpoint.disabled', {
+        reason,
+        ...extra,
+      });
+      this.ctx.logger.warn({ subscriptionId, reason, ...extra }, 'webhook subscription disabled');
+    };
+
+    for (const outcome of batch) {
+      const { claimed } = outcome;
+      if (outcome.kind === 'released') {
+        await tx.execute(
+          `UPDATE webhook_deliveries SET lease_owner = NULL, lease_until = NULL, attempts = attempts - 1,
+             next_attempt_at = COALESCE($1, next_attempt_at), updated_at = $2
+           WHERE id = $3 AND lease_owner = $4 AND status = 'pending'`,
+          [outcome.retryAt, this.ctx.clock.now(), claimed.id, owner],
+        );
+        continue;
+      }
+      const { result, startedAt, finishedAt } = outcome;
+      await tx.execute(
+        `INSERT INTO webhook_attempts (id, delivery_id, subscription_id, message_id, attempt, trigger, started_at, latency_ms, outcome, status_code, error_class, error_message, response_body)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+        [
+          timeId('att', startedAt),
+          claimed.id,
+          claimed.subscriptionId,
+          claimed.messageId,
+          claimed.attempt,
+          claimed.trigger,
+          startedAt,
+          result.latencyMs,
+          result.ok ? 'succeeded' : 'failed',
+          result.statusCode,
+          result.errorClass,
+          result.errorMessage?.slice(0, 1000) ?? null,
+          result.responseBody,
+        ],
+      );
+      const sub = health.get(claimed.subscriptionId);
+      if (result.ok) {
+        await tx.execute(
+          `UPDATE webhook_deliveries SET status = 'delivered', delivered_at = $1, lease_owner = NULL, lease_until = NULL,
+             last_attempt_at = $2, last_status_code = $3, last_error_class = NULL, updated_at = $1
+           WHERE id = $4 AND lease_owner = $5 AND status = 'pending'`,
+          [finishedAt, startedAt, result.statusCode, claimed.id, owner],
+        );
+        if (sub && (sub.failingSince !== null || sub.lastFailureAt !== null)) {
+          sub.failingSince = null;
+          sub.lastFailureAt = null;
+          sub.changed = true;
+        }
+        if (claimed.exhaustedAt !== null) {
+          const cleared = await tx.execute(
+            'UPDATE webhook_messages SET exhausted_at = NULL WHERE id = $1 AND exhausted_at IS NOT NULL',
+            [claimed.messageId],
+          );
+          if (cleared > 0) {
+            await recordOperationalEvent(
+              tx,
+              finishedAt,
+              claimed.agencyId,
+              claimed.subscriptionId,
+              'message.attempt.recovered',
+              { messageId: claimed.messageId, deliveryId: claimed.id, attempt: claimed.attempt },
+            );
+          }
+        }
+        continue;
+      }
+
+      // A failure. Manual resends and tests are tried once; scheduled deliveries follow the schedule.
+      let nextAt: number | null = null;
+      if (claimed.trigger === 'scheduled') {
+        const delay = nextRetryDelay(
+          {
+            attempts: claimed.attempt,
+            status: result.statusCode,
+            timedOut: result.timedOut,
+            retryAfterMs: parseRetryAfter(result.retryAfter, finishedAt),
+          },
+          this.ctx.retryScheduleMs,
+          this.ctx.random,
+        );
+        nextAt = delay === null ? null : finishedAt + delay;
+      }
+      await tx.execute(
+        `UPDATE webhook_deliveries SET status = $1, next_attempt_at = COALESCE($2, next_attempt_at), lease_owner = NULL, lease_until = NULL,
+           last_attempt_at = $3, last_status_code = $4, last_error_class = $5, updated_at = $6
+         WHERE id = $7 AND lease_owner = $8 AND status = 'pending'`,
+        [
+          nextAt === null ? 'failed' : 'pending',
+          nextAt,
+          startedAt,
+          result.statusCode,
+          result.errorClass,
+          finishedAt,
+          claimed.id,
+          owner,
+        ],
+      );
+      if (claimed.trigger === 'scheduled' && nextAt === null) {
+        await tx.execute('UPDATE webhook_messages SET exhausted_at = $1 WHERE id = $2', [
+          finishedAt,
+          claimed.messageId,
+        ]);
+        await recordOperationalEvent(
+          tx,
+          finishedAt,
+          claimed.agencyId,
+          claimed.subscriptionId,
+          'message.attempt.exhausted',
+          {
+            messageId: claimed.messageId,
+            deliveryId: claimed.id,
+            attempts: claimed.attempt,
+            lastStatusCode: result.statusCode,
+            lastErrorClass: result.errorClass,
+          },
+        );
+      }
+      if (result.statusCode === 410) {
+        await disable(claimed.subscriptionId, 'gone', finishedAt, {
+          deliveryId: claimed.id,
+          statusCode: 410,
+        });
+      }
+      if (sub && claimed.trigger !== 'test') {
+        // A run of failures starts again when the endpoint went untried for longer than the gap.
+        if (
+          sub.failingSince === null ||
+          sub.lastFailureAt === null ||
+          startedAt - sub.lastFailureAt > this.ctx.failureStreakGapMs
+        ) {
+          sub.failingSince = startedAt;
+        }
+        sub.lastFailureAt = startedAt;
+        sub.changed = true;
+        if (startedAt - sub.failingSince >= this.ctx.disableAfterMs) {
+          await disable(claimed.subscriptionId, 'failing', finishedAt, {
+            failingSince: new Date(sub.failingSince).toISOString(),
+          });
+        }
+      }
+    }
+    for (const [id, sub] of health) {
+      if (!sub.changed) continue;
+      await tx.execute(
+        'UPDATE webhook_subscriptions SET failing_since = $1, last_failure_at = $2 WHERE id = $3',
+        [sub.failingSince, sub.lastFailureAt, id],
+      );
+    }
+  }
+}
