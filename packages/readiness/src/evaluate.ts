@@ -16,6 +16,7 @@ import type {
 import { type PVec, vecGet, vecLastIndexAtOrBefore } from './pvec.js';
 import {
   fulfilledPool,
+  type MissionInfo,
   type MissionState,
   NO_SUBJECT,
   type PolicyVersion,
@@ -68,15 +69,16 @@ export function policyInForce(state: MissionState, t: number): PolicyVersion | u
   return found;
 }
 
-function requireMission(state: MissionState): string {
+function requireMission(state: MissionState): MissionInfo {
   if (state.mission === null) {
     throw new DomainError('mission-not-found');
   }
-  return state.mission.missionId;
+  return state.mission;
 }
 
 interface Context {
   readonly state: MissionState;
+  readonly baseCurrency: string;
   readonly t: number;
   readonly phases: readonly PhaseDefinition[];
   readonly verdicts: Map<string, PhaseVerdict>;
@@ -88,13 +90,13 @@ interface Context {
  * give the same bytes under JSON.stringify.
  */
 export function evaluate(state: MissionState, at: string): MissionVerdict {
-  const missionId = requireMission(state);
+  const { missionId, baseCurrency } = requireMission(state);
   const t = toMs(at, 'at');
   const policy = policyInForce(state, t);
   if (policy === undefined) {
     return { missionId, at: toIso(t), policyVersion: null, phases: [] };
   }
-  const context: Context = { state, t, phases: policy.policy.phases, verdicts: new Map() };
+  const context: Context = { state, baseCurrency, t, phases: policy.policy.phases, verdicts: new Map() };
   return {
     missionId,
     at: toIso(t),
@@ -319,7 +321,7 @@ function evaluateThreshold(context: Context, precondition: ThresholdPrecondition
       const evidence = poolEvidence(context, points, minimum);
       const missing =
         pool === 'funding'
-          ? `confirmed funding ${groupDigits(total)} of ${groupDigits(minimum)} ${context.state.mission?.baseCurrency ?? ''}`.trimEnd()
+          ? `confirmed funding ${groupDigits(total)} of ${groupDigits(minimum)} ${context.baseCurrency}`
           : `confirmed personnel ${groupDigits(total)} of ${groupDigits(minimum)}`;
       return result(precondition, total >= minimum, evidence, missing);
     }

@@ -1,7 +1,6 @@
-/** 1234567 → "1,234,567", independent of the runtime's locale data. */
+/** 1234567 → "1,234,567", independent of the runtime's locale data. For non-negative integers. */
 export function groupDigits(value: number): string {
-  const sign = value < 0 ? '-' : '';
-  const digits = String(Math.abs(Math.trunc(value)));
+  const digits = String(Math.trunc(value));
   let out = '';
   for (let i = 0; i < digits.length; i++) {
     if (i > 0 && (digits.length - i) % 3 === 0) {
@@ -9,5 +8,5 @@ export function groupDigits(value: number): string {
     }
     out += digits[i];
   }
-  return sign + out;
+  return out;
 }
