@@ -36,6 +36,8 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 declare module 'fastify' {
   interface FastifyInstance {
     services: Services;
+    /** Every `METHOD /url` the service answers (HEAD excepted), as registered. */
+    routeTable: string[];
   }
 }
 
@@ -55,6 +57,16 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
   });
+
+  const routeTable: string[] = [];
+  app.decorate('routeTable', routeTable);
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat())
+      if (method !== 'HEAD') routeTable.push(`${method} ${route.url}`);
+  });
+
+  // Bodies are JSON only: anything else is 415, not a string that fails validation.
+  app.removeContentTypeParser('text/plain');
 
   const metrics = new Metrics();
   const registry = new AgencyRegistry(store, clock);

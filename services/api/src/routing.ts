@@ -43,6 +43,8 @@ export interface RouteSpec<P = unknown, Q = unknown, B = unknown> {
   /** Extra request headers worth documenting (Idempotency-Key, If-Match, ...). */
   headers?: Record<string, { description: string; required?: boolean; schema: z.ZodType }>;
   responses: Record<number, ResponseSpec>;
+  /** Rights that do not depend on the body: checked before the body is parsed, so a caller without them learns nothing from validation errors. */
+  authorize?: (principal: Principal, params: P) => void;
   handler(context: RouteContext<P, Q, B>): Promise<unknown>;
 }
 
@@ -65,6 +67,7 @@ export class RouteRegistry {
       handler: async (request, reply) => {
         const principal = spec.public ? null : this.authenticate(request);
         const params = spec.params ? spec.params.parse(request.params) : (request.params as P);
+        if (principal && spec.authorize) spec.authorize(principal, params);
         const query = spec.query ? spec.query.parse(request.query ?? {}) : (request.query as Q);
         const body = spec.body ? spec.body.parse(request.body) : (request.body as B);
         return spec.handler({ params, query, body, principal, request, reply });

@@ -98,6 +98,7 @@ export function registerCommandRoutes(routes: RouteRegistry, services: Services)
       body,
       headers: commandHeaders,
       responses: commandResponses(entry),
+      authorize: (principal, params) => authorizeCommand(principal, entry, params.missionId),
       handler: ({ params, body: payload, principal, request, reply }) =>
         runCommand(
           services,
@@ -136,11 +137,24 @@ export function registerCommandRoutes(routes: RouteRegistry, services: Services)
     body: define.payloadSchema.extend({ id: missionIdParam.describe('The new mission id'), ...envelope }),
     headers: { 'Idempotency-Key': commandHeaders['Idempotency-Key'] },
     responses: commandResponses(define),
+    authorize: (principal) => {
+      if (!canIssue(principal, define))
+        throw new ApiError('forbidden', `Agency '${principal.agencyId}' may not define missions`);
+    },
     handler: async ({ body, principal, request, reply }) => {
       const { id, ...payload } = body as Record<string, unknown> & { id: string };
       return runCommand(services, define, id, payload, principal as Principal, request, reply);
     },
   });
+}
+
+function authorizeCommand(principal: Principal, entry: CommandCatalogEntry, missionId: string): void {
+  if (!canIssue(principal, entry)) {
+    throw new ApiError('forbidden', `Agency '${principal.agencyId}' may not issue '${entry.name}'`);
+  }
+  if (!inScope(principal, missionId)) {
+    throw new ApiError('forbidden', `Agency '${principal.agencyId}' has no rights on mission '${missionId}'`);
+  }
 }
 
 async function runCommand(
@@ -152,12 +166,7 @@ async function runCommand(
   request: FastifyRequest,
   reply: FastifyReply,
 ): Promise<unknown> {
-  if (!canIssue(principal, entry)) {
-    throw new ApiError('forbidden', `Agency '${principal.agencyId}' may not issue '${entry.name}'`);
-  }
-  if (!inScope(principal, missionId)) {
-    throw new ApiError('forbidden', `Agency '${principal.agencyId}' has no rights on mission '${missionId}'`);
-  }
+  authorizeCommand(principal, entry, missionId);
   const ifMatch = parseIfMatch(request.headers['if-match']);
   const idempotencyKey = parseIdempotencyKey(request.headers['idempotency-key']);
   const {

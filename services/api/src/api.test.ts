@@ -1,0 +1,595 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { commandCatalog } from '@muster/readiness';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ROLES } from './auth/roles.js';
+import { startTestService, type TestService } from './testing/harness.js';
+
+const pledge = (id: string, pledger = 'united-states') => ({
+  pledgeId: id,
+  pledger,
+  capability: 'airlift',
+  quantity: 2,
+  unit: 'aircraft',
+  occurredAt: '2024-03-02T10:00:00Z',
+});
+
+const expectProblem = (
+  res: { statusCode: number; headers: Record<string, unknown>; json(): unknown },
+  status: number,
+  code: string,
+) => {
+  expect(res.statusCode).toBe(status);
+  expect(String(res.headers['content-type'])).toContain('application/problem+json');
+  const body = res.json() as Record<string, unknown>;
+  expect(body).toMatchObject({ status, code, type: `urn:muster:problem:${code}` });
+  expect(JSON.stringify(body)).not.toMatch(/\bat .*\.(ts|js):\d+/);
+  return body;
+};
+
+describe('the readiness API', () => {
+  let svc: TestService;
+  let kenya: string;
+  let us: string;
+
+  beforeEach(async () => {
+    svc = await startTestService();
+    kenya = await svc.agency('kenya', ['coordinator'], ['mss-haiti']);
+    us = await svc.agency('united-states', ['donor'], ['mss-haiti']);
+    const defined = await svc.request('POST', '/v1/missions', {
+      key: kenya,
+      body: { id: 'mss-haiti', template: 'mss-haiti', occurredAt: '2024-03-01T09:00:00Z' },
+    });
+    expect(defined.statusCode).toBe(201);
+  });
+
+  afterEach(async () => {
+    await svc.close();
+  });
+
+  describe('authentication', () => {
+    it('needs a valid key on every /v1 call', async () => {
+      expectProblem(await svc.request('GET', '/v1/missions', { key: null }), 401, 'unauthorized');
+      const wrong = await svc.request('GET', '/v1/missions', {
+        key: 'mk_0123456789abcdef_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA',
+      });
+      expectProblem(wrong, 401, 'unauthorized');
+      expect(wrong.headers['www-authenticate']).toContain('Bearer');
+      expectProblem(
+        await svc.request('GET', '/v1/missions', { key: 'not a key at all' }),
+        401,
+        'unauthorized',
+      );
+      expect((await svc.request('GET', '/v1/missions', { key: kenya })).statusCode).toBe(200);
+    });
+
+    it('a revoked key stops working at once', async () => {
+      const issued = (
+        await svc.request('POST', '/v1/agencies/kenya/keys', { key: kenya, body: { label: 'second' } })
+      ).json();
+      expect(issued.key).toMatch(/^mk_[a-z0-9]{16}_[A-Za-z0-9_-]{43}$/);
+      expect((await svc.request('GET', '/v1/me', { key: issued.key })).json()).toMatchObject({
+        agencyId: 'kenya',
+        keyId: issued.keyId,
+      });
+      const revoked = await svc.request('DELETE', `/v1/agencies/kenya/keys/${issued.keyId}`, { key: kenya });
+      expect(revoked.statusCode).toBe(204);
+      expectProblem(await svc.request('GET', '/v1/me', { key: issued.key }), 401, 'unauthorized');
+    });
+
+    it('lists keys without ever showing them, and keeps agencies apart', async () => {
+      const listed = await svc.request('GET', '/v1/agencies/kenya/keys', { key: kenya });
+      expect(listed.statusCode).toBe(200);
+      expect(listed.body).not.toContain(kenya.split('_')[2]);
+      expect(listed.json().keys[0]).toEqual(
+        expect.objectContaining({ keyId: expect.any(String), revokedAt: null }),
+      );
+      expectProblem(await svc.request('GET', '/v1/agencies/kenya/keys', { key: us }), 403, 'forbidden');
+      expectProblem(
+        await svc.request('POST', '/v1/agencies/kenya/keys', { key: us, body: {} }),
+        403,
+        'forbidden',
+      );
+      const kenyaKeyId = listed.json().keys[0].keyId;
+      expectProblem(
+        await svc.request('DELETE', `/v1/agencies/kenya/keys/${kenyaKeyId}`, { key: us }),
+        403,
+        'forbidden',
+      );
+      expectProblem(
+        await svc.request('POST', '/v1/agencies', {
+          key: kenya,
+          body: { id: 'x1', name: 'x', roles: ['admin'] },
+        }),
+        403,
+        'forbidden',
+      );
+      expect(
+        (await svc.request('GET', '/v1/agencies', { key: us }))
+          .json()
+          .agencies.map((a: { id: string }) => a.id),
+      ).toEqual(['united-states']);
+    });
+
+    it('records agencies and keys as events, with who did it, and keeps only a hash of each key', async () => {
+      const events = [];
+      for await (const e of svc.store.readAll({ filter: { streamPrefixes: ['agency-'] } })) events.push(e);
+      const issued = events.filter((e) => e.type === 'ApiKeyIssued');
+      expect(issued.length).toBeGreaterThanOrEqual(3);
+      for (const e of issued) {
+        expect(JSON.stringify(e)).not.toContain(kenya.split('_')[2]);
+        expect((e.data as { secretHash: string }).secretHash).toMatch(/^[0-9a-f]{64}$/);
+      }
+      const kenyaRegistered = events.find(
+        (e) => e.type === 'AgencyRegistered' && e.stream === 'agency-kenya',
+      );
+      expect(kenyaRegistered?.metadata.actor).toEqual({
+        agency: 'muster-admin',
+        keyId: expect.stringMatching(/^boot/),
+      });
+    });
+  });
+
+  describe('commands', () => {
+    it('appends events, answers 201 with them, the revision, the position and an ETag, and records who', async () => {
+      const res = await svc.request('POST', '/v1/missions/mss-haiti/commands/pledge-logistics', {
+        key: us,
+        body: pledge('us-airlift'),
+      });
+      expect(res.statusCode).toBe(201);
+      const body = res.json();
+      expect(body).toMatchObject({
+        missionId: 'mss-haiti',
+        command: 'pledge-logistics',
+        revision: 1,
+        replayed: false,
+      });
+      expect(body.events).toHaveLength(1);
+      expect(body.events[0]).toMatchObject({
+        type: 'LogisticsPledged',
+        revision: 1,
+        occurredAt: '2024-03-02T10:00:00.000Z',
+      });
+      expect(res.headers.etag).toBe('"1"');
+      const [stored] = await collect(svc.store.readStream('mission-mss-haiti', { fromRevision: 1 }));
+      expect(stored?.metadata).toMatchObject({
+        actor: { agency: 'united-states', keyId: expect.any(String) },
+        commandId: body.commandId,
+      });
+      expect(stored?.position).toBe(body.position);
+    });
+
+    it('serves readiness that reflects the commands, now and as of an earlier instant', async () => {
+      const before = (await svc.request('GET', '/v1/missions/mss-haiti/readiness', { key: kenya })).json();
+      expect(before.phases.map((p: { phase: string }) => p.phase)).toEqual([
+        'reconnaissance',
+        'main-deployment',
+      ]);
+      const unmet = (json: typeof before, phase: string) =>
+        json.phases
+          .find((p: { phase: string }) => p.phase === phase)
+          .preconditions.filter((p: { met: boolean }) => !p.met)
+          .map((p: { id: string }) => p.id);
+      expect(unmet(before, 'reconnaissance')).toContain('viable-administration');
+      svc.clock.now = new Date('2024-05-01T00:00:00Z');
+      await svc.request('POST', '/v1/missions/mss-haiti/commands/record-host-administration-status', {
+        key: await svc.agency('haiti', ['host-authority'], ['mss-haiti']),
+        body: {
+          status: 'viable',
+          administration: 'Transitional Presidential Council',
+          occurredAt: '2024-04-25T12:00:00Z',
+        },
+      });
+      const after = (await svc.request('GET', '/v1/missions/mss-haiti/readiness', { key: kenya })).json();
+      expect(unmet(after, 'reconnaissance')).not.toContain('viable-administration');
+      const asOf = (
+        await svc.request('GET', '/v1/missions/mss-haiti/readiness?asOf=2024-04-01T00:00:00Z', { key: kenya })
+      ).json();
+      expect(asOf.basis).toBe('asOf');
+      expect(unmet(asOf, 'reconnaissance')).toContain('viable-administration');
+      // Record time: on 2024-04-30 the service had not yet been told of the new administration.
+      const known = (
+        await svc.request('GET', '/v1/missions/mss-haiti/readiness?knownAt=2024-04-30T00:00:00Z', {
+          key: kenya,
+        })
+      ).json();
+      expect(known.basis).toBe('knownAt');
+      expect(unmet(known, 'reconnaissance')).toContain('viable-administration');
+      const knownLater = (
+        await svc.request('GET', '/v1/missions/mss-haiti/readiness?knownAt=2024-05-01T00:00:00Z', {
+          key: kenya,
+        })
+      ).json();
+      expect(unmet(knownLater, 'reconnaissance')).not.toContain('viable-administration');
+      expectProblem(
+        await svc.request('GET', '/v1/missions/mss-haiti/readiness?asOf=yesterday', { key: kenya }),
+        400,
+        'validation-failed',
+      );
+      expectProblem(
+        await svc.request(
+          'GET',
+          '/v1/missions/mss-haiti/readiness?asOf=2024-04-01T00:00:00Z&knownAt=2024-04-01T00:00:00Z',
+          { key: kenya },
+        ),
+        400,
+        'validation-failed',
+      );
+    });
+
+    it('If-Match: a stale revision gets 412 with the current one, and nothing is appended', async () => {
+      const first = await svc.request('POST', '/v1/missions/mss-haiti/commands/pledge-logistics', {
+        key: us,
+        body: pledge('p1'),
+        headers: { 'if-match': '"0"' },
+      });
+      expect(first.statusCode).toBe(201);
+      const count = await svc.eventCount();
+      const stale = await svc.request('POST', '/v1/missions/mss-haiti/commands/pledge-logistics', {
+        key: us,
+        body: pledge('p2'),
+        headers: { 'if-match': '"0"' },
+      });
+      const problem = expectProblem(stale, 412, 'precondition-failed');
+      expect(problem.currentRevision).toBe(1);
+      expect(await svc.eventCount()).toBe(count);
+      expectProblem(
+        await svc.request('POST', '/v1/missions/mss-haiti/commands/pledge-logistics', {
+          key: us,
+          body: pledge('p3'),
+          headers: { 'if-match': 'banana' },
+        }),
+        400,
+        'invalid-header',
+      );
+    });
+
+    it('Idempotency-Key: the same request returns the original response; another body gets 422', async () => {
+      const send = (body: unknown) =>
+        svc.request('POST', '/v1/missions/mss-haiti/commands/pledge-logistics', {
+          key: us,
+          body,
+          headers: { 'idempotency-key': 'abc-1' },
+        });
+      const first = await send(pledge('idem-1'));
+      expect(first.statusCode).toBe(201);
+      const count = await svc.eventCount();
+      const again = await send(pledge('idem-1'));
+      expect(again.statusCode).toBe(201);
+      expect(again.body).toBe(first.body);
+      expect(again.headers['idempotent-replayed']).toBe('true');
+      expect(again.headers.etag).toBe(first.headers.etag);
+      expect(await svc.eventCount()).toBe(count);
+      expectProblem(await send(pledge('idem-2')), 422, 'idempotency-key-reused');
+      // Keys are per agency: the same key from another agency is another request.
+      const other = await svc.request('POST', '/v1/missions/mss-haiti/commands/pledge-logistics', {
+        key: kenya,
+        body: pledge('idem-3', 'canada'),
+        headers: { 'idempotency-key': 'abc-1' },
+      });
+      expect(other.statusCode).toBe(201);
+    });
+
+    it('Idempotency-Key: a refused command is refused again the same way', async () => {
+      const send = () =>
+        svc.request('POST', '/v1/missions/mss-haiti/commands/confirm-pledge', {
+          key: kenya,
+          body: { pledgeId: 'nope' },
+          headers: { 'idempotency-key': 'k-refused' },
+        });
+      const first = await send();
+      expectProblem(first, 404, 'pledge-not-found');
+      const again = await send();
+      expect(again.statusCode).toBe(404);
+      expect(again.body).toBe(first.body);
+    });
+
+    it('commands on one mission from many clients at once all land, in one contiguous stream', async () => {
+      const results = await Promise.all(
+        Array.from({ length: 60 }, (_, i) =>
+          svc.request('POST', '/v1/missions/mss-haiti/commands/pledge-logistics', {
+            key: us,
+            body: pledge(`burst-${i}`),
+          }),
+        ),
+      );
+      expect(results.map((r) => r.statusCode)).toEqual(Array(60).fill(201));
+      const events = await collect(svc.store.readStream('mission-mss-haiti'));
+      expect(events.map((e) => e.revision)).toEqual(Array.from({ length: 61 }, (_, i) => i));
+      expect(new Set(results.map((r) => r.json().revision)).size).toBe(60);
+    });
+
+    it('domain refusals are typed problems: a withdrawn pledge cannot be confirmed', async () => {
+      await svc.request('POST', '/v1/missions/mss-haiti/commands/pledge-logistics', {
+        key: us,
+        body: pledge('w1'),
+      });
+      const withdrawn = await svc.request('POST', '/v1/missions/mss-haiti/commands/withdraw-pledge', {
+        key: us,
+        body: { pledgeId: 'w1', reason: 'budget cut' },
+      });
+      expect(withdrawn.statusCode).toBe(201);
+      const confirm = await svc.request('POST', '/v1/missions/mss-haiti/commands/confirm-pledge', {
+        key: us,
+        body: { pledgeId: 'w1' },
+      });
+      expectProblem(confirm, 409, 'pledge-withdrawn');
+    });
+
+    it('a donor pledges only as itself, and confirms only its own pledges', async () => {
+      expectProblem(
+        await svc.request('POST', '/v1/missions/mss-haiti/commands/pledge-logistics', {
+          key: us,
+          body: pledge('c1', 'canada'),
+        }),
+        403,
+        'forbidden',
+      );
+      await svc.request('POST', '/v1/missions/mss-haiti/commands/pledge-logistics', {
+        key: kenya,
+        body: pledge('c2', 'canada'),
+      });
+      expectProblem(
+        await svc.request('POST', '/v1/missions/mss-haiti/commands/confirm-pledge', {
+          key: us,
+          body: { pledgeId: 'c2' },
+        }),
+        403,
+        'forbidden',
+      );
+    });
+  });
+
+  describe('bad input is a 4xx problem and appends nothing', () => {
+    const url = '/v1/missions/mss-haiti/commands/pledge-logistics';
+    it.each([
+      ['malformed JSON', { body: '{"pledgeId":', headers: {} }, 400, 'malformed-json'],
+      ['wrong types', { body: { ...pledge('t1'), quantity: 'two' }, headers: {} }, 400, 'validation-failed'],
+      ['missing fields', { body: { pledgeId: 'x' }, headers: {} }, 400, 'validation-failed'],
+      ['an unknown field', { body: { ...pledge('t2'), extra: true }, headers: {} }, 400, 'validation-failed'],
+      [
+        'a negative quantity',
+        { body: { ...pledge('t3'), quantity: -1 }, headers: {} },
+        400,
+        'validation-failed',
+      ],
+      [
+        'a bad instant',
+        { body: { ...pledge('t4'), occurredAt: '2024-13-45' }, headers: {} },
+        400,
+        'validation-failed',
+      ],
+      [
+        '__proto__ keys',
+        { body: '{"__proto__":{"admin":true},"pledgeId":"p"}', headers: {} },
+        400,
+        'malformed-json',
+      ],
+      ['a JSON array', { body: '[1,2,3]', headers: {} }, 400, 'validation-failed'],
+      [
+        'text/plain',
+        { body: 'hello', headers: { 'content-type': 'text/plain' } },
+        415,
+        'unsupported-media-type',
+      ],
+      [
+        'a huge body',
+        { body: JSON.stringify({ ...pledge('t5'), description: 'x'.repeat(2 * 1024 * 1024) }), headers: {} },
+        413,
+        'payload-too-large',
+      ],
+    ])('%s', async (_name, input, status, code) => {
+      const count = await svc.eventCount();
+      const res = await svc.request('POST', url, {
+        key: us,
+        body: input.body,
+        headers: input.headers as Record<string, string>,
+      });
+      const problem = expectProblem(res, status, code);
+      if (code === 'validation-failed' && typeof input.body === 'object') {
+        expect((problem.errors as unknown[]).length).toBeGreaterThan(0);
+      }
+      expect(await svc.eventCount()).toBe(count);
+    });
+
+    it('lists every bad field with its path', async () => {
+      const res = await svc.request('POST', url, {
+        key: us,
+        body: { pledgeId: 'BAD ID', quantity: 0, capability: 'rockets' },
+      });
+      const problem = expectProblem(res, 400, 'validation-failed');
+      const paths = (problem.errors as Array<{ path: string }>).map((e) => e.path).sort();
+      expect(paths).toEqual(
+        expect.arrayContaining(['capability', 'pledgeId', 'pledger', 'quantity', 'unit']),
+      );
+    });
+
+    it('an unknown command gets 404 with the known ones', async () => {
+      const problem = expectProblem(
+        await svc.request('POST', '/v1/missions/mss-haiti/commands/launch-rockets', { key: kenya, body: {} }),
+        404,
+        'unknown-command',
+      );
+      expect(problem.knownCommands).toEqual(commandCatalog.map((c) => c.name));
+    });
+
+    it('an unknown mission gets 404; a malformed mission id 400', async () => {
+      expectProblem(
+        await svc.request('GET', '/v1/missions/nowhere/readiness', {
+          key: await svc.agency('aud', ['auditor']),
+        }),
+        404,
+        'mission-not-found',
+      );
+      expectProblem(await svc.request('GET', '/v1/missions/NOT_VALID/readiness'), 400, 'validation-failed');
+    });
+  });
+
+  describe('the role matrix', () => {
+    it('every command × every role: allowed, or 403 before anything else', async () => {
+      const keys: Record<string, string> = {};
+      for (const role of ROLES) keys[role] = await svc.agency(`role-${role}`, [role], ['mss-haiti']);
+      const count = await svc.eventCount();
+      const allowed: Record<string, string[]> = {
+        admin: commandCatalog.map((c) => c.name),
+        coordinator: commandCatalog
+          .map((c) => c.name)
+          .filter(
+            (n) =>
+              ![
+                'announce-council',
+                'approve-council',
+                'dissolve-council',
+                'record-host-administration-status',
+                'record-mandate',
+              ].includes(n),
+          ),
+        donor: [
+          'pledge-logistics',
+          'pledge-funding',
+          'pledge-personnel',
+          'confirm-pledge',
+          'record-pledge-fulfilled',
+          'withdraw-pledge',
+        ],
+        'host-authority': [
+          'announce-council',
+          'approve-council',
+          'dissolve-council',
+          'record-host-administration-status',
+          'sign-agreement',
+          'record-approval',
+        ],
+        'regional-body': ['announce-council', 'approve-council', 'dissolve-council', 'sign-agreement'],
+        un: ['record-mandate'],
+        auditor: [],
+      };
+      for (const role of ROLES) {
+        for (const command of commandCatalog) {
+          // An empty body: an allowed command is refused by validation or the domain (never 403,
+          // never appended); a forbidden one is refused with 403 before anything else.
+          const res = await svc.request('POST', `/v1/missions/mss-haiti/commands/${command.name}`, {
+            key: keys[role] as string,
+            body: {},
+          });
+          const expected = allowed[role]?.includes(command.name) ? 'allowed' : 'forbidden';
+          const got =
+            res.statusCode === 403
+              ? 'forbidden'
+              : res.statusCode >= 400 && res.statusCode < 500
+                ? 'allowed'
+                : `status ${res.statusCode}`;
+          expect({ role, command: command.name, got }).toEqual({
+            role,
+            command: command.name,
+            got: expected,
+          });
+        }
+      }
+      expect(await svc.eventCount()).toBe(count);
+    });
+
+    it('the auditor reads every mission; others only their own', async () => {
+      const auditor = await svc.agency('the-auditor', ['auditor'], ['other-mission']);
+      const outsider = await svc.agency('outsider', ['donor'], ['other-mission']);
+      expect(
+        (await svc.request('GET', '/v1/missions/mss-haiti/readiness', { key: auditor })).statusCode,
+      ).toBe(200);
+      expectProblem(
+        await svc.request('GET', '/v1/missions/mss-haiti/readiness', { key: outsider }),
+        403,
+        'forbidden',
+      );
+      expect((await svc.request('GET', '/v1/missions', { key: outsider })).json().missions).toEqual([]);
+      expect(
+        (await svc.request('GET', '/v1/missions', { key: auditor }))
+          .json()
+          .missions.map((m: { missionId: string }) => m.missionId),
+      ).toEqual(['mss-haiti']);
+    });
+  });
+
+  describe('queries', () => {
+    it('pages the event log and exports it as NDJSON with hashes', async () => {
+      for (let i = 0; i < 5; i++) {
+        await svc.request('POST', '/v1/missions/mss-haiti/commands/pledge-logistics', {
+          key: us,
+          body: pledge(`e${i}`),
+        });
+      }
+      const page = (await svc.request('GET', '/v1/missions/mss-haiti/events?limit=4', { key: kenya })).json();
+      expect(page.events.map((e: { revision: number }) => e.revision)).toEqual([0, 1, 2, 3]);
+      expect(page.nextAfterRevision).toBe(3);
+      const next = (
+        await svc.request('GET', `/v1/missions/mss-haiti/events?afterRevision=${page.nextAfterRevision}`, {
+          key: kenya,
+        })
+      ).json();
+      expect(next.events.map((e: { revision: number }) => e.revision)).toEqual([4, 5]);
+      expect(next.nextAfterRevision).toBeNull();
+      const exported = await svc.request('GET', '/v1/missions/mss-haiti/events', {
+        key: kenya,
+        headers: { accept: 'application/x-ndjson' },
+      });
+      expect(exported.headers['content-type']).toContain('application/x-ndjson');
+      const lines = exported.body
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l));
+      const events = lines.filter((l) => l.stream === 'mission-mss-haiti');
+      expect(events).toHaveLength(6);
+      expect(events[1].previousHash).toBe(events[0].hash);
+    });
+
+    it('GET mission carries the revision as ETag', async () => {
+      const res = await svc.request('GET', '/v1/missions/mss-haiti', { key: kenya });
+      expect(res.statusCode).toBe(200);
+      expect(res.json()).toMatchObject({ missionId: 'mss-haiti', leadNation: 'kenya', revision: 0 });
+      expect(res.headers.etag).toBe('"0"');
+    });
+  });
+});
+
+describe('idempotency keys survive a restart', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'muster-api-idem-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('replays the original response after the service restarts on the same file', async () => {
+    const path = join(dir, 'muster.db');
+    const first = await startTestService({ path });
+    const kenya = await first.agency('kenya', ['coordinator']);
+    const send = (svc: TestService, body: unknown) =>
+      svc.request('POST', '/v1/missions', {
+        key: kenya,
+        body,
+        headers: { 'idempotency-key': 'define-once' },
+      });
+    const created = await send(first, {
+      id: 'mss-haiti',
+      template: 'mss-haiti',
+      occurredAt: '2024-03-01T09:00:00Z',
+    });
+    expect(created.statusCode).toBe(201);
+    const count = await first.eventCount();
+    await first.close();
+
+    const second = await startTestService({ path });
+    const replayed = await send(second, {
+      id: 'mss-haiti',
+      template: 'mss-haiti',
+      occurredAt: '2024-03-01T09:00:00Z',
+    });
+    expect(replayed.statusCode).toBe(201);
+    expect(replayed.body).toBe(created.body);
+    expect(await second.eventCount()).toBe(count);
+    expect((await send(second, { id: 'mss-haiti', template: 'mss-haiti' })).statusCode).toBe(422);
+    await second.close();
+  });
+});
+
+async function collect<T>(iterable: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const item of iterable) out.push(item);
+  return out;
+}
