@@ -34,9 +34,22 @@ export interface WebhookContext {
   maxPayloadBytes: number;
 }
 
-/** A time-ordered id with a type prefix: sortable by creation, no `.` (Standard Webhooks ids). */
+let lastIdTime = 0;
+let idSequence = 0;
+
+/**
+ * A time-ordered id with a type prefix, no `.` (Standard Webhooks ids): strictly increasing within
+ * the process (a sequence breaks ties in one millisecond, and a clock that steps back does not
+ * reorder), so listings and cursors follow creation order.
+ */
 export function timeId(prefix: string, now: number): string {
-  return `${prefix}_${now.toString(36).padStart(9, '0')}${randomBytes(10).toString('hex')}`;
+  if (now > lastIdTime) {
+    lastIdTime = now;
+    idSequence = 0;
+  } else {
+    idSequence++;
+  }
+  return `${prefix}_${lastIdTime.toString(36).padStart(9, '0')}${idSequence.toString(36).padStart(4, '0')}${randomBytes(6).toString('hex')}`;
 }
 
 /**

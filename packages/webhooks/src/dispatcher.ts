@@ -401,8 +401,8 @@ export class Dispatcher {
       }
       const { result, startedAt, finishedAt } = outcome;
       await tx.execute(
-        `INSERT INTO webhook_attempts (id, delivery_id, subscription_id, message_id, attempt, trigger, started_at, latency_ms, outcome, status_code, error_class, error_message, response_body)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+        `INSERT INTO webhook_attempts (id, delivery_id, subscription_id, message_id, attempt, trigger, dispatcher_id, started_at, latency_ms, outcome, status_code, error_class, error_message, response_body)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
         [
           timeId('att', startedAt),
           claimed.id,
@@ -410,6 +410,7 @@ export class Dispatcher {
           claimed.messageId,
           claimed.attempt,
           claimed.trigger,
+          owner,
           startedAt,
           result.latencyMs,
           result.ok ? 'succeeded' : 'failed',

@@ -41,7 +41,7 @@ export interface PlanResult {
   checkpoint: number;
 }
 
-const MESSAGE_COLUMNS = 11;
+const MESSAGE_COLUMNS = 12;
 const DELIVERY_COLUMNS = 9;
 
 /**
@@ -220,7 +220,7 @@ export async function planMessages(
 
   const messages: unknown[][] = [];
   const deliveries: unknown[][] = [];
-  const rejections: Array<{ sub: SubscriptionFilter; data: Record<string, unknown> }> = [];
+  const rejections: Array<{ id: string; sub: SubscriptionFilter; data: Record<string, unknown> }> = [];
   const touched = new Set<string>();
   for (const { change, sub, id } of fresh) {
     const k = key(sub.id, change.missionId);
@@ -229,9 +229,12 @@ export async function planMessages(
     touched.add(k);
     const body = changeBody(change, version, ctx.publicUrl);
     const bytes = Buffer.byteLength(body);
-    if (bytes > ctx.maxPayloadBytes) {
-      // The version is spent, so the receiver sees the gap and can fetch the current state.
+    const rejected = bytes > ctx.maxPayloadBytes;
+    if (rejected) {
+      // Kept as a message without a body or a delivery, so that planning it again is a no-op;
+      // its version is spent, so the receiver sees the gap and can fetch the current state.
       rejections.push({
+        id,
         sub,
         data: {
           messageId: id,
@@ -243,7 +246,6 @@ export async function planMessages(
           limit: ctx.maxPayloadBytes,
         },
       });
-      continue;
     }
     messages.push([
       id,
@@ -254,10 +256,12 @@ export async function planMessages(
       change.changeId,
       change.seq,
       change.causePosition,
-      body,
+      rejected ? '' : body,
+      rejected ? bytes : null,
       null,
       now,
     ]);
+    if (rejected) continue;
     deliveries.push([
       timeId('dlv', now),
       id,
@@ -275,7 +279,7 @@ export async function planMessages(
   const inserted = new Set<string>();
   for (const part of chunks(messages, 200)) {
     const rows = await tx.query<{ id: string }>(
-      `INSERT INTO webhook_messages (id, subscription_id, event_type, mission_id, version, change_id, change_seq, cause_position, body, exhausted_at, created_at) VALUES ${valuesList(part.length, MESSAGE_COLUMNS)} ON CONFLICT (id) DO NOTHING RETURNING id`,
+      `INSERT INTO webhook_messages (id, subscription_id, event_type, mission_id, version, change_id, change_seq, cause_position, body, rejected_bytes, exhausted_at, created_at) VALUES ${valuesList(part.length, MESSAGE_COLUMNS)} ON CONFLICT (id) DO NOTHING RETURNING id`,
       part.flat(),
     );
     for (const row of rows) inserted.add(row.id);
@@ -298,7 +302,10 @@ export async function planMessages(
       part.flat(),
     );
   }
+  let rejected = 0;
   for (const rejection of rejections) {
+    if (!inserted.has(rejection.id)) continue;
+    rejected++;
     await recordOperationalEvent(tx, now, rejection.sub.agencyId, rejection.sub.id, 'message.rejected', {
       reason: 'payload-too-large',
       ...rejection.data,
@@ -308,7 +315,7 @@ export async function planMessages(
       'webhook message rejected: payload larger than the limit',
     );
   }
-  return { planned, rejected: rejections.length };
+  return { planned, rejected };
 }
 
 export async function recordOperationalEvent(

@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS webhook_messages (
   change_seq BIGINT,
   cause_position TEXT,
   body TEXT NOT NULL,
+  rejected_bytes BIGINT,
   exhausted_at BIGINT,
   created_at BIGINT NOT NULL
 );
@@ -89,6 +90,7 @@ CREATE TABLE IF NOT EXISTS webhook_attempts (
   message_id TEXT NOT NULL,
   attempt INTEGER NOT NULL,
   trigger TEXT NOT NULL,
+  dispatcher_id TEXT NOT NULL,
   started_at BIGINT NOT NULL,
   latency_ms INTEGER NOT NULL,
   outcome TEXT NOT NULL,

@@ -466,8 +466,8 @@ export class WebhookService {
     await this.ctx.sql.transaction(async (tx) => {
       await this.ownedRow(tx, agencyId, id);
       await tx.execute(
-        `INSERT INTO webhook_messages (id, subscription_id, event_type, mission_id, version, change_id, change_seq, cause_position, body, exhausted_at, created_at)
-         VALUES ($1, $2, 'webhook.test', NULL, NULL, NULL, NULL, NULL, $3, NULL, $4)`,
+        `INSERT INTO webhook_messages (id, subscription_id, event_type, mission_id, version, change_id, change_seq, cause_position, body, rejected_bytes, exhausted_at, created_at)
+         VALUES ($1, $2, 'webhook.test', NULL, NULL, NULL, NULL, NULL, $3, NULL, NULL, $4)`,
         [msgId, id, testBody(id, now), now],
       );
       await tx.execute(
@@ -610,7 +610,7 @@ export class WebhookService {
         : '';
       const rows = await sql.query<{ id: string; created_at: number }>(
         `SELECT m.id, m.created_at FROM webhook_messages m
-         WHERE m.subscription_id = $1 AND m.mission_id IS NOT NULL AND m.created_at >= $2 AND m.created_at < $3 ${failedOnly}
+         WHERE m.subscription_id = $1 AND m.mission_id IS NOT NULL AND m.rejected_bytes IS NULL AND m.created_at >= $2 AND m.created_at < $3 ${failedOnly}
          ORDER BY m.created_at, m.id LIMIT $4`,
         params,
       );
@@ -648,7 +648,7 @@ export class WebhookService {
       const found = new Set<string>();
       if (wanted.length > 0) {
         const rows = await sql.query<{ id: string }>(
-          `SELECT id FROM webhook_messages WHERE id IN (${placeholders(wanted.length)})`,
+          `SELECT id FROM webhook_messages WHERE rejected_bytes IS NULL AND id IN (${placeholders(wanted.length)})`,
           wanted,
         );
         for (const r of rows) found.add(r.id);
@@ -679,7 +679,7 @@ export class WebhookService {
     if (ids.length === 0) return { created: 0, moved: 0, deliveryIds: [] };
     const now = this.ctx.clock.now();
     const messages = await tx.query<{ id: string; mission_id: string | null; version: number | null }>(
-      `SELECT id, mission_id, version FROM webhook_messages WHERE subscription_id = $1 AND id IN (${placeholders(ids.length, 1)})`,
+      `SELECT id, mission_id, version FROM webhook_messages WHERE subscription_id = $1 AND rejected_bytes IS NULL AND id IN (${placeholders(ids.length, 1)})`,
       [subscriptionId, ...ids],
     );
     const pending = await tx.query<{ id: string; message_id: string }>(

@@ -60,3 +60,28 @@ export async function drain(service: WebhookService): Promise<number> {
   await service.planner.catchUp();
   return service.dispatcher.runOnce();
 }
+
+/**
+ * Drives a manual clock through the retry schedule: sends what is due, then jumps to the next
+ * retry, until nothing waits (or `until` says stop). Returns the number of attempts made.
+ */
+export async function settle(
+  service: WebhookService,
+  sql: SqlClient,
+  clock: ManualClock,
+  options: { maxSteps?: number; until?: () => boolean | Promise<boolean> } = {},
+): Promise<number> {
+  let attempts = 0;
+  for (let step = 0; step < (options.maxSteps ?? 500); step++) {
+    attempts += await drain(service);
+    if (options.until && (await options.until())) return attempts;
+    const [row] = await sql.query<{ next: number | string | null }>(
+      `SELECT MIN(d.next_attempt_at) AS next FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription_id
+       WHERE d.status = 'pending' AND s.status = 'enabled' AND d.next_attempt_at > $1`,
+      [clock.now()],
+    );
+    if (row?.next === null || row?.next === undefined) return attempts;
+    clock.t = Number(row.next);
+  }
+  throw new Error('the outbox did not settle');
+}

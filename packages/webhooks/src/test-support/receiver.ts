@@ -6,6 +6,8 @@ import { vi } from 'vitest';
 /** One request as a test receiver got it: the raw bytes and headers, before any parsing. */
 export interface Capture {
   headers: IncomingHttpHeaders;
+  /** Path and query of the request. */
+  path: string;
   rawBody: string;
   /** The controlled clock's time at receipt (for verifying the timestamp window). */
   at: number;
@@ -50,6 +52,7 @@ export class Receiver {
         }
         const capture: Capture = {
           headers: req.headers,
+          path: req.url ?? '',
           rawBody,
           at: this.clock.now(),
           index: this.counter++,
