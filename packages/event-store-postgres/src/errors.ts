@@ -44,15 +44,9 @@ export function parseConnectionString(value: unknown): ConnectionTarget {
       `PostgreSQL connection string must start with postgres:// or postgresql://, not ${url.protocol}//`,
     );
   }
-  const socketHost = url.searchParams.get('host');
-  if (url.hostname === '' && !socketHost) {
-    throw new InvalidConnectionStringError('PostgreSQL connection string names no host');
-  }
-  if (url.port !== '' && !/^\d+$/.test(url.port)) {
-    throw new InvalidConnectionStringError(`PostgreSQL connection string has an invalid port '${url.port}'`);
-  }
   const user = url.username ? `${decodeURIComponent(url.username)}@` : '';
-  const host = url.hostname || socketHost;
+  // As in libpq, no host means the default one (PGHOST, else localhost).
+  const host = url.hostname || url.searchParams.get('host') || 'localhost';
   const port = url.port ? `:${url.port}` : '';
   const database = url.pathname.length > 1 ? url.pathname : '';
   return { connectionString: value, description: `postgres://${user}${host}${port}${database}` };

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import net from 'node:net';
 import {
   type EventData,
+  InvalidReadOptionsError,
   type RecordedEvent,
   StoreClosedError,
   StoreUnavailableError,
@@ -285,6 +286,26 @@ if (database.skip) {
       } finally {
         await store.close();
         await proxy.stop();
+      }
+    });
+
+    it('a position of another store is InvalidReadOptionsError, on read and on subscribe', async () => {
+      const store = await openPostgresEventStore({ connectionString: url });
+      try {
+        for (const bad of [
+          '00000000000000000042',
+          'not-a-position',
+          '00000000000000000001/00000000000000000002',
+        ]) {
+          await expect(collect(store.readAll({ fromPosition: bad }))).rejects.toBeInstanceOf(
+            InvalidReadOptionsError,
+          );
+          const log = new SubscriptionLog(store.subscribeToAll({ fromPosition: bad }));
+          await log.until('the subscription to fail', (l) => l.ended);
+          expect(log.error).toBeInstanceOf(InvalidReadOptionsError);
+        }
+      } finally {
+        await store.close();
       }
     });
 
