@@ -1,6 +1,6 @@
 import { DomainError } from './errors.js';
 import { groupDigits } from './format.js';
-import { toIso, toMs } from './instant.js';
+import { canonicalInstant, toIso, toMs } from './instant.js';
 import { mapEntries, mapGet, mapValues, type PMap } from './pmap.js';
 import type {
   CoveragePrecondition,
@@ -13,7 +13,7 @@ import type {
   PreconditionKind,
   ThresholdPrecondition,
 } from './policy.js';
-import { type PVec, vecGet, vecLastIndexAtOrBefore } from './pvec.js';
+import { type PVec, vecChunk, vecGet, vecLastIndexAtOrBefore } from './pvec.js';
 import {
   fulfilledPool,
   type MissionInfo,
@@ -91,15 +91,16 @@ interface Context {
  */
 export function evaluate(state: MissionState, at: string): MissionVerdict {
   const { missionId, baseCurrency } = requireMission(state);
-  const t = toMs(at, 'at');
+  const iso = canonicalInstant(at, 'at');
+  const t = toMs(iso, 'at');
   const policy = policyInForce(state, t);
   if (policy === undefined) {
-    return { missionId, at: toIso(t), policyVersion: null, phases: [] };
+    return { missionId, at: iso, policyVersion: null, phases: [] };
   }
   const context: Context = { state, baseCurrency, t, phases: policy.policy.phases, verdicts: new Map() };
   return {
     missionId,
-    at: toIso(t),
+    at: iso,
     policyVersion: policy.version,
     phases: policy.policy.phases.map((phase) => phaseVerdict(context, phase)),
   };
@@ -124,14 +125,20 @@ function phaseVerdict(context: Context, phase: PhaseDefinition): PhaseVerdict {
   return verdict;
 }
 
-function result(precondition: Precondition, met: boolean, evidence: string[], missing: string | null) {
+/** `missing` is only worked out (dates and numbers formatted) for an unmet precondition. */
+function result(
+  precondition: Precondition,
+  met: boolean,
+  evidence: string[],
+  missing: () => string,
+): PreconditionResult {
   return {
     id: precondition.id,
     kind: precondition.kind,
     title: precondition.title,
     met,
-    evidence: evidence.slice(0, MAX_EVIDENCE),
-    missing: met ? null : missing,
+    evidence: evidence.length > MAX_EVIDENCE ? evidence.slice(0, MAX_EVIDENCE) : evidence,
+    missing: met ? null : missing(),
   };
 }
 
@@ -177,11 +184,10 @@ function evaluateFact(context: Context, precondition: FactPrecondition): Precond
     }
   }
   const what = precondition.subject === undefined ? label : `${label} (${precondition.subject})`;
-  const missing =
-    lastRevoked === undefined
-      ? `no ${what} recorded`
-      : `${what} no longer holds since ${toIso(lastRevoked.at)}`;
-  return result(precondition, evidence.length > 0, evidence, missing);
+  const revoked = lastRevoked;
+  return result(precondition, evidence.length > 0, evidence, () =>
+    revoked === undefined ? `no ${what} recorded` : `${what} no longer holds since ${toIso(revoked.at)}`,
+  );
 }
 
 interface ActiveBlocker {
@@ -244,7 +250,7 @@ function evaluateNoBlocker(context: Context, precondition: NoBlockerPrecondition
     precondition,
     met,
     evidence,
-    `active blocker: ${active.map((b) => b.description).join('; ')}`,
+    () => `active blocker: ${active.map((blocker) => blocker.description).join('; ')}`,
   );
 }
 
@@ -257,28 +263,39 @@ function poolTotalAt(points: PVec<PoolPoint> | undefined, t: number): number {
 }
 
 /**
- * The evidence of the contributions counting at t, earliest first, until `enough` is reached or
- * MAX_EVIDENCE ids are collected: enough to show the result without listing every pledge.
+ * The evidence of the contributions counting at t: the latest ones first found, until `enough`
+ * is reached or MAX_EVIDENCE ids are collected, then listed earliest first. Scanning back from t
+ * pairs each end (a withdrawal) with its start in the pool itself, so recent contributions, the
+ * ones still counting, are found without visiting the whole history.
  */
 function poolEvidence(context: Context, points: PVec<PoolPoint> | undefined, enough: number): string[] {
-  const evidence: string[] = [];
   if (points === undefined) {
-    return evidence;
+    return [];
   }
+  const found: (readonly string[])[] = [];
+  let ended: Set<string> | undefined;
   let sum = 0;
-  for (let i = 0; i < points.n && sum < enough && evidence.length < MAX_EVIDENCE; i++) {
-    const point = vecGet(points, i);
-    if (point.at > context.t) {
-      break;
+  let ids = 0;
+  let index = vecLastIndexAtOrBefore(points, context.t, byAt);
+  while (index >= 0 && sum < enough && ids < MAX_EVIDENCE) {
+    const { items, at } = vecChunk(points, index);
+    for (let j = at; j >= 0 && sum < enough && ids < MAX_EVIDENCE; j--) {
+      const point = items[j] as PoolPoint;
+      if (point.evidence === null) {
+        ended ??= new Set();
+        ended.add(point.pledgeId);
+      } else if (ended === undefined || !ended.has(point.pledgeId)) {
+        found.push(point.evidence);
+        ids += point.evidence.length;
+        sum += point.delta;
+      }
     }
-    if (point.evidence === null) {
-      continue;
-    }
-    const pledge = mapGet(context.state.pledges, point.pledgeId);
-    const withdrawnAt = pledge?.withdrawnAt ?? null;
-    if (withdrawnAt === null || withdrawnAt > context.t) {
-      evidence.push(...point.evidence);
-      sum += point.delta;
+    index -= at + 1;
+  }
+  const evidence: string[] = [];
+  for (let k = found.length - 1; k >= 0; k--) {
+    for (const id of found[k] as readonly string[]) {
+      evidence.push(id);
     }
   }
   return evidence;
@@ -310,7 +327,7 @@ function evaluateThreshold(context: Context, precondition: ThresholdPrecondition
         precondition,
         total >= minimum,
         evidence,
-        `officers ready ${groupDigits(total)} of ${groupDigits(minimum)}`,
+        () => `officers ready ${groupDigits(total)} of ${groupDigits(minimum)}`,
       );
     }
     case 'confirmed-funding':
@@ -319,11 +336,11 @@ function evaluateThreshold(context: Context, precondition: ThresholdPrecondition
       const points = mapGet(context.state.pools, pool);
       const total = poolTotalAt(points, context.t);
       const evidence = poolEvidence(context, points, minimum);
-      const missing =
+      return result(precondition, total >= minimum, evidence, () =>
         pool === 'funding'
           ? `confirmed funding ${groupDigits(total)} of ${groupDigits(minimum)} ${context.baseCurrency}`
-          : `confirmed personnel ${groupDigits(total)} of ${groupDigits(minimum)}`;
-      return result(precondition, total >= minimum, evidence, missing);
+          : `confirmed personnel ${groupDigits(total)} of ${groupDigits(minimum)}`,
+      );
     }
     default: {
       const unreachable: never = precondition.measure;
@@ -349,7 +366,7 @@ function evaluateCoverage(context: Context, precondition: CoveragePrecondition):
     precondition,
     uncovered.length === 0,
     evidence,
-    `no ${fulfilled ? 'fulfilled' : 'confirmed'} ${uncovered.join(', ')}`,
+    () => `no ${fulfilled ? 'fulfilled' : 'confirmed'} ${uncovered.join(', ')}`,
   );
 }
 
@@ -360,19 +377,21 @@ function evaluateMandate(context: Context, precondition: MandatePrecondition): P
       mandate.at <= context.t && (body === undefined || mandate.issuingBody.trim().toLowerCase() === body),
   );
   const valid = known.filter((mandate) => mandate.validFrom <= context.t && context.t < mandate.validUntil);
-  const from = precondition.issuingBody === undefined ? '' : ` from ${precondition.issuingBody}`;
-  let missing = `no mandate${from} recorded`;
-  const expired = known
-    .filter((mandate) => mandate.validUntil <= context.t)
-    .sort((a, b) => b.validUntil - a.validUntil)[0];
-  const pending = known
-    .filter((mandate) => mandate.validFrom > context.t)
-    .sort((a, b) => a.validFrom - b.validFrom)[0];
-  if (pending !== undefined) {
-    missing = `mandate ${pending.reference} valid only from ${toIso(pending.validFrom)}`;
-  } else if (expired !== undefined) {
-    missing = `mandate ${expired.reference} expired at ${toIso(expired.validUntil)}`;
-  }
+  const missing = (): string => {
+    const pending = known
+      .filter((mandate) => mandate.validFrom > context.t)
+      .sort((a, b) => a.validFrom - b.validFrom)[0];
+    if (pending !== undefined) {
+      return `mandate ${pending.reference} valid only from ${toIso(pending.validFrom)}`;
+    }
+    const expired = known
+      .filter((mandate) => mandate.validUntil <= context.t)
+      .sort((a, b) => b.validUntil - a.validUntil)[0];
+    if (expired !== undefined) {
+      return `mandate ${expired.reference} expired at ${toIso(expired.validUntil)}`;
+    }
+    return `no mandate${precondition.issuingBody === undefined ? '' : ` from ${precondition.issuingBody}`} recorded`;
+  };
   return result(
     precondition,
     valid.length > 0,
@@ -389,19 +408,19 @@ function evaluatePhase(context: Context, precondition: PhasePrecondition): Preco
       precondition,
       met,
       met ? [authorisation.eventId] : [],
-      `deployment of phase ${precondition.phase} not authorised`,
+      () => `deployment of phase ${precondition.phase} not authorised`,
     );
   }
   const target = context.phases.find((phase) => phase.id === precondition.phase);
   if (target === undefined) {
-    return result(precondition, false, [], `phase ${precondition.phase} is not in the policy`);
+    return result(precondition, false, [], () => `phase ${precondition.phase} is not in the policy`);
   }
   const verdict = phaseVerdict(context, target);
   return result(
     precondition,
     verdict.status === 'ready',
     [],
-    `phase ${precondition.phase} is ${verdict.status}`,
+    () => `phase ${precondition.phase} is ${verdict.status}`,
   );
 }
 

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { TEMPLATE_NAMES, zodIssues } from './commands.js';
 import { DomainError } from './errors.js';
-import { canonicalInstant, instantSchema } from './instant.js';
+import { canonicalInstant, instantSchema, isInstant } from './instant.js';
 import { policySchema } from './policy.js';
 import {
   capabilitySchema,
@@ -228,7 +228,7 @@ export function fromStoredEvent(stored: StoredEventInput): MissionEvent {
     throw new DomainError('unsupported-event-version', { id, type, schemaVersion: rawVersion, current });
   }
   const occurredAt = stored.metadata?.occurredAt;
-  if (typeof occurredAt !== 'string' || !instantSchema.safeParse(occurredAt).success) {
+  if (!isInstant(occurredAt)) {
     throw new DomainError('invalid-event', {
       id,
       type,

@@ -51,6 +51,25 @@ export function vecGet<T>(vec: PVec<T>, index: number): T {
   return node[index & MASK] as T;
 }
 
+/**
+ * The array holding `index` and the position of `index` in it: the items of one leaf (or of the
+ * tail) can then be read with plain array access, for scans.
+ */
+export function vecChunk<T>(
+  vec: PVec<T>,
+  index: number,
+): { readonly items: readonly T[]; readonly at: number } {
+  const offset = tailOffset(vec.n);
+  if (index >= offset) {
+    return { items: vec.t, at: index - offset };
+  }
+  let node = vec.r as Node;
+  for (let level = vec.s; level > 0; level -= BITS) {
+    node = node[(index >>> level) & MASK] as Node;
+  }
+  return { items: node as T[], at: index & MASK };
+}
+
 export function vecLast<T>(vec: PVec<T>): T | undefined {
   return vec.n === 0 ? undefined : vec.t[vec.t.length - 1];
 }
