@@ -162,6 +162,7 @@ class PostgresStore implements PostgresEventStore {
   private readonly liveWaiters = new Set<() => void>();
   private readonly subscriptions = new Set<AsyncQueue<SubscriptionMessage>>();
   private closed = false;
+  private readonly streamTails = new Map<string, Promise<void>>();
 
   constructor(
     private readonly pool: pg.Pool,
@@ -192,6 +193,23 @@ class PostgresStore implements PostgresEventStore {
       this.limits,
       randomUUID,
     );
+    // Appends to one stream leave in the order they were issued (the port promises it: a writer
+    // may send revision r + 1 before r has committed).
+    const previous = this.streamTails.get(prepared.stream) ?? Promise.resolve();
+    const turn = previous.then(() => this.appendNow(prepared));
+    const tail = turn.then(
+      () => {},
+      () => {},
+    );
+    this.streamTails.set(prepared.stream, tail);
+    void tail.then(() => {
+      if (this.streamTails.get(prepared.stream) === tail) this.streamTails.delete(prepared.stream);
+    });
+    return turn;
+  }
+
+  private async appendNow(prepared: PreparedAppend): Promise<AppendResult> {
+    if (this.closed) throw new StoreClosedError();
     const recordedAt = this.clock().toISOString();
     const sealed = buildAppendCall(prepared, recordedAt);
     // Safe to repeat on a fresh connection: the event ids are fixed, so a first attempt that did

@@ -31,15 +31,21 @@ export interface SqlMigration {
 }
 
 export async function migrate(sql: SqlClient, migrations: readonly SqlMigration[]): Promise<void> {
-  await sql.script(
-    'CREATE TABLE IF NOT EXISTS muster_migrations (id TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)',
-  );
+  const lock = async (tx: SqlClient) => {
+    if (tx.dialect === 'postgres') {
+      // Replicas starting at once: the others wait here, then see the tables and rows.
+      await tx.execute('SELECT pg_advisory_xact_lock(hashtext($1))', ['muster_migrations']);
+    }
+  };
+  await sql.transaction(async (tx) => {
+    await lock(tx);
+    await tx.script(
+      'CREATE TABLE IF NOT EXISTS muster_migrations (id TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)',
+    );
+  });
   for (const migration of migrations) {
     await sql.transaction(async (tx) => {
-      if (tx.dialect === 'postgres') {
-        // Two replicas starting at once: the second waits here, then sees the row.
-        await tx.execute('SELECT pg_advisory_xact_lock(hashtext($1))', ['muster_migrations']);
-      }
+      await lock(tx);
       const done = await tx.query('SELECT id FROM muster_migrations WHERE id = $1', [migration.id]);
       if (done.length > 0) return;
       await tx.script(tx.dialect === 'postgres' ? migration.postgres : migration.sqlite);

@@ -116,6 +116,11 @@ export interface Subscription extends AsyncIterable<SubscriptionMessage> {
 
 export interface EventStore {
   readonly kind: string;
+  /**
+   * Appends to one stream made through the same store instance are applied in the order they
+   * were called, even when the caller does not wait for one before issuing the next: a writer
+   * may send the append expecting revision r + 1 while the one expecting r is still in flight.
+   */
   appendToStream(
     stream: string,
     events: readonly EventData[],

@@ -114,6 +114,21 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
+
+  // Graceful shutdown: requests in flight when closing begins still finish, but their keep-alive
+  // connections must not linger afterwards (the server waits for every connection to end).
+  let closing = false;
+  let idleSweeper: NodeJS.Timeout | undefined;
+  app.addHook('preClose', async () => {
+    closing = true;
+    idleSweeper = setInterval(() => app.server.closeIdleConnections(), 50);
+    idleSweeper.unref();
+  });
+  app.addHook('onClose', async () => clearInterval(idleSweeper));
+  app.addHook('onSend', async (_request, reply, payload) => {
+    if (closing) reply.header('connection', 'close');
+    return payload;
+  });
   metrics.instrument(app);
   registerErrorHandling(app);
 

@@ -39,6 +39,7 @@ async function main(): Promise<void> {
     force.unref();
     try {
       await app.close();
+      logger.info('http server closed; closing the store');
       await stores.close();
       logger.info('stopped');
       process.exit(0);

@@ -196,6 +196,22 @@ export function runEventStoreContract(
         expect((await verifyStream(events)).ok).toBe(true);
       });
 
+      it('applies appends to one stream in the order they were issued, without waiting between them', async () => {
+        const s = streamName('pipeline');
+        const results = await Promise.all(
+          Array.from({ length: 30 }, (_, i) =>
+            store.appendToStream(s, [ev('Piped', { i })], {
+              expectedRevision: i === 0 ? 'no_stream' : i - 1,
+            }),
+          ),
+        );
+        expect(results.map((r) => r.nextExpectedRevision)).toEqual(Array.from({ length: 30 }, (_, i) => i));
+        const events = await collect(store.readStream(s));
+        expect(events.map((e) => (e.data as { i: number }).i)).toEqual(
+          Array.from({ length: 30 }, (_, i) => i),
+        );
+      });
+
       it('parallel appends with any are all kept, with contiguous revisions and one chain', async () => {
         const s = streamName('anyrace');
         await Promise.all(Array.from({ length: 40 }, (_, i) => store.appendToStream(s, [ev('Any', { i })])));

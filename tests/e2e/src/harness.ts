@@ -1,0 +1,168 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+
+/**
+ * Starts the built service (`services/api/dist/server.js`) as a real process and talks to it
+ * over HTTP. Stores: a temp SQLite file, or a fresh database on the PostgreSQL server named by
+ * DATABASE_URL (CI always has one; MUSTER_REQUIRE_POSTGRES=1 turns its absence into a failure).
+ */
+const here = dirname(fileURLToPath(import.meta.url));
+export const SERVER = join(here, '../../../services/api/dist/server.js');
+export const ADMIN_KEY = `e2e-admin-${randomBytes(24).toString('hex')}`;
+
+export type StoreKind = 'sqlite' | 'postgres';
+
+export function postgresAvailability(): { available: boolean; reason: string } {
+  if (process.env.DATABASE_URL) return { available: true, reason: '' };
+  if (process.env.MUSTER_REQUIRE_POSTGRES === '1') {
+    throw new Error('MUSTER_REQUIRE_POSTGRES=1 but DATABASE_URL is not set: the PostgreSQL end-to-end suite cannot run');
+  }
+  return { available: false, reason: 'DATABASE_URL is not set' };
+}
+
+/** A store the service processes of one test share: a SQLite file or a fresh PostgreSQL database. */
+export interface StoreHandle {
+  kind: StoreKind;
+  env: Record<string, string>;
+  dispose(): Promise<void>;
+}
+
+export async function createStore(kind: StoreKind): Promise<StoreHandle> {
+  if (kind === 'sqlite') {
+    const dir = mkdtempSync(join(tmpdir(), 'muster-e2e-'));
+    return {
+      kind,
+      env: { MUSTER_STORE: 'sqlite', MUSTER_SQLITE_PATH: join(dir, 'muster.db') },
+      dispose: async () => rmSync(dir, { recursive: true, force: true }),
+    };
+  }
+  const base = process.env.DATABASE_URL as string;
+  const name = `muster_e2e_${randomBytes(6).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: base });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const url = new URL(base);
+  url.pathname = `/${name}`;
+  return {
+    kind,
+    env: { MUSTER_STORE: 'postgres', DATABASE_URL: url.toString() },
+    dispose: async () => {
+      const client = new pg.Client({ connectionString: base });
+      await client.connect();
+      await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await client.end();
+    },
+  };
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+export interface ServiceProcess {
+  url: string;
+  port: number;
+  child: ChildProcess;
+  output: string[];
+  /** Resolves with the exit code once the process ends. */
+  exited: Promise<number | null>;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export async function startService(store: StoreHandle, env: Record<string, string> = {}): Promise<ServiceProcess> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [SERVER], {
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      LOG_LEVEL: 'info',
+      MUSTER_BOOTSTRAP_ADMIN_KEY: ADMIN_KEY,
+      ...store.env,
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output: string[] = [];
+  child.stdout?.on('data', (chunk: Buffer) => output.push(chunk.toString()));
+  child.stderr?.on('data', (chunk: Buffer) => output.push(chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`service exited with ${child.exitCode}:\n${output.join('')}`);
+    try {
+      const res = await fetch(`${url}/health/ready`);
+      if (res.status === 200) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`service did not become ready:\n${output.join('')}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return {
+    url,
+    port,
+    child,
+    output,
+    exited,
+    stop: async (signal = 'SIGTERM') => {
+      if (child.exitCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}
+
+export interface ApiResponse {
+  status: number;
+  headers: Headers;
+  body: string;
+  json(): any;
+}
+
+export async function call(
+  service: { url: string },
+  method: string,
+  path: string,
+  options: { key?: string | null; body?: unknown; headers?: Record<string, string> } = {},
+): Promise<ApiResponse> {
+  const key = options.key === undefined ? ADMIN_KEY : options.key;
+  const res = await fetch(`${service.url}${path}`, {
+    method,
+    headers: {
+      ...(key ? { authorization: `Bearer ${key}` } : {}),
+      ...(options.body !== undefined ? { 'content-type': 'application/json' } : {}),
+      ...options.headers,
+    },
+    ...(options.body !== undefined ? { body: typeof options.body === 'string' ? options.body : JSON.stringify(options.body) } : {}),
+  });
+  const body = await res.text();
+  return { status: res.status, headers: res.headers, body, json: () => JSON.parse(body) };
+}
+
+export async function registerAgency(service: { url: string }, id: string, roles: string[], missions = ['*']): Promise<string> {
+  const created = await call(service, 'POST', '/v1/agencies', { body: { id, name: id, roles, missions } });
+  if (created.status !== 201 && created.status !== 409) throw new Error(`agency ${id}: ${created.status} ${created.body}`);
+  const key = await call(service, 'POST', `/v1/agencies/${id}/keys`, { body: { label: 'e2e' } });
+  if (key.status !== 201) throw new Error(`key for ${id}: ${key.status} ${key.body}`);
+  return key.json().key;
+}
+
+/** The URL path segment of a command type: `PledgeLogistics` → `pledge-logistics`. */
+export const kebab = (type: string) => type.replace(/([a-z0-9])([A-Z])/g, '$1-$2').toLowerCase();
