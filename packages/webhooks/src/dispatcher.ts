@@ -34,7 +34,7 @@ type Outcome =
   /** Not sent (shutdown, an unreadable secret): the claim is given back without spending an attempt. */
   | { kind: 'released'; claimed: Claimed; retryAt: number | null };
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref?.());
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /**
  * Claims due deliveries under a lease, in order per (subscription, mission): only the lowest
@@ -76,6 +76,7 @@ export class Dispatcher {
     this.wakeUp?.();
   }
 
+  /** Runs until `stop`; its timers keep the process alive, as a worker's should. */
   start(): void {
     if (this.running) return;
     this.running = true;
@@ -156,7 +157,6 @@ export class Dispatcher {
           : this.options.pollIntervalMs;
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, delay);
-        timer.unref?.();
         this.wakeUp = () => {
           clearTimeout(timer);
           resolve();

@@ -129,7 +129,6 @@ export class Planner {
           : this.options.pollIntervalMs;
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, delay);
-        timer.unref?.();
         this.wakeUp = () => {
           clearTimeout(timer);
           resolve();
