@@ -1,0 +1,334 @@
+import type { EventStore, RecordedEvent, SqlClient } from '@muster/event-store';
+import { evaluate, type MissionVerdict, nextChangeAt, serializeState } from '@muster/readiness';
+import { appendChanges, changeFeedMigrations } from '../change-feed.js';
+import { ProjectionError } from '../errors.js';
+import type { Projection, ProjectionContext } from '../projection.js';
+import { insertRows, upsertClause } from '../sql-rows.js';
+import {
+  MissionProcessor,
+  type MissionRuntime,
+  missionIdOfStream,
+  newRuntime,
+  newSink,
+  type ProcessorSink,
+} from './processor.js';
+import { foldStream, latestSnapshot, num, stateOf } from './state-loader.js';
+import {
+  HISTORY,
+  HISTORY_COLUMNS,
+  MISSION_COLUMNS,
+  MISSIONS,
+  readinessTables,
+  SNAPSHOT_COLUMNS,
+  SNAPSHOTS,
+  VERDICT_COLUMNS,
+  VERDICTS,
+} from './tables.js';
+
+export const READINESS_PROJECTION = 'readiness';
+/** Bump when the read models computed from the same log change: the runner then rebuilds them. */
+export const READINESS_PROJECTION_VERSION = 1;
+
+export interface ReadinessProjectionOptions {
+  store: EventStore;
+  /** Missions whose folded state stays in memory between batches (least recently used go first). */
+  cacheSize?: number;
+  /** A snapshot at least this many events after the previous one (default 1,000)... */
+  snapshotEvery?: number;
+  /**
+   * ...and at least this fraction of the stream after it (default 0.25), so that a long stream
+   * holds a few dozen snapshots rather than one per thousand events, each the size of the state.
+   */
+  snapshotRatio?: number;
+  /** On shutdown, missions with at least this many events since their last snapshot get one (default 50). */
+  flushMinEvents?: number;
+}
+
+interface CachedMission {
+  rt: MissionRuntime;
+  /** The verdict the verdict rows hold. */
+  written: MissionVerdict | null;
+  snapshotRevision: number;
+}
+
+/** Per-context memory: the mission states of one generation of the tables. */
+class MissionCache {
+  private readonly missions = new Map<string, CachedMission>();
+
+  constructor(private readonly capacity: number) {}
+
+  get(missionId: string): CachedMission | undefined {
+    const found = this.missions.get(missionId);
+    if (found) {
+      this.missions.delete(missionId);
+      this.missions.set(missionId, found);
+    }
+    return found;
+  }
+
+  set(missionId: string, entry: CachedMission): void {
+    this.missions.delete(missionId);
+    this.missions.set(missionId, entry);
+    while (this.missions.size > this.capacity) {
+      const oldest = this.missions.keys().next().value;
+      if (oldest === undefined) break;
+      this.missions.delete(oldest);
+    }
+  }
+
+  values(): IterableIterator<CachedMission> {
+    return this.missions.values();
+  }
+}
+
+const MEMORY_KEY = 'readiness:missions';
+
+export function createReadinessProjection(options: ReadinessProjectionOptions): Projection {
+  const { store } = options;
+  const cacheSize = options.cacheSize ?? 500;
+  const snapshotEvery = options.snapshotEvery ?? 1000;
+  const snapshotRatio = options.snapshotRatio ?? 0.25;
+  const flushMinEvents = options.flushMinEvents ?? 50;
+  const processor = new MissionProcessor();
+
+  const cacheOf = (ctx: ProjectionContext): MissionCache => {
+    let cache = ctx.memory.get(MEMORY_KEY) as MissionCache | undefined;
+    if (!cache) {
+      cache = new MissionCache(cacheSize);
+      ctx.memory.set(MEMORY_KEY, cache);
+    }
+    return cache;
+  };
+
+  const load = async (tx: SqlClient, ctx: ProjectionContext, missionId: string): Promise<CachedMission> => {
+    const cache = cacheOf(ctx);
+    const cached = cache.get(missionId);
+    if (cached) return cached;
+    const [row] = await tx.query(`SELECT * FROM ${ctx.table(MISSIONS)} WHERE mission_id = $1`, [missionId]);
+    let entry: CachedMission;
+    if (!row) {
+      entry = { rt: newRuntime(missionId), written: null, snapshotRevision: -1 };
+    } else {
+      const revision = Number(row.revision);
+      const snapshot = await latestSnapshot(tx, ctx.table(SNAPSHOTS), missionId, revision);
+      const folded = await foldStream(store, missionId, stateOf(snapshot), { maxRevision: revision });
+      const rt = newRuntime(missionId);
+      rt.state = folded.state;
+      rt.revision = folded.revision;
+      rt.position = String(row.last_position);
+      rt.lastRecordedAt = Number(row.last_recorded_at);
+      rt.maxRecordedAt = Number(row.max_recorded_at);
+      rt.recordedMonotonic = Number(row.recorded_monotonic) === 1;
+      rt.evaluatedAt = num(row.evaluated_at);
+      rt.historySeq = Number(row.history_seq);
+      rt.skippedEvents = Number(row.skipped_events);
+      rt.createdPosition = row.created_position === null ? null : String(row.created_position);
+      rt.createdRecordedAt = num(row.created_recorded_at);
+      if (rt.evaluatedAt !== null && rt.state.mission !== null) {
+        const at = new Date(rt.evaluatedAt).toISOString();
+        rt.verdict = evaluate(rt.state, at);
+        const next = nextChangeAt(rt.state, at);
+        rt.nextAt = next === null ? null : Date.parse(next);
+      }
+      entry = { rt, written: rt.verdict, snapshotRevision: snapshot?.revision ?? -1 };
+    }
+    cache.set(missionId, entry);
+    return entry;
+  };
+
+  const snapshotDue = (entry: CachedMission): boolean => {
+    const since = entry.rt.revision - entry.snapshotRevision;
+    return since >= Math.max(snapshotEvery, Math.floor((entry.snapshotRevision + 1) * snapshotRatio));
+  };
+
+  const snapshotRow = (rt: MissionRuntime): unknown[] => [
+    rt.missionId,
+    rt.revision,
+    rt.position,
+    rt.lastRecordedAt,
+    rt.maxRecordedAt,
+    serializeState(rt.state),
+  ];
+
+  const write = async (
+    tx: SqlClient,
+    ctx: ProjectionContext,
+    touched: Map<string, CachedMission>,
+    sink: ProcessorSink,
+  ): Promise<void> => {
+    if (touched.size === 0) return;
+    const missions: unknown[][] = [];
+    const verdictMissions: string[] = [];
+    const verdictRows: unknown[][] = [];
+    const snapshots: unknown[][] = [];
+    for (const entry of touched.values()) {
+      const { rt } = entry;
+      const info = rt.state.mission;
+      missions.push([
+        rt.missionId,
+        info?.name ?? null,
+        info?.leadNation ?? null,
+        info?.baseCurrency ?? null,
+        info?.template ?? null,
+        info?.definedAt ?? null,
+        rt.createdPosition,
+        rt.createdRecordedAt,
+        rt.revision,
+        rt.position,
+        rt.lastRecordedAt,
+        rt.maxRecordedAt,
+        rt.recordedMonotonic ? 1 : 0,
+        rt.evaluatedAt,
+        rt.nextAt,
+        rt.verdict?.policyVersion ?? null,
+        rt.historySeq,
+        rt.skippedEvents,
+      ]);
+      if (rt.verdict !== entry.written) {
+        verdictMissions.push(rt.missionId);
+        rt.verdict?.phases.forEach((phase, ord) => {
+          verdictRows.push([
+            rt.missionId,
+            phase.phase,
+            ord,
+            phase.title,
+            phase.status,
+            rt.verdict?.policyVersion ?? null,
+            JSON.stringify(phase),
+          ]);
+        });
+        entry.written = rt.verdict;
+      }
+      if (snapshotDue(entry)) {
+        snapshots.push(snapshotRow(rt));
+        entry.snapshotRevision = rt.revision;
+      }
+    }
+    await insertRows(
+      tx,
+      ctx.table(MISSIONS),
+      MISSION_COLUMNS,
+      missions,
+      upsertClause(['mission_id'], MISSION_COLUMNS),
+    );
+    if (verdictMissions.length > 0) {
+      for (let i = 0; i < verdictMissions.length; i += 500) {
+        const ids = verdictMissions.slice(i, i + 500);
+        await tx.execute(
+          `DELETE FROM ${ctx.table(VERDICTS)} WHERE mission_id IN (${ids.map((_, j) => `$${j + 1}`).join(', ')})`,
+          ids,
+        );
+      }
+      await insertRows(tx, ctx.table(VERDICTS), VERDICT_COLUMNS, verdictRows);
+    }
+    if (sink.history.length > 0) {
+      await insertRows(
+        tx,
+        ctx.table(HISTORY),
+        HISTORY_COLUMNS,
+        sink.history.map((h) => [
+          h.missionId,
+          h.seq,
+          h.phase,
+          h.title,
+          h.from,
+          h.to,
+          h.occurredAt,
+          h.recordedAt,
+          h.evaluatedAt,
+          h.cause,
+          h.causeEventId,
+          h.causeEventType,
+          h.causeRevision,
+          h.causePosition,
+          h.policyVersion,
+          JSON.stringify(h.unmetBefore),
+          JSON.stringify(h.unmetAfter),
+          h.changeId,
+        ]),
+      );
+    }
+    if (snapshots.length > 0) {
+      await insertRows(tx, ctx.table(SNAPSHOTS), SNAPSHOT_COLUMNS, snapshots, 'ON CONFLICT DO NOTHING');
+    }
+    // A rebuild recomputes history but never replays notifications: the feed is append-only.
+    if (ctx.mode === 'live' && sink.changes.length > 0) {
+      ctx.publish(await appendChanges(tx, sink.changes));
+    }
+    for (const skipped of sink.skipped) {
+      ctx.logger.warn(
+        { ...skipped, projection: READINESS_PROJECTION },
+        'event the domain cannot read skipped',
+      );
+    }
+  };
+
+  return {
+    name: READINESS_PROJECTION,
+    version: READINESS_PROJECTION_VERSION,
+    filter: { streamPrefixes: ['mission-'] },
+    tables: readinessTables,
+    migrations: changeFeedMigrations,
+
+    async handle(events: readonly RecordedEvent[], tx: SqlClient, ctx: ProjectionContext): Promise<void> {
+      const touched = new Map<string, CachedMission>();
+      const sink = newSink();
+      for (const event of events) {
+        const missionId = missionIdOfStream(event.stream);
+        if (missionId === null) continue;
+        const entry = touched.get(missionId) ?? (await load(tx, ctx, missionId));
+        touched.set(missionId, entry);
+        if (event.revision <= entry.rt.revision) continue;
+        if (event.revision !== entry.rt.revision + 1) {
+          throw new ProjectionError('revision-gap', {
+            missionId,
+            expected: entry.rt.revision + 1,
+            actual: event.revision,
+          });
+        }
+        processor.apply(entry.rt, event, sink);
+      }
+      await write(tx, ctx, touched, sink);
+    },
+
+    async nextDue(sql: SqlClient, ctx: ProjectionContext): Promise<number | null> {
+      const [row] = await sql.query(`SELECT MIN(next_change_at) AS due FROM ${ctx.table(MISSIONS)}`);
+      return num(row?.due);
+    },
+
+    async advanceTime(until: number, tx: SqlClient, ctx: ProjectionContext): Promise<void> {
+      const done = new Set<string>();
+      for (;;) {
+        const rows = await tx.query(
+          `SELECT mission_id FROM ${ctx.table(MISSIONS)} WHERE next_change_at IS NOT NULL AND next_change_at <= $1
+           ORDER BY next_change_at, mission_id LIMIT 200`,
+          [until],
+        );
+        const fresh = rows.map((row) => String(row.mission_id)).filter((id) => !done.has(id));
+        if (fresh.length === 0) return;
+        const touched = new Map<string, CachedMission>();
+        const sink = newSink();
+        for (const missionId of fresh) {
+          done.add(missionId);
+          const entry = await load(tx, ctx, missionId);
+          processor.advance(entry.rt, until, sink);
+          touched.set(missionId, entry);
+        }
+        await write(tx, ctx, touched, sink);
+      }
+    },
+
+    async flush(tx: SqlClient, ctx: ProjectionContext): Promise<void> {
+      const cache = ctx.memory.get(MEMORY_KEY) as MissionCache | undefined;
+      if (!cache) return;
+      const rows: unknown[][] = [];
+      for (const entry of cache.values()) {
+        if (entry.rt.revision - entry.snapshotRevision >= flushMinEvents) {
+          rows.push(snapshotRow(entry.rt));
+          entry.snapshotRevision = entry.rt.revision;
+        }
+      }
+      await insertRows(tx, ctx.table(SNAPSHOTS), SNAPSHOT_COLUMNS, rows, 'ON CONFLICT DO NOTHING');
+    },
+  };
+}

@@ -1,0 +1,383 @@
+import type { EventStore, Position, SqlClient } from '@muster/event-store';
+import {
+  evaluate,
+  type MissionState,
+  type MissionVerdict,
+  missionStreamName,
+  type PhaseStatus,
+  type PhaseVerdict,
+} from '@muster/readiness';
+import { ProjectionError } from '../errors.js';
+import { type HistoryEntry, MISSION_STREAM_PREFIX } from './processor.js';
+import {
+  foldStream,
+  latestSnapshot,
+  num,
+  snapshotAtOrBeforePosition,
+  snapshotKnownBy,
+  stateOf,
+} from './state-loader.js';
+import { HISTORY, MISSIONS, SNAPSHOTS, VERDICTS } from './tables.js';
+
+export interface MissionSummary {
+  missionId: string;
+  name: string;
+  leadNation: string;
+  baseCurrency: string;
+  template: string | null;
+  /** When the mission was defined, in the world (ISO). */
+  definedAt: string;
+  /** When the log recorded its definition (ISO). */
+  createdAt: string;
+  createdPosition: string;
+  /** Last stream revision the read model has folded. */
+  revision: number;
+  lastPosition: string;
+  /** The instant the current verdict was evaluated at (ISO). */
+  evaluatedAt: string | null;
+  /** The next instant at which time alone may change the verdict (ISO). */
+  nextChangeAt: string | null;
+  policyVersion: number | null;
+  statuses: Record<string, PhaseStatus>;
+}
+
+export interface CurrentVerdict {
+  missionId: string;
+  at: string | null;
+  revision: number;
+  position: string;
+  policyVersion: number | null;
+  phases: PhaseVerdict[];
+}
+
+export interface HistoryPage {
+  missionId: string;
+  entries: HistoryEntry[];
+  /** Pass as `afterSeq` for the next page; null when this page is the last. */
+  nextAfterSeq: number | null;
+}
+
+/** A verdict computed for an audit question, with what it was computed from. */
+export interface TimeTravelVerdict extends MissionVerdict {
+  basis: {
+    mode: 'as-of' | 'known-at' | 'at-position';
+    /** Last stream revision folded. */
+    revision: number;
+    position: string | null;
+    /** recordedAt of the last event folded (ISO). */
+    recordedAt: string | null;
+    /** Events folded past the snapshot this answer started from (0: memory or snapshot alone). */
+    folded: number;
+    snapshotRevision: number | null;
+  };
+}
+
+export interface ReadinessQueries {
+  listMissions(): Promise<MissionSummary[]>;
+  getMission(missionId: string): Promise<MissionSummary | null>;
+  currentVerdict(missionId: string): Promise<CurrentVerdict | null>;
+  history(missionId: string, options?: { afterSeq?: number; limit?: number }): Promise<HistoryPage | null>;
+  /** World time: the verdict at `instant` from everything the log holds now. */
+  verdictAsOf(missionId: string, instant: string): Promise<TimeTravelVerdict | null>;
+  /** Record time: the verdict at `instant` from only the events recorded by then. */
+  verdictKnownAt(missionId: string, instant: string): Promise<TimeTravelVerdict | null>;
+  /** The verdict right after the mission's last event at or before `position`, at its recordedAt. */
+  verdictAtPosition(missionId: string, position: Position): Promise<TimeTravelVerdict | null>;
+}
+
+export interface ReadinessQueriesOptions {
+  store: EventStore;
+  sql: SqlClient;
+  /** Missions whose latest state stays in memory for world-time questions (default 64). */
+  cacheSize?: number;
+}
+
+const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+
+function parseInstant(instant: string): number {
+  const ms = typeof instant === 'string' ? Date.parse(instant) : Number.NaN;
+  if (!/^\d{4}-\d{2}-\d{2}T/.test(String(instant)) || Number.isNaN(ms)) {
+    throw new ProjectionError('invalid-instant', { value: String(instant).slice(0, 60) });
+  }
+  return ms;
+}
+
+function toHistoryEntry(row: Record<string, unknown>): HistoryEntry {
+  return {
+    missionId: String(row.mission_id),
+    seq: Number(row.seq),
+    phase: String(row.phase),
+    title: String(row.title),
+    from: (row.from_status as PhaseStatus | null) ?? null,
+    to: (row.to_status as PhaseStatus | null) ?? null,
+    occurredAt: Number(row.occurred_at),
+    recordedAt: Number(row.recorded_at),
+    evaluatedAt: Number(row.evaluated_at),
+    cause: row.cause === 'time' ? 'time' : 'event',
+    causeEventId: (row.cause_event_id as string | null) ?? null,
+    causeEventType: (row.cause_event_type as string | null) ?? null,
+    causeRevision: num(row.cause_revision),
+    causePosition: (row.cause_position as string | null) ?? null,
+    policyVersion: num(row.policy_version),
+    unmetBefore: JSON.parse(String(row.unmet_before)),
+    unmetAfter: JSON.parse(String(row.unmet_after)),
+    changeId: String(row.change_id),
+  };
+}
+
+interface Latest {
+  state: MissionState;
+  revision: number;
+  position: string | null;
+  recordedAt: number | null;
+  maxRecordedAt: number | null;
+}
+
+export function createReadinessQueries(options: ReadinessQueriesOptions): ReadinessQueries {
+  const { store, sql } = options;
+  const capacity = options.cacheSize ?? 64;
+  const latest = new Map<string, Latest>();
+
+  const remember = (missionId: string, entry: Latest) => {
+    latest.delete(missionId);
+    latest.set(missionId, entry);
+    while (latest.size > capacity) {
+      const oldest = latest.keys().next().value;
+      if (oldest === undefined) break;
+      latest.delete(oldest);
+    }
+  };
+
+  const summaries = async (where: string, params: unknown[]): Promise<MissionSummary[]> => {
+    const rows = await sql.query(
+      `SELECT * FROM ${MISSIONS} WHERE name IS NOT NULL${where} ORDER BY created_position, mission_id`,
+      params,
+    );
+    if (rows.length === 0) return [];
+    const ids = rows.map((r) => String(r.mission_id));
+    const statusRows = await sql.query(
+      `SELECT mission_id, phase, status FROM ${VERDICTS} WHERE mission_id IN (${ids.map((_, i) => `$${i + 1}`).join(', ')}) ORDER BY mission_id, ord`,
+      ids,
+    );
+    const statuses = new Map<string, Record<string, PhaseStatus>>();
+    for (const row of statusRows) {
+      const id = String(row.mission_id);
+      const map = statuses.get(id) ?? {};
+      map[String(row.phase)] = row.status as PhaseStatus;
+      statuses.set(id, map);
+    }
+    return rows.map((row) => ({
+      missionId: String(row.mission_id),
+      name: String(row.name),
+      leadNation: String(row.lead_nation),
+      baseCurrency: String(row.base_currency),
+      template: (row.template as string | null) ?? null,
+      definedAt: iso(Number(row.defined_at)) as string,
+      createdAt: iso(Number(row.created_recorded_at)) as string,
+      createdPosition: String(row.created_position),
+      revision: Number(row.revision),
+      lastPosition: String(row.last_position),
+      evaluatedAt: iso(num(row.evaluated_at)),
+      nextChangeAt: iso(num(row.next_change_at)),
+      policyVersion: num(row.policy_version),
+      statuses: statuses.get(String(row.mission_id)) ?? {},
+    }));
+  };
+
+  /** The state from every event the stream holds now: memory, else the latest snapshot, plus the tail. */
+  const latestState = async (
+    missionId: string,
+  ): Promise<(Latest & { folded: number; snapshot: number | null }) | null> => {
+    const head = await store.streamRevision(missionStreamName(missionId));
+    if (head === null) return null;
+    const cached = latest.get(missionId);
+    let base: { state: MissionState; revision: number };
+    let snapshot: number | null = null;
+    let known: Latest | undefined = cached;
+    if (cached && cached.revision <= head) {
+      base = { state: cached.state, revision: cached.revision };
+    } else {
+      const row = await latestSnapshot(sql, SNAPSHOTS, missionId, head);
+      base = stateOf(row);
+      snapshot = row?.revision ?? null;
+      known = row
+        ? {
+            state: base.state,
+            revision: row.revision,
+            position: row.position,
+            recordedAt: row.recordedAt,
+            maxRecordedAt: row.maxRecordedAt,
+          }
+        : undefined;
+    }
+    const folded = await foldStream(store, missionId, base, { maxRevision: head });
+    const known0 = known?.maxRecordedAt ?? null;
+    const entry: Latest = {
+      state: folded.state,
+      revision: folded.revision,
+      position: folded.position ?? known?.position ?? null,
+      recordedAt: folded.recordedAt ?? known?.recordedAt ?? null,
+      maxRecordedAt:
+        folded.maxRecordedAt === null
+          ? known0
+          : known0 === null
+            ? folded.maxRecordedAt
+            : Math.max(known0, folded.maxRecordedAt),
+    };
+    remember(missionId, entry);
+    return { ...entry, folded: folded.folded, snapshot };
+  };
+
+  const answer = (
+    missionId: string,
+    state: MissionState,
+    at: number,
+    basis: TimeTravelVerdict['basis'],
+  ): TimeTravelVerdict | null => {
+    if (state.mission === null) return null;
+    return { ...evaluate(state, new Date(at).toISOString()), missionId, basis };
+  };
+
+  return {
+    listMissions: () => summaries('', []),
+
+    async getMission(missionId) {
+      const [found] = await summaries(' AND mission_id = $1', [missionId]);
+      return found ?? null;
+    },
+
+    async currentVerdict(missionId) {
+      const [row] = await sql.query(`SELECT * FROM ${MISSIONS} WHERE mission_id = $1 AND name IS NOT NULL`, [
+        missionId,
+      ]);
+      if (!row) return null;
+      const phases = await sql.query(`SELECT verdict FROM ${VERDICTS} WHERE mission_id = $1 ORDER BY ord`, [
+        missionId,
+      ]);
+      return {
+        missionId,
+        at: iso(num(row.evaluated_at)),
+        revision: Number(row.revision),
+        position: String(row.last_position),
+        policyVersion: num(row.policy_version),
+        phases: phases.map((p) => JSON.parse(String(p.verdict)) as PhaseVerdict),
+      };
+    },
+
+    async history(missionId, options = {}) {
+      const [row] = await sql.query(`SELECT history_seq FROM ${MISSIONS} WHERE mission_id = $1`, [missionId]);
+      if (!row) return null;
+      const afterSeq = Math.max(0, Math.floor(options.afterSeq ?? 0));
+      const limit = Math.min(1000, Math.max(1, Math.floor(options.limit ?? 100)));
+      const rows = await sql.query(
+        `SELECT * FROM ${HISTORY} WHERE mission_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
+        [missionId, afterSeq, limit + 1],
+      );
+      const entries = rows.slice(0, limit).map(toHistoryEntry);
+      return {
+        missionId,
+        entries,
+        nextAfterSeq: rows.length > limit ? (entries[entries.length - 1]?.seq ?? null) : null,
+      };
+    },
+
+    async verdictAsOf(missionId, instant) {
+      const at = parseInstant(instant);
+      const found = await latestState(missionId);
+      if (!found) return null;
+      return answer(missionId, found.state, at, {
+        mode: 'as-of',
+        revision: found.revision,
+        position: found.position,
+        recordedAt: iso(found.recordedAt),
+        folded: found.folded,
+        snapshotRevision: found.snapshot,
+      });
+    },
+
+    async verdictKnownAt(missionId, instant) {
+      const at = parseInstant(instant);
+      const stream = missionStreamName(missionId);
+      const head = await store.streamRevision(stream);
+      if (head === null) return null;
+      const cached = latest.get(missionId);
+      if (cached && cached.revision === head && cached.maxRecordedAt !== null && cached.maxRecordedAt <= at) {
+        return answer(missionId, cached.state, at, {
+          mode: 'known-at',
+          revision: cached.revision,
+          position: cached.position,
+          recordedAt: iso(cached.recordedAt),
+          folded: 0,
+          snapshotRevision: null,
+        });
+      }
+      const [row] = await sql.query(
+        `SELECT revision, recorded_monotonic FROM ${MISSIONS} WHERE mission_id = $1`,
+        [missionId],
+      );
+      // Where the log's record times never went backwards, the first event after `at` ends the fold.
+      const monotonicUpTo = row && Number(row.recorded_monotonic) === 1 ? Number(row.revision) : -1;
+      const snapshot = await snapshotKnownBy(sql, SNAPSHOTS, missionId, at);
+      let last: { revision: number; position: string; recordedAt: string } | null = null;
+      const folded = await foldStream(store, missionId, stateOf(snapshot), {
+        decide: (event) => {
+          if (Date.parse(event.recordedAt) <= at) {
+            last = { revision: event.revision, position: event.position, recordedAt: event.recordedAt };
+            return 'take';
+          }
+          return event.revision <= monotonicUpTo ? 'stop' : 'skip';
+        },
+      });
+      const basisLast = last as { revision: number; position: string; recordedAt: string } | null;
+      return answer(missionId, folded.state, at, {
+        mode: 'known-at',
+        revision: basisLast?.revision ?? snapshot?.revision ?? -1,
+        position: basisLast?.position ?? snapshot?.position ?? null,
+        recordedAt: basisLast?.recordedAt ?? iso(snapshot?.recordedAt ?? null),
+        folded: folded.folded,
+        snapshotRevision: snapshot?.revision ?? null,
+      });
+    },
+
+    async verdictAtPosition(missionId, position) {
+      if (typeof position !== 'string' || position.length === 0 || position.length > 100) {
+        throw new ProjectionError('invalid-position', { value: String(position).slice(0, 60) });
+      }
+      const stream = missionStreamName(missionId);
+      const head = await store.streamRevision(stream);
+      if (head === null) return null;
+      const cached = latest.get(missionId);
+      let base: { state: MissionState; revision: number };
+      let snapshotRevision: number | null = null;
+      let baseLast: { position: string | null; recordedAt: number | null } = {
+        position: null,
+        recordedAt: null,
+      };
+      if (cached && cached.position !== null && cached.position <= position && cached.revision <= head) {
+        base = { state: cached.state, revision: cached.revision };
+        baseLast = { position: cached.position, recordedAt: cached.recordedAt };
+      } else {
+        const snapshot = await snapshotAtOrBeforePosition(sql, SNAPSHOTS, missionId, position);
+        base = stateOf(snapshot);
+        snapshotRevision = snapshot?.revision ?? null;
+        if (snapshot) baseLast = { position: snapshot.position, recordedAt: snapshot.recordedAt };
+      }
+      const folded = await foldStream(store, missionId, base, {
+        decide: (event) => (event.position <= position ? 'take' : 'stop'),
+      });
+      const lastPosition = folded.position ?? baseLast.position;
+      const lastRecordedAt = folded.recordedAt ?? baseLast.recordedAt;
+      if (lastPosition === null || lastRecordedAt === null) return null;
+      return answer(missionId, folded.state, lastRecordedAt, {
+        mode: 'at-position',
+        revision: folded.revision,
+        position: lastPosition,
+        recordedAt: iso(lastRecordedAt),
+        folded: folded.folded,
+        snapshotRevision,
+      });
+    },
+  };
+}
+
+export const isMissionStream = (stream: string): boolean => stream.startsWith(MISSION_STREAM_PREFIX);

@@ -1,0 +1,163 @@
+import {
+  type EventStore,
+  type RecordedEvent,
+  type SqlClient,
+  StreamNotFoundError,
+} from '@muster/event-store';
+import {
+  deserializeState,
+  evolve,
+  fromStoredEvent,
+  initialState,
+  isDomainError,
+  type MissionEvent,
+  type MissionState,
+  missionStreamName,
+} from '@muster/readiness';
+import { num } from '../sql-rows.js';
+
+/**
+ * Folding a mission's stream from the nearest snapshot instead of from zero: the restart path of
+ * the projection and every time-travel query go through here.
+ */
+export interface FoldedState {
+  state: MissionState;
+  /** Last revision folded (-1: none). */
+  revision: number;
+  /** The last event folded, when any was read past the snapshot. */
+  last: RecordedEvent | null;
+  position: string | null;
+  recordedAt: number | null;
+  /** Events read from the store past the snapshot. */
+  folded: number;
+  /** The latest recordedAt among the events folded (epoch ms). */
+  maxRecordedAt: number | null;
+}
+
+export interface SnapshotRow {
+  revision: number;
+  position: string;
+  recordedAt: number;
+  maxRecordedAt: number;
+  state: string;
+}
+
+export function readableEvent(event: RecordedEvent): MissionEvent | null {
+  try {
+    return fromStoredEvent(event);
+  } catch (error) {
+    if (isDomainError(error)) return null;
+    throw error;
+  }
+}
+
+function toSnapshot(row: Record<string, unknown> | undefined): SnapshotRow | null {
+  if (!row) return null;
+  return {
+    revision: Number(row.revision),
+    position: String(row.position),
+    recordedAt: Number(row.recorded_at),
+    maxRecordedAt: Number(row.max_recorded_at),
+    state: String(row.state),
+  };
+}
+
+const SNAPSHOT_SELECT = 'SELECT revision, position, recorded_at, max_recorded_at, state FROM';
+
+export async function latestSnapshot(
+  sql: SqlClient,
+  table: string,
+  missionId: string,
+  maxRevision: number,
+): Promise<SnapshotRow | null> {
+  const [row] = await sql.query(
+    `${SNAPSHOT_SELECT} ${table} WHERE mission_id = $1 AND revision <= $2 ORDER BY revision DESC LIMIT 1`,
+    [missionId, maxRevision],
+  );
+  return toSnapshot(row);
+}
+
+export async function snapshotAtOrBeforePosition(
+  sql: SqlClient,
+  table: string,
+  missionId: string,
+  position: string,
+): Promise<SnapshotRow | null> {
+  const [row] = await sql.query(
+    `${SNAPSHOT_SELECT} ${table} WHERE mission_id = $1 AND position <= $2 ORDER BY revision DESC LIMIT 1`,
+    [missionId, position],
+  );
+  return toSnapshot(row);
+}
+
+export async function snapshotKnownBy(
+  sql: SqlClient,
+  table: string,
+  missionId: string,
+  instant: number,
+): Promise<SnapshotRow | null> {
+  const [row] = await sql.query(
+    `${SNAPSHOT_SELECT} ${table} WHERE mission_id = $1 AND max_recorded_at <= $2 ORDER BY revision DESC LIMIT 1`,
+    [missionId, instant],
+  );
+  return toSnapshot(row);
+}
+
+export type FoldDecision = 'take' | 'skip' | 'stop';
+
+/**
+ * Folds the stream's events after `base` while `decide` says so. Unreadable events are skipped,
+ * as the projection skips them.
+ */
+export async function foldStream(
+  store: EventStore,
+  missionId: string,
+  base: { state: MissionState; revision: number },
+  options: { maxRevision?: number; decide?: (event: RecordedEvent) => FoldDecision } = {},
+): Promise<FoldedState> {
+  let state = base.state;
+  let revision = base.revision;
+  let last: RecordedEvent | null = null;
+  let folded = 0;
+  let maxRecordedAt: number | null = null;
+  const maxCount =
+    options.maxRevision === undefined ? Number.MAX_SAFE_INTEGER : options.maxRevision - base.revision;
+  if (maxCount <= 0)
+    return { state, revision, last, position: null, recordedAt: null, folded, maxRecordedAt };
+  try {
+    for await (const event of store.readStream(missionStreamName(missionId), {
+      fromRevision: base.revision + 1,
+      maxCount,
+    })) {
+      const decision = options.decide ? options.decide(event) : 'take';
+      if (decision === 'stop') break;
+      if (decision === 'skip') continue;
+      const domain = readableEvent(event);
+      if (domain !== null) state = evolve(state, domain);
+      revision = event.revision;
+      last = event;
+      folded++;
+      const recordedAt = Date.parse(event.recordedAt);
+      if (maxRecordedAt === null || recordedAt > maxRecordedAt) maxRecordedAt = recordedAt;
+    }
+  } catch (error) {
+    if (!(error instanceof StreamNotFoundError)) throw error;
+  }
+  return {
+    state,
+    revision,
+    last,
+    position: last?.position ?? null,
+    recordedAt: last ? Date.parse(last.recordedAt) : null,
+    folded,
+    maxRecordedAt,
+  };
+}
+
+export function stateOf(snapshot: SnapshotRow | null): { state: MissionState; revision: number } {
+  return snapshot === null
+    ? { state: initialState(), revision: -1 }
+    : { state: deserializeState(snapshot.state), revision: snapshot.revision };
+}
+
+export { num };

@@ -1,0 +1,1011 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import {
+  type EventStore,
+  migrate,
+  type Position,
+  type RecordedEvent,
+  type SqlClient,
+  type Subscription,
+  type SubscriptionMessage,
+} from '@muster/event-store';
+import type { ReadinessChange } from './change-feed.js';
+import { isProjectionError, ProjectionError } from './errors.js';
+import { fenceLease, type Lease, readLeases, releaseLease, tryAcquireLease } from './lease.js';
+import { type Logger, silentLogger } from './logger.js';
+import { lagInEvents } from './positions.js';
+import {
+  createTables,
+  dropTables,
+  generationSuffix,
+  type Projection,
+  type ProjectionContext,
+  type ProjectionMode,
+  physicalName,
+} from './projection.js';
+import {
+  type CheckpointRow,
+  readCheckpoint,
+  readCheckpoints,
+  readRebuild,
+  runnerMigrations,
+  sameAs,
+} from './runner-schema.js';
+
+export interface StartProjectionsOptions {
+  store: EventStore;
+  /** Where read models, checkpoints and leases live. */
+  sql: SqlClient;
+  projections: readonly Projection[];
+  logger?: Logger;
+  /** Source of "now" for leases and time-driven changes; tests pass a controlled clock. */
+  clock?: () => Date;
+  /** Names this process in lease rows; default `<host>:<pid>:<random>`. */
+  instanceId?: string;
+  /** How long a lease lasts without renewal (default 15 s); renewed every third of it. */
+  leaseTtlMs?: number;
+  /** Events per batch, each batch one transaction (default 500). */
+  batchSize?: number;
+  /** Restart delays after a failure: exponential from `initialMs` to `maxMs`, with full jitter. */
+  backoff?: { initialMs?: number; maxMs?: number };
+  /**
+   * Time-driven changes are recorded once they are this far in the past (default 1 s), so that an
+   * event stamped just before such an instant but committed just after it is still seen first.
+   */
+  timeGraceMs?: number;
+  /** Longest sleep between two looks at the clock, the lease and pending swaps (default 1 s). */
+  tickMs?: number;
+  /** Checkpoint polling for waitForPosition when another process leads (default 25 ms). */
+  pollMs?: number;
+  /** [0, 1) for jitter; default Math.random. */
+  random?: () => number;
+}
+
+export interface ProjectionStatus {
+  name: string;
+  version: number;
+  /** The table generation serving reads. */
+  generation: number;
+  /** Everything up to here is in the read model (null: nothing yet). */
+  position: Position | null;
+  headPosition: Position | null;
+  /** Events between position and head, where the store's positions allow counting them. */
+  lagEvents: number | null;
+  behind: boolean;
+  /** This process has processed up to the head at least once since it took the lease. */
+  caughtUp: boolean;
+  isLeader: boolean;
+  leader: { owner: string; expiresAt: string } | null;
+  /** Time-driven changes are recorded up to this instant. */
+  watermark: string | null;
+  lastError: { message: string; code: string | null; at: string } | null;
+  restarts: number;
+  rebuild: {
+    generation: number;
+    status: 'building' | 'ready';
+    position: Position | null;
+    events: number;
+  } | null;
+}
+
+export interface RebuildProgress {
+  name: string;
+  generation: number;
+  events: number;
+  position: Position | null;
+  headPosition: Position | null;
+  phase: 'building' | 'swapping' | 'done';
+}
+
+export interface RebuildResult {
+  name: string;
+  generation: number;
+  events: number;
+  durationMs: number;
+}
+
+export interface ProjectionsHandle {
+  status(): Promise<ProjectionStatus[]>;
+  /** True once every projection has processed the log up to `position`; false after the timeout. */
+  waitForPosition(position: Position, timeoutMs: number): Promise<boolean>;
+  /** Called with the change-feed rows of each committed batch; returns the unsubscribe function. */
+  onChanges(listener: (changes: readonly ReadinessChange[]) => void): () => void;
+  /**
+   * Builds a fresh generation of the projection's tables from position zero while the live one
+   * keeps serving, then swaps it in atomically; resolves once swapped.
+   */
+  rebuild(
+    name: string,
+    options?: { onProgress?: (progress: RebuildProgress) => void },
+  ): Promise<RebuildResult>;
+  /** Look at the clock, the lease and pending swaps now rather than at the next tick. */
+  poke(): void;
+  /** Stops every projection, snapshots what memory holds, and lets the leases go. */
+  close(): Promise<void>;
+}
+
+interface Settings {
+  store: EventStore;
+  sql: SqlClient;
+  logger: Logger;
+  clock: () => Date;
+  owner: string;
+  ttl: number;
+  batchSize: number;
+  backoffInitial: number;
+  backoffMax: number;
+  grace: number;
+  tickMs: number;
+  pollMs: number;
+  random: () => number;
+}
+
+export async function startProjections(options: StartProjectionsOptions): Promise<ProjectionsHandle> {
+  const names = new Set<string>();
+  for (const p of options.projections) {
+    if (names.has(p.name)) throw new TypeError(`two projections are named ${p.name}`);
+    names.add(p.name);
+  }
+  const settings: Settings = {
+    store: options.store,
+    sql: options.sql,
+    logger: options.logger ?? silentLogger,
+    clock: options.clock ?? (() => new Date()),
+    owner: options.instanceId ?? `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`,
+    ttl: options.leaseTtlMs ?? 15_000,
+    batchSize: options.batchSize ?? 500,
+    backoffInitial: options.backoff?.initialMs ?? 200,
+    backoffMax: options.backoff?.maxMs ?? 30_000,
+    grace: options.timeGraceMs ?? 1000,
+    tickMs: options.tickMs ?? 1000,
+    pollMs: options.pollMs ?? 25,
+    random: options.random ?? Math.random,
+  };
+  await migrate(settings.sql, [
+    ...runnerMigrations,
+    ...options.projections.flatMap((p) => p.migrations ?? []),
+  ]);
+  for (const projection of options.projections) await ensureInstalled(settings, projection);
+  const runner = new Runner(settings, options.projections);
+  runner.start();
+  return runner;
+}
+
+/** Creates the live tables and the checkpoint row of a projection the database has never seen. */
+async function ensureInstalled(s: Settings, projection: Projection): Promise<void> {
+  if (await readCheckpoint(s.sql, projection.name)) return;
+  await s.sql.transaction(async (tx) => {
+    if (tx.dialect === 'postgres') {
+      await tx.execute('SELECT pg_advisory_xact_lock(hashtext($1))', [`projection:${projection.name}`]);
+    }
+    if (await readCheckpoint(tx, projection.name)) return;
+    // Tables without a checkpoint row are leftovers nobody can vouch for.
+    await tx.script(dropTables(projection, 0, 'live'));
+    await tx.script(createTables(projection, tx.dialect, 0, 'live'));
+    await tx.execute(
+      'INSERT INTO projection_checkpoints (name, position, version, generation, watermark, updated_at) VALUES ($1, NULL, $2, 0, NULL, $3)',
+      [projection.name, projection.version, Date.now()],
+    );
+  });
+}
+
+type ChangeListener = (changes: readonly ReadinessChange[]) => void;
+
+class Runner implements ProjectionsHandle {
+  private readonly workers = new Map<string, Worker>();
+  private readonly listeners = new Set<ChangeListener>();
+  private closed = false;
+  private readonly progressWaiters = new Set<() => void>();
+
+  constructor(
+    private readonly s: Settings,
+    projections: readonly Projection[],
+  ) {
+    for (const projection of projections) {
+      this.workers.set(projection.name, new Worker(s, projection, this));
+    }
+  }
+
+  start(): void {
+    for (const worker of this.workers.values()) worker.start();
+  }
+
+  emitChanges(changes: readonly ReadinessChange[]): void {
+    if (changes.length === 0) return;
+    for (const listener of this.listeners) {
+      try {
+        listener(changes);
+      } catch (error) {
+        this.s.logger.error({ err: error }, 'change listener failed');
+      }
+    }
+  }
+
+  progressed(): void {
+    for (const wake of [...this.progressWaiters]) wake();
+  }
+
+  onChanges(listener: ChangeListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  poke(): void {
+    for (const worker of this.workers.values()) worker.wake();
+  }
+
+  async status(): Promise<ProjectionStatus[]> {
+    const [checkpoints, leases, head] = await Promise.all([
+      readCheckpoints(this.s.sql),
+      readLeases(this.s.sql),
+      this.s.store.headPosition().catch(() => null),
+    ]);
+    const out: ProjectionStatus[] = [];
+    for (const worker of this.workers.values()) {
+      out.push(
+        await worker.status(checkpoints.get(worker.name) ?? null, leases.get(worker.name) ?? null, head),
+      );
+    }
+    return out;
+  }
+
+  async waitForPosition(position: Position, timeoutMs: number): Promise<boolean> {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      if (this.closed) throw new ProjectionError('projections-closed');
+      let reached = true;
+      let local = true;
+      for (const worker of this.workers.values()) {
+        const known = worker.localPosition();
+        if (known === undefined) local = false;
+        else if (known === null || known < position) reached = false;
+      }
+      if (reached && local) return true;
+      if (!local) {
+        const checkpoints = await readCheckpoints(this.s.sql);
+        reached = [...this.workers.values()].every((w) => {
+          const known = w.localPosition() ?? checkpoints.get(w.name)?.position ?? null;
+          return known !== null && known >= position;
+        });
+        if (reached) return true;
+      }
+      const left = deadline - performance.now();
+      if (left <= 0) return false;
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          this.progressWaiters.delete(done);
+          resolve();
+        };
+        const timer = setTimeout(done, local ? left : Math.min(left, this.s.pollMs));
+        this.progressWaiters.add(done);
+      });
+    }
+  }
+
+  rebuild(
+    name: string,
+    options?: { onProgress?: (progress: RebuildProgress) => void },
+  ): Promise<RebuildResult> {
+    if (this.closed) return Promise.reject(new ProjectionError('projections-closed'));
+    const worker = this.workers.get(name);
+    if (!worker) return Promise.reject(new ProjectionError('projection-not-found', { name }));
+    return worker.rebuild(options?.onProgress);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.progressed();
+    await Promise.all([...this.workers.values()].map((w) => w.stop()));
+  }
+}
+
+/** A pending `next()` kept across waits, so that a timeout never loses a message. */
+class Pump {
+  private pending: Promise<IteratorResult<SubscriptionMessage>> | null = null;
+  private settled: { value: IteratorResult<SubscriptionMessage> } | { error: unknown } | null = null;
+  private readonly iterator: AsyncIterator<SubscriptionMessage>;
+
+  constructor(subscription: Subscription) {
+    this.iterator = subscription[Symbol.asyncIterator]();
+  }
+
+  private arm(): Promise<IteratorResult<SubscriptionMessage>> {
+    if (this.pending) return this.pending;
+    const pending = this.iterator.next();
+    this.pending = pending;
+    pending.then(
+      (value) => {
+        if (this.pending === pending) this.settled = { value };
+      },
+      (error: unknown) => {
+        if (this.pending === pending) this.settled = { error };
+      },
+    );
+    return pending;
+  }
+
+  private take(): IteratorResult<SubscriptionMessage> {
+    const settled = this.settled;
+    this.pending = null;
+    this.settled = null;
+    if (settled === null) throw new Error('nothing to take');
+    if ('error' in settled) throw settled.error;
+    return settled.value;
+  }
+
+  /** The next message, or null when `interrupt` resolves first. */
+  async next(interrupt: Promise<unknown>): Promise<IteratorResult<SubscriptionMessage> | null> {
+    const pending = this.arm();
+    const winner = await Promise.race([pending.then(() => true), interrupt.then(() => false)]);
+    if (!winner) return null;
+    await null;
+    return this.take();
+  }
+
+  /** Messages already delivered, without waiting for more. */
+  async drain(max: number): Promise<SubscriptionMessage[]> {
+    const out: SubscriptionMessage[] = [];
+    while (out.length < max) {
+      this.arm();
+      await null;
+      await null;
+      if (this.settled === null) break;
+      if ('value' in this.settled && this.settled.value.done) break;
+      out.push(this.take().value as SubscriptionMessage);
+    }
+    return out;
+  }
+}
+
+function sleepUnless(ms: number, signal: Promise<unknown>): Promise<void> {
+  return interruptibleSleep(ms, signal).promise;
+}
+
+/** A sleep that ends early on `signal`; `cancel` frees its timer when something else won. */
+function interruptibleSleep(
+  ms: number,
+  signal: Promise<unknown>,
+): { promise: Promise<void>; cancel(): void } {
+  let timer: NodeJS.Timeout | undefined;
+  let done!: () => void;
+  const promise = new Promise<void>((resolve) => {
+    done = resolve;
+    timer = setTimeout(resolve, Math.max(0, ms));
+  });
+  void signal.then(() => {
+    clearTimeout(timer);
+    done();
+  });
+  return {
+    promise,
+    cancel: () => {
+      clearTimeout(timer);
+      done();
+    },
+  };
+}
+
+interface ContextBuffer {
+  ctx: ProjectionContext;
+  published: ReadinessChange[];
+}
+
+class Worker {
+  readonly name: string;
+  private lease: Lease | null = null;
+  private position: Position | null = null;
+  private generation = 0;
+  private watermark: number | null = null;
+  private caughtUp = false;
+  private lastError: ProjectionStatus['lastError'] = null;
+  private restarts = 0;
+  private lastRenew = 0;
+  private stopping = false;
+  private loop: Promise<void> | null = null;
+  private wakeSignal!: Promise<void>;
+  private wakeResolve!: () => void;
+  private live: ContextBuffer | null = null;
+  private rebuildTask: Promise<RebuildResult> | null = null;
+  private lastSwapCheck = 0;
+  private nextDue: number | null | undefined;
+  private activeSubscription: Subscription | null = null;
+
+  constructor(
+    private readonly s: Settings,
+    private readonly projection: Projection,
+    private readonly runner: Runner,
+  ) {
+    this.name = projection.name;
+    this.resetWake();
+  }
+
+  private resetWake(): void {
+    this.wakeSignal = new Promise((resolve) => {
+      this.wakeResolve = resolve;
+    });
+  }
+
+  wake(): void {
+    const resolve = this.wakeResolve;
+    this.resetWake();
+    resolve();
+  }
+
+  start(): void {
+    this.loop = this.supervise();
+  }
+
+  /** The checkpoint as this process knows it: undefined when another process leads. */
+  localPosition(): Position | null | undefined {
+    return this.lease ? this.position : undefined;
+  }
+
+  private now(): number {
+    return this.s.clock().getTime();
+  }
+
+  private context(mode: ProjectionMode, generation: number): ContextBuffer {
+    const buffer: ContextBuffer = {
+      published: [],
+      ctx: {
+        projection: this.name,
+        mode,
+        generation,
+        table: (table) => physicalName(table, generation, mode),
+        memory: new Map(),
+        logger: this.s.logger,
+        clock: this.s.clock,
+        publish: (changes) => {
+          buffer.published.push(...changes);
+        },
+      },
+    };
+    return buffer;
+  }
+
+  private backoff(failures: number): number {
+    const cap = Math.min(this.s.backoffMax, this.s.backoffInitial * 2 ** Math.min(failures - 1, 20));
+    return Math.round(cap / 2 + (this.s.random() * cap) / 2);
+  }
+
+  private fail(error: unknown): void {
+    this.lastError = {
+      message: error instanceof Error ? error.message : String(error),
+      code: isProjectionError(error) ? error.code : ((error as { code?: string })?.code ?? null),
+      at: this.s.clock().toISOString(),
+    };
+  }
+
+  /** Takes the lease when it can, leads until it loses it or fails, and starts again after a backoff. */
+  private async supervise(): Promise<void> {
+    let failures = 0;
+    while (!this.stopping) {
+      try {
+        if (!this.lease) {
+          this.lease = await tryAcquireLease(this.s.sql, this.name, this.s.owner, this.now(), this.s.ttl);
+          if (!this.lease) {
+            const pause = this.s.ttl / 3;
+            await sleepUnless(pause / 2 + (this.s.random() * pause) / 2, this.wakeSignal);
+            continue;
+          }
+          this.lastRenew = this.now();
+          this.s.logger.info({ projection: this.name, owner: this.s.owner }, 'projection lease acquired');
+        }
+        await this.lead(() => {
+          failures = 0;
+        });
+      } catch (error) {
+        this.live = null;
+        this.caughtUp = false;
+        if (this.stopping) break;
+        this.fail(error);
+        if (isProjectionError(error) && error.code === 'lease-lost') {
+          this.lease = null;
+          this.s.logger.warn({ projection: this.name }, 'projection lease lost to another process');
+          continue;
+        }
+        failures++;
+        this.restarts++;
+        const delay = this.backoff(failures);
+        this.s.logger.error(
+          { projection: this.name, err: error, restartInMs: delay },
+          'projection failed; restarting from its checkpoint',
+        );
+        await sleepUnless(delay, this.wakeSignal);
+      }
+    }
+    await this.letGo();
+  }
+
+  private async letGo(): Promise<void> {
+    const lease = this.lease;
+    const live = this.live;
+    this.lease = null;
+    this.live = null;
+    if (!lease) return;
+    try {
+      if (live && this.projection.flush) {
+        await this.s.sql.transaction(async (tx) => {
+          await fenceLease(tx, lease, this.now(), this.s.ttl);
+          await this.projection.flush?.(tx, live.ctx);
+        });
+      }
+    } catch (error) {
+      this.s.logger.warn({ projection: this.name, err: error }, 'snapshots on shutdown failed');
+    }
+    await releaseLease(this.s.sql, lease).catch(() => {});
+  }
+
+  private async lead(healthy: () => void): Promise<void> {
+    const checkpoint = await readCheckpoint(this.s.sql, this.name);
+    if (!checkpoint) throw new ProjectionError('projection-not-found', { name: this.name });
+    this.position = checkpoint.position;
+    this.generation = checkpoint.generation;
+    this.watermark = checkpoint.watermark;
+    this.live = this.context('live', checkpoint.generation);
+    this.nextDue = undefined;
+    this.caughtUp = false;
+    await this.resumeInterruptedRebuild(checkpoint);
+    const subscription = this.s.store.subscribeToAll({
+      fromPosition: checkpoint.position ?? 'start',
+      ...(this.projection.filter ? { filter: this.projection.filter } : {}),
+      batchSize: this.s.batchSize,
+    });
+    this.activeSubscription = subscription;
+    const pump = new Pump(subscription);
+    try {
+      while (!this.stopping) {
+        const interrupt = interruptibleSleep(this.untilHousekeeping(), this.wakeSignal);
+        const first = await pump.next(interrupt.promise);
+        interrupt.cancel();
+        if (first !== null) {
+          if (first.done) {
+            if (this.stopping) return;
+            throw new ProjectionError('subscription-ended', { name: this.name });
+          }
+          const messages = [first.value, ...(await pump.drain(this.s.batchSize * 2))];
+          await this.process(messages);
+          healthy();
+        }
+        await this.housekeeping();
+      }
+    } finally {
+      this.activeSubscription = null;
+      await subscription.close().catch(() => {});
+    }
+  }
+
+  private untilHousekeeping(): number {
+    const now = this.now();
+    let wait = Math.min(this.s.tickMs, this.lastRenew + this.s.ttl / 3 - now);
+    if (this.nextDue !== undefined && this.nextDue !== null && this.caughtUp) {
+      wait = Math.min(wait, this.nextDue + this.s.grace - now);
+    }
+    return Math.max(0, wait);
+  }
+
+  private async process(messages: SubscriptionMessage[]): Promise<void> {
+    let batch: RecordedEvent[] = [];
+    const flush = async () => {
+      if (batch.length > 0) await this.commit(batch);
+      batch = [];
+    };
+    for (const message of messages) {
+      switch (message.kind) {
+        case 'event':
+          if (this.position !== null && message.event.position <= this.position) break;
+          batch.push(message.event);
+          if (batch.length >= this.s.batchSize) await flush();
+          break;
+        case 'checkpoint':
+          await flush();
+          await this.saveCheckpoint(message.position);
+          break;
+        case 'caught-up':
+          await flush();
+          if (message.position !== null) await this.saveCheckpoint(message.position);
+          this.caughtUp = true;
+          break;
+        default: {
+          const unreachable: never = message;
+          throw new TypeError(`unknown subscription message ${(unreachable as { kind: string }).kind}`);
+        }
+      }
+    }
+    await flush();
+  }
+
+  private async commit(events: RecordedEvent[]): Promise<void> {
+    const lease = this.lease;
+    const live = this.live;
+    if (!lease || !live) throw new ProjectionError('lease-lost', { name: this.name });
+    const last = (events[events.length - 1] as RecordedEvent).position;
+    const previous = this.position;
+    live.published = [];
+    await this.s.sql.transaction(async (tx) => {
+      const now = this.now();
+      await fenceLease(tx, lease, now, this.s.ttl);
+      await this.projection.handle(events, tx, live.ctx);
+      await this.moveCheckpoint(tx, previous, last, now);
+    });
+    this.lastRenew = this.now();
+    this.position = last;
+    this.nextDue = undefined;
+    const published = live.published;
+    live.published = [];
+    this.runner.emitChanges(published);
+    this.runner.progressed();
+  }
+
+  private async moveCheckpoint(tx: SqlClient, previous: Position | null, next: Position, now: number) {
+    const moved = await tx.execute(
+      `UPDATE projection_checkpoints SET position = $1, updated_at = $2 WHERE name = $3 AND ${sameAs(tx.dialect, 'position', '$4')}`,
+      [next, now, this.name, previous],
+    );
+    // The lease makes this impossible; the compare-and-set makes it harmless if it ever happens.
+    if (moved !== 1) throw new ProjectionError('lease-lost', { name: this.name, detail: 'checkpoint moved' });
+  }
+
+  private async saveCheckpoint(position: Position): Promise<void> {
+    if (this.position !== null && position <= this.position) return;
+    const lease = this.lease;
+    if (!lease) throw new ProjectionError('lease-lost', { name: this.name });
+    const previous = this.position;
+    await this.s.sql.transaction(async (tx) => {
+      const now = this.now();
+      await fenceLease(tx, lease, now, this.s.ttl);
+      await this.moveCheckpoint(tx, previous, position, now);
+    });
+    this.lastRenew = this.now();
+    this.position = position;
+    this.runner.progressed();
+  }
+
+  private async housekeeping(): Promise<void> {
+    const lease = this.lease;
+    if (!lease || this.stopping) return;
+    if (this.now() - this.lastRenew >= this.s.ttl / 3) {
+      await this.s.sql.transaction((tx) => fenceLease(tx, lease, this.now(), this.s.ttl));
+      this.lastRenew = this.now();
+    }
+    await this.advanceTime();
+    if (performance.now() - this.lastSwapCheck >= Math.min(this.s.tickMs, 500)) {
+      this.lastSwapCheck = performance.now();
+      await this.maybeSwap();
+    }
+  }
+
+  /** Records what time alone changed, once every committed event has been processed. */
+  private async advanceTime(): Promise<void> {
+    const { projection } = this;
+    const live = this.live;
+    const lease = this.lease;
+    if (!projection.advanceTime || !projection.nextDue || !this.caughtUp || !live || !lease) return;
+    if (this.nextDue === undefined) this.nextDue = await projection.nextDue(this.s.sql, live.ctx);
+    const until = this.now() - this.s.grace;
+    if (this.nextDue === null || this.nextDue > until) return;
+    const head = await this.s.store.headPosition();
+    // Events first: an event already in the log must never be evaluated after a later instant.
+    if (head !== null && (this.position === null || this.position < head)) return;
+    live.published = [];
+    await this.s.sql.transaction(async (tx) => {
+      await fenceLease(tx, lease, this.now(), this.s.ttl);
+      await projection.advanceTime?.(until, tx, live.ctx);
+      await tx.execute('UPDATE projection_checkpoints SET watermark = $1 WHERE name = $2', [
+        until,
+        this.name,
+      ]);
+    });
+    this.lastRenew = this.now();
+    this.watermark = until;
+    this.nextDue = undefined;
+    const published = live.published;
+    live.published = [];
+    this.runner.emitChanges(published);
+  }
+
+  status(
+    checkpoint: CheckpointRow | null,
+    lease: { owner: string; expiresAt: number } | null,
+    head: Position | null,
+  ): Promise<ProjectionStatus> {
+    return (async () => {
+      const position = this.lease ? this.position : (checkpoint?.position ?? null);
+      const rebuild = await readRebuild(this.s.sql, this.name).catch(() => null);
+      const watermark = this.lease ? this.watermark : (checkpoint?.watermark ?? null);
+      return {
+        name: this.name,
+        version: this.projection.version,
+        generation: this.lease ? this.generation : (checkpoint?.generation ?? 0),
+        position,
+        headPosition: head,
+        lagEvents: lagInEvents(position, head),
+        behind: head !== null && (position === null || position < head),
+        caughtUp: this.lease !== null && this.caughtUp,
+        isLeader: this.lease !== null,
+        leader:
+          lease && lease.expiresAt > this.now()
+            ? { owner: lease.owner, expiresAt: new Date(lease.expiresAt).toISOString() }
+            : null,
+        watermark: watermark === null ? null : new Date(watermark).toISOString(),
+        lastError: this.lastError,
+        restarts: this.restarts,
+        rebuild: rebuild
+          ? {
+              generation: rebuild.generation,
+              status: rebuild.status,
+              position: rebuild.position,
+              events: rebuild.events,
+            }
+          : null,
+      };
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.wake();
+    await this.activeSubscription?.close().catch(() => {});
+    await this.loop;
+    await this.rebuildTask?.catch(() => {});
+  }
+
+  // --- Rebuilds -------------------------------------------------------------------------------
+
+  rebuild(onProgress?: (progress: RebuildProgress) => void): Promise<RebuildResult> {
+    if (!this.rebuildTask) {
+      this.rebuildTask = this.runRebuild(onProgress).finally(() => {
+        this.rebuildTask = null;
+      });
+    }
+    return this.rebuildTask;
+  }
+
+  /** A rebuild left behind by a process that died, or a version this code no longer writes. */
+  private async resumeInterruptedRebuild(checkpoint: CheckpointRow): Promise<void> {
+    if (this.rebuildTask) return;
+    const pending = await readRebuild(this.s.sql, this.name);
+    const outdated = checkpoint.version !== this.projection.version;
+    if (!pending && !outdated) return;
+    if (pending?.status === 'ready') return;
+    const leases = await readLeases(this.s.sql);
+    const builder = leases.get(`${this.name}#rebuild`);
+    if (builder && builder.expiresAt > this.now()) return;
+    this.s.logger.info(
+      { projection: this.name, reason: pending ? 'interrupted' : 'new version' },
+      'projection rebuild started in the background',
+    );
+    this.rebuild().catch((error) => {
+      this.s.logger.error({ projection: this.name, err: error }, 'background rebuild failed');
+    });
+  }
+
+  private async runRebuild(onProgress?: (progress: RebuildProgress) => void): Promise<RebuildResult> {
+    const started = performance.now();
+    const { generation, events } = await this.buildShadow(onProgress);
+    this.wake();
+    // The lease holder swaps, wherever it runs; if it is this process, wake it now.
+    for (;;) {
+      const checkpoint = await readCheckpoint(this.s.sql, this.name);
+      if (checkpoint && checkpoint.generation >= generation) break;
+      const pending = await readRebuild(this.s.sql, this.name);
+      if (!pending || pending.generation !== generation) {
+        throw new ProjectionError('rebuild-failed', {
+          name: this.name,
+          detail: 'superseded by another rebuild',
+        });
+      }
+      if (this.stopping) throw new ProjectionError('projections-closed');
+      await sleepUnless(Math.min(this.s.tickMs, 100), this.wakeSignal);
+      this.wake();
+    }
+    onProgress?.({
+      name: this.name,
+      generation,
+      events,
+      position: this.position,
+      headPosition: null,
+      phase: 'done',
+    });
+    return { name: this.name, generation, events, durationMs: Math.round(performance.now() - started) };
+  }
+
+  /** Fills the shadow tables from position zero (or from where an interrupted build stopped). */
+  private async buildShadow(
+    onProgress?: (progress: RebuildProgress) => void,
+  ): Promise<{ generation: number; events: number }> {
+    const leaseName = `${this.name}#rebuild`;
+    const lease = await tryAcquireLease(this.s.sql, leaseName, this.s.owner, this.now(), this.s.ttl);
+    if (!lease) throw new ProjectionError('rebuild-in-progress', { name: this.name });
+    try {
+      let row = await readRebuild(this.s.sql, this.name);
+      if (row?.status === 'ready' && row.version === this.projection.version) {
+        return { generation: row.generation, events: row.events };
+      }
+      if (!row || row.version !== this.projection.version) {
+        const live = await readCheckpoint(this.s.sql, this.name);
+        const generation = Math.max(live?.generation ?? 0, row?.generation ?? 0) + 1;
+        await this.s.sql.transaction(async (tx) => {
+          await fenceLease(tx, lease, this.now(), this.s.ttl);
+          if (row) await tx.script(dropTables(this.projection, row.generation, 'rebuild'));
+          await tx.script(dropTables(this.projection, generation, 'rebuild'));
+          await tx.script(createTables(this.projection, tx.dialect, generation, 'rebuild'));
+          await tx.execute('DELETE FROM projection_rebuilds WHERE name = $1', [this.name]);
+          await tx.execute(
+            `INSERT INTO projection_rebuilds (name, generation, version, status, position, events, started_at, updated_at)
+             VALUES ($1, $2, $3, 'building', NULL, 0, $4, $4)`,
+            [this.name, generation, this.projection.version, this.now()],
+          );
+        });
+        row = await readRebuild(this.s.sql, this.name);
+      }
+      if (!row)
+        throw new ProjectionError('rebuild-failed', { name: this.name, detail: 'rebuild row vanished' });
+      const generation = row.generation;
+      const head = await this.s.store.headPosition();
+      const shadow = this.context('rebuild', generation);
+      let position = row.position;
+      let events = row.events;
+      const subscription = this.s.store.subscribeToAll({
+        fromPosition: position ?? 'start',
+        ...(this.projection.filter ? { filter: this.projection.filter } : {}),
+        batchSize: Math.max(this.s.batchSize, 1000),
+      });
+      const pump = new Pump(subscription);
+      try {
+        let done = false;
+        while (!done) {
+          if (this.stopping) throw new ProjectionError('projections-closed');
+          const first = await pump.next(this.stopSignal());
+          if (first === null) continue;
+          if (first.done) throw new ProjectionError('subscription-ended', { name: this.name });
+          const messages = [first.value, ...(await pump.drain(Math.max(this.s.batchSize, 1000) * 2))];
+          const batch: RecordedEvent[] = [];
+          let to: Position | null = position;
+          for (const message of messages) {
+            if (message.kind === 'event') {
+              if (position !== null && message.event.position <= position) continue;
+              batch.push(message.event);
+              to = message.event.position;
+            } else if (message.position !== null && (to === null || message.position > to)) {
+              to = message.position;
+            }
+            if (message.kind === 'caught-up') done = true;
+          }
+          if (to === position && !done) continue;
+          const from = position;
+          await this.s.sql.transaction(async (tx) => {
+            await fenceLease(tx, lease, this.now(), this.s.ttl);
+            if (batch.length > 0) await this.projection.handle(batch, tx, shadow.ctx);
+            const moved = await tx.execute(
+              `UPDATE projection_rebuilds SET position = $1, events = events + $2, updated_at = $3, status = $4
+               WHERE name = $5 AND generation = $6 AND ${sameAs(tx.dialect, 'position', '$7')}`,
+              [to, batch.length, this.now(), done ? 'ready' : 'building', this.name, generation, from],
+            );
+            if (moved !== 1) throw new ProjectionError('lease-lost', { name: leaseName });
+          });
+          position = to;
+          events += batch.length;
+          onProgress?.({
+            name: this.name,
+            generation,
+            events,
+            position,
+            headPosition: head,
+            phase: done ? 'swapping' : 'building',
+          });
+        }
+      } finally {
+        await subscription.close().catch(() => {});
+      }
+      return { generation, events };
+    } finally {
+      await releaseLease(this.s.sql, lease).catch(() => {});
+    }
+  }
+
+  /** Resolves at the next tick or wake-up, to look at `stopping` again. */
+  private stopSignal(): Promise<void> {
+    return sleepUnless(this.s.tickMs, this.wakeSignal);
+  }
+
+  /**
+   * Swaps a finished shadow generation in, by the lease holder only: catches the shadow up to
+   * exactly the live checkpoint (so that no event's notifications are lost or repeated), brings
+   * its time-driven changes to the live watermark, and renames its tables over the live ones in
+   * the same transaction that records the new generation.
+   */
+  private async maybeSwap(): Promise<void> {
+    const lease = this.lease;
+    if (!lease || !this.live) return;
+    const row = await readRebuild(this.s.sql, this.name);
+    if (!row || row.status !== 'ready' || row.version !== this.projection.version) return;
+    if (row.position !== null && (this.position === null || row.position > this.position)) return;
+    const shadow = this.context('rebuild', row.generation);
+    let position = row.position;
+    if (position !== this.position) {
+      const target = this.position;
+      const subscription = this.s.store.subscribeToAll({
+        fromPosition: position ?? 'start',
+        ...(this.projection.filter ? { filter: this.projection.filter } : {}),
+        batchSize: this.s.batchSize,
+      });
+      const pump = new Pump(subscription);
+      try {
+        let done = false;
+        while (!done) {
+          const first = await pump.next(this.stopSignal());
+          if (this.stopping) return;
+          if (first === null) continue;
+          if (first.done) throw new ProjectionError('subscription-ended', { name: this.name });
+          const messages = [first.value, ...(await pump.drain(this.s.batchSize))];
+          const batch: RecordedEvent[] = [];
+          for (const message of messages) {
+            if (message.kind !== 'event') {
+              done = true;
+              break;
+            }
+            if (target === null || message.event.position > target) {
+              done = true;
+              break;
+            }
+            if (position === null || message.event.position > position) batch.push(message.event);
+          }
+          if (batch.length === 0) continue;
+          const from = position;
+          const to = (batch[batch.length - 1] as RecordedEvent).position;
+          await this.s.sql.transaction(async (tx) => {
+            await fenceLease(tx, lease, this.now(), this.s.ttl);
+            await this.projection.handle(batch, tx, shadow.ctx);
+            const moved = await tx.execute(
+              `UPDATE projection_rebuilds SET position = $1, events = events + $2, updated_at = $3
+               WHERE name = $4 AND ${sameAs(tx.dialect, 'position', '$5')}`,
+              [to, batch.length, this.now(), this.name, from],
+            );
+            if (moved !== 1)
+              throw new ProjectionError('rebuild-failed', { name: this.name, detail: 'shadow moved' });
+          });
+          position = to;
+        }
+      } finally {
+        await subscription.close().catch(() => {});
+      }
+    }
+    const watermark = this.watermark;
+    const previousGeneration = this.generation;
+    const projection = this.projection;
+    await this.s.sql.transaction(async (tx) => {
+      await fenceLease(tx, lease, this.now(), this.s.ttl);
+      if (watermark !== null) await projection.advanceTime?.(watermark, tx, shadow.ctx);
+      for (const table of projection.tables) {
+        await tx.script(`DROP TABLE IF EXISTS ${table.name}`);
+        await tx.script(
+          `ALTER TABLE ${physicalName(table.name, row.generation, 'rebuild')} RENAME TO ${table.name}`,
+        );
+      }
+      const swapped = await tx.execute(
+        `UPDATE projection_checkpoints SET generation = $1, version = $2, updated_at = $3
+         WHERE name = $4 AND ${sameAs(tx.dialect, 'position', '$5')}`,
+        [row.generation, row.version, this.now(), this.name, this.position],
+      );
+      if (swapped !== 1)
+        throw new ProjectionError('lease-lost', { name: this.name, detail: 'checkpoint moved' });
+      await tx.execute('DELETE FROM projection_rebuilds WHERE name = $1', [this.name]);
+    });
+    this.generation = row.generation;
+    this.live = this.context('live', row.generation);
+    this.nextDue = undefined;
+    this.s.logger.info(
+      {
+        projection: this.name,
+        from: generationSuffix(previousGeneration),
+        to: generationSuffix(row.generation),
+        position: this.position,
+      },
+      'rebuilt projection swapped in',
+    );
+    this.runner.progressed();
+  }
+}

@@ -1,0 +1,120 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { AppendResult, EventStore, SqlClient } from '@muster/event-store';
+import { openSqliteEventStore, type SqliteEventStore } from '@muster/event-store-sqlite';
+import {
+  decide,
+  evolve,
+  initialState,
+  type MissionCommand,
+  type MissionState,
+  missionStreamName,
+  toStoredEvent,
+} from '@muster/readiness';
+
+/** A clock tests move by hand. */
+export class ManualClock {
+  constructor(public ms: number = Date.parse('2024-01-01T00:00:00Z')) {}
+
+  readonly now = (): Date => new Date(this.ms);
+
+  set(instant: string | number): void {
+    this.ms = typeof instant === 'number' ? instant : Date.parse(instant);
+  }
+
+  advance(ms: number): void {
+    this.ms += ms;
+  }
+}
+
+export function tempDir(label: string): { dir: string; remove: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), `muster-${label}-`));
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export async function openSqliteFixture(
+  label: string,
+  clock?: ManualClock,
+): Promise<{
+  store: SqliteEventStore;
+  sql: SqlClient;
+  path: string;
+  dir: string;
+  close: () => Promise<void>;
+}> {
+  const { dir, remove } = tempDir(label);
+  const path = join(dir, 'muster.db');
+  const store = await openSqliteEventStore({
+    path,
+    pollIntervalMs: 50,
+    ...(clock ? { clock: clock.now } : {}),
+  });
+  return {
+    store,
+    sql: store.sql,
+    path,
+    dir,
+    close: async () => {
+      await store.close();
+      remove();
+    },
+  };
+}
+
+/** Decides commands against the state built from what it appended, and appends their events. */
+export class MissionDriver {
+  private readonly states = new Map<string, { state: MissionState; revision: number | null }>();
+
+  constructor(private readonly store: EventStore) {}
+
+  async run(command: MissionCommand): Promise<AppendResult | null> {
+    const known = this.states.get(command.missionId) ?? { state: initialState(), revision: null };
+    const events = decide(command, known.state);
+    if (events.length === 0) return null;
+    const result = await this.store.appendToStream(
+      missionStreamName(command.missionId),
+      events.map((e) => toStoredEvent(e)),
+      { expectedRevision: known.revision ?? 'no_stream' },
+    );
+    let state = known.state;
+    for (const event of events) state = evolve(state, event);
+    this.states.set(command.missionId, { state, revision: result.nextExpectedRevision });
+    return result;
+  }
+
+  state(missionId: string): MissionState {
+    return this.states.get(missionId)?.state ?? initialState();
+  }
+}
+
+/** Every row of the given tables, ordered by every column, as JSON text: equal text, equal tables. */
+export async function dumpTables(sql: SqlClient, tables: readonly string[]): Promise<string> {
+  const out: Record<string, unknown[]> = {};
+  for (const table of tables) {
+    const rows = await sql.query(`SELECT * FROM ${table}`);
+    const normalised = rows.map((row) =>
+      Object.fromEntries(
+        Object.keys(row)
+          .sort()
+          .map((k) => [k, row[k] === undefined ? null : row[k]]),
+      ),
+    );
+    out[table] = normalised.map((r) => JSON.stringify(r)).sort();
+  }
+  return JSON.stringify(out, null, 1);
+}
+
+export async function eventually<T>(
+  probe: () => Promise<T | undefined | null | false>,
+  timeoutMs = 10_000,
+  what = 'condition',
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined && value !== null && value !== false) return value as T;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
