@@ -12,6 +12,7 @@ import {
   missionStreamName,
   toStoredEvent,
 } from '@muster/readiness';
+import { syntheticMissionEventData } from '../testing/synthetic.js';
 
 /** A clock tests move by hand. */
 export class ManualClock {
@@ -116,5 +117,54 @@ export async function eventually<T>(
     if (value !== undefined && value !== null && value !== false) return value as T;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export interface FillOptions {
+  missions: readonly string[];
+  eventsPerMission: number;
+  /** Events per append, taken in turn from each mission (default 50). */
+  chunk?: number;
+  profile?: 'volatile' | 'steady';
+  seed?: number;
+}
+
+/**
+ * Appends synthetic missions in interleaved chunks, with the store's clock moved to just after the
+ * latest occurredAt of each chunk, so that record time follows world time as in real use.
+ */
+export async function fillSynthetic(
+  store: EventStore,
+  clock: ManualClock,
+  options: FillOptions,
+): Promise<void> {
+  const chunk = options.chunk ?? 50;
+  const iterators = options.missions.map((missionId, i) => ({
+    missionId,
+    events: syntheticMissionEventData({
+      missionId,
+      events: options.eventsPerMission,
+      seed: (options.seed ?? 1) * 1000 + i,
+      profile: options.profile ?? 'volatile',
+    }),
+    done: false,
+  }));
+  while (iterators.some((it) => !it.done)) {
+    for (const it of iterators) {
+      if (it.done) continue;
+      const batch = [];
+      for (let n = 0; n < chunk; n++) {
+        const next = it.events.next();
+        if (next.done) {
+          it.done = true;
+          break;
+        }
+        batch.push(next.value);
+      }
+      if (batch.length === 0) continue;
+      const latest = Math.max(...batch.map((e) => Date.parse(String(e.metadata?.occurredAt))));
+      clock.set(Math.max(clock.ms, Math.min(latest, clock.ms + 3_600_000) + 60_000));
+      await store.appendToStream(missionStreamName(it.missionId), batch);
+    }
   }
 }

@@ -21,7 +21,76 @@ export interface SyntheticOptions {
   /** occurredAt of the first event (epoch ms); later events move about one minute apart. */
   startMs?: number;
   stepMs?: number;
+  /**
+   * `volatile` (default): facts, blockers and unit strengths flip often, for tests of the change
+   * logic. `steady`: what a long-running mission looks like, mostly unit reports and pledges with a
+   * verdict that changes now and then; for benchmarks.
+   */
+  profile?: 'volatile' | 'steady';
 }
+
+/** Cumulative thresholds of a uniform roll, per kind of event. */
+interface Mix {
+  report: number;
+  pledge: number;
+  confirm: number;
+  fulfil: number;
+  withdraw: number;
+  host: number;
+  suspend: number;
+  court: number;
+  council: number;
+  agreement: number;
+  approval: number;
+  mandate: number;
+  recon: number;
+  authorise: number;
+}
+
+function cumulative(weights: Mix): Mix {
+  let sum = 0;
+  const out = {} as Mix;
+  for (const key of Object.keys(weights) as (keyof Mix)[]) {
+    sum += weights[key];
+    out[key] = sum;
+  }
+  return out;
+}
+
+const MIXES: Record<'volatile' | 'steady', Mix> = {
+  volatile: cumulative({
+    report: 0.34,
+    pledge: 0.16,
+    confirm: 0.12,
+    fulfil: 0.04,
+    withdraw: 0.04,
+    host: 0.05,
+    suspend: 0.04,
+    court: 0.04,
+    council: 0.03,
+    agreement: 0.02,
+    approval: 0.02,
+    mandate: 0.0005,
+    recon: 0.01,
+    authorise: 0.005,
+  }),
+  steady: cumulative({
+    report: 0.55,
+    pledge: 0.2,
+    confirm: 0.14,
+    fulfil: 0.03,
+    withdraw: 0.01,
+    host: 0.003,
+    suspend: 0.002,
+    court: 0.002,
+    council: 0.003,
+    agreement: 0.002,
+    approval: 0.01,
+    mandate: 0.0005,
+    recon: 0.001,
+    authorise: 0.001,
+  }),
+};
 
 const UNITS = ['RDU', 'ASTU', 'GSU', 'BPU', 'K9'] as const;
 const AGREEMENTS = ['kenya-haiti-deployment-deal', 'status-of-forces', 'host-nation-support'] as const;
@@ -56,6 +125,8 @@ export function* syntheticMissionEvents(options: SyntheticOptions): Generator<Mi
   const step = options.stepMs ?? 60_000;
   const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)] as T;
   const template = missionTemplates['mss-haiti'];
+  const mix = MIXES[options.profile ?? 'volatile'];
+  const steady = options.profile === 'steady';
   const pending: string[] = [];
   const confirmed: string[] = [];
   let pledges = 0;
@@ -67,8 +138,8 @@ export function* syntheticMissionEvents(options: SyntheticOptions): Generator<Mi
   for (let i = 0; i < events; i++) {
     let at = start + i * step;
     const r = random();
-    if (r < 0.08) at -= Math.floor(random() * 48) * 3_600_000;
-    else if (r < 0.1) at += Math.floor(random() * 72) * 3_600_000;
+    if (r < (steady ? 0.02 : 0.08)) at -= Math.floor(random() * 48) * 3_600_000;
+    else if (r < (steady ? 0.025 : 0.1)) at += Math.floor(random() * 72) * 3_600_000;
     const event = <T extends MissionEventType>(type: T, data: Extract<MissionEvent, { type: T }>['data']) =>
       ({
         id: syntheticId(missionId, seed, i),
@@ -89,14 +160,14 @@ export function* syntheticMissionEvents(options: SyntheticOptions): Generator<Mi
       continue;
     }
     const roll = random();
-    if (roll < 0.34) {
+    if (roll < mix.report) {
       yield event('UnitReadinessReported', {
         unit: pick(UNITS),
-        officersReady: Math.floor(random() * 450),
-        status: random() < 0.9 ? 'standby' : random() < 0.5 ? 'preparing' : 'stood-down',
+        officersReady: steady ? 240 + Math.floor(random() * 120) : Math.floor(random() * 450),
+        status: random() < (steady ? 0.99 : 0.9) ? 'standby' : random() < 0.5 ? 'preparing' : 'stood-down',
         note: null,
       });
-    } else if (roll < 0.5) {
+    } else if (roll < mix.pledge) {
       const pledgeId = `p-${++pledges}`;
       pending.push(pledgeId);
       const kind = random();
@@ -126,36 +197,36 @@ export function* syntheticMissionEvents(options: SyntheticOptions): Generator<Mi
           officers: 1 + Math.floor(random() * 300),
           description: null,
         });
-    } else if (roll < 0.62 && pending.length > 0) {
+    } else if (roll < mix.confirm && pending.length > 0) {
       const pledgeId = pending.splice(Math.floor(random() * pending.length), 1)[0] as string;
       confirmed.push(pledgeId);
       yield event('PledgeConfirmed', { pledgeId, note: null });
-    } else if (roll < 0.66 && confirmed.length > 0) {
+    } else if (roll < mix.fulfil && confirmed.length > 0) {
       yield event('PledgeFulfilled', { pledgeId: pick(confirmed), note: null });
-    } else if (roll < 0.7 && confirmed.length + pending.length > 0) {
+    } else if (roll < mix.withdraw && confirmed.length + pending.length > 0) {
       const pool =
         random() < 0.5 && confirmed.length > 0 ? confirmed : pending.length > 0 ? pending : confirmed;
       const pledgeId = pool.splice(Math.floor(random() * pool.length), 1)[0] as string;
       yield event('PledgeWithdrawn', { pledgeId, reason: 'Reallocated elsewhere' });
-    } else if (roll < 0.75) {
+    } else if (roll < mix.host) {
       yield event('HostAdministrationStatusRecorded', {
         status: random() < 0.7 ? 'viable' : 'collapsed',
         administration: 'Transitional Presidential Council',
         note: null,
       });
-    } else if (roll < 0.79) {
+    } else if (roll < mix.suspend) {
       suspended = !suspended;
       yield suspended
         ? event('DeploymentSuspended', { reason: 'Security situation under review' })
         : event('DeploymentResumed', { reason: 'Security situation reviewed' });
-    } else if (roll < 0.83) {
+    } else if (roll < mix.court) {
       yield event('CourtOrderRecorded', {
         reference: `HCC-${1 + Math.floor(random() * 5)}`,
         court: 'High Court of Kenya',
         effect: random() < 0.5 ? 'barring' : 'lifted',
         summary: null,
       });
-    } else if (roll < 0.86) {
+    } else if (roll < mix.council) {
       council = (council + 1) % 3;
       yield council === 1
         ? event('CouncilAnnounced', { councilName: 'Transitional Presidential Council', note: null })
@@ -165,20 +236,20 @@ export function* syntheticMissionEvents(options: SyntheticOptions): Generator<Mi
               process: 'Agreed in Jamaica',
             })
           : event('CouncilDissolved', { reason: 'Mandate of the council ended' });
-    } else if (roll < 0.88) {
+    } else if (roll < mix.agreement) {
       yield event('AgreementSigned', {
         agreementId: pick(AGREEMENTS),
         title: 'Deployment agreement',
         parties: ['kenya', 'haiti'],
       });
-    } else if (roll < 0.9) {
+    } else if (roll < mix.approval) {
       yield event('ApprovalRecorded', {
         body: random() < 0.5 ? 'cabinet' : 'parliament',
         nation: pick(PARTIES),
         decision: random() < 0.8 ? 'granted' : 'revoked',
         reference: null,
       });
-    } else if (roll < 0.9005 && mandates < MAX_MANDATES) {
+    } else if (roll < mix.mandate && mandates < MAX_MANDATES) {
       const validFrom = at - Math.floor(random() * 30) * 86_400_000;
       yield event('MandateRecorded', {
         mandateId: `mandate-${++mandates}`,
@@ -187,11 +258,11 @@ export function* syntheticMissionEvents(options: SyntheticOptions): Generator<Mi
         validFrom: new Date(validFrom).toISOString(),
         validUntil: new Date(validFrom + (1 + Math.floor(random() * 90)) * 86_400_000).toISOString(),
       });
-    } else if (roll < 0.93) {
+    } else if (roll < mix.recon) {
       yield random() < 0.5
         ? event('ReconnaissanceTeamPrepared', { teamSize: 12, leadUnit: 'GSU', note: null })
         : event('ReconnaissanceCompleted', { summary: 'Assessed reception arrangements' });
-    } else if (roll < 0.935 && !authorised) {
+    } else if (roll < mix.authorise && !authorised) {
       authorised = true;
       yield event('DeploymentAuthorised', {
         phase: 'reconnaissance',
