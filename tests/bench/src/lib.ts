@@ -2,8 +2,10 @@ import { parseArgs } from 'node:util';
 
 /** Shared helpers for benchmarks: options, latency percentiles, memory sampling, JSON output. */
 
-export function options<T extends Record<string, { type: 'string' | 'boolean'; default?: string | boolean }>>(spec: T) {
-  return parseArgs({ options: spec, allowPositionals: false, strict: true }).values as {
+export function options<T extends Record<string, { type: 'string' | 'boolean'; default?: string | boolean }>>(
+  spec: T,
+) {
+  return parseArgs({ options: spec, allowPositionals: false, strict: true }).values as unknown as {
     [K in keyof T]: T[K]['type'] extends 'boolean' ? boolean : string;
   };
 }

@@ -1,0 +1,267 @@
+import { type ChildProcess, fork, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { openSqliteEventStore } from '@muster/event-store-sqlite';
+import { decide, fold, missionStreamName, parseCommand, toStoredEvent } from '@muster/readiness';
+import autocannon from 'autocannon';
+import { latencySummary, log, options, print, round } from './lib.js';
+
+/**
+ * `pnpm bench:http`: durable `pledge-logistics` commands (distinct pledge ids, one mission, the
+ * embedded store with fsync on every commit) through the real service process, against a fastify
+ * route that does nothing, in the same run, both driven by autocannon with 50 connections. Then a
+ * mission of 100,000 events: readiness `asOf` latency and the latency of a command on it.
+ */
+const args = options({
+  seconds: { type: 'string', default: '10' },
+  connections: { type: 'string', default: '50' },
+  'big-events': { type: 'string', default: '100000' },
+  'noop-child': { type: 'boolean', default: false },
+});
+
+const here = dirname(fileURLToPath(import.meta.url));
+const SERVER = join(here, '../../../services/api/dist/server.js');
+const ADMIN_KEY = `bench-${randomBytes(24).toString('hex')}`;
+
+if (args['noop-child']) {
+  const { default: Fastify } = await import('fastify');
+  const app = Fastify({ logger: false });
+  app.post('/noop', async () => ({ ok: true }));
+  await app.listen({ port: Number(process.env.PORT), host: '127.0.0.1' });
+  process.send?.('ready');
+} else {
+  await main();
+}
+
+async function main(): Promise<void> {
+  const seconds = Number(args.seconds);
+  const connections = Number(args.connections);
+  const dir = mkdtempSync(join(tmpdir(), 'muster-bench-http-'));
+  const children: ChildProcess[] = [];
+  try {
+    // Baseline: a fastify route that does nothing, in its own process like the service.
+    const noopPort = await freePort();
+    const noop = fork(fileURLToPath(import.meta.url), ['--noop-child'], {
+      env: { ...process.env, PORT: String(noopPort) },
+      execArgv: ['--conditions=@muster/source', '--import', 'tsx'],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    children.push(noop);
+    await new Promise((resolve) => noop.once('message', resolve));
+    log(`no-op route: ${connections} connections for ${seconds}s`);
+    const baseline = await cannon({
+      url: `http://127.0.0.1:${noopPort}/noop`,
+      connections,
+      duration: seconds,
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        pledgeId: 'x',
+        pledger: 'united-states',
+        capability: 'airlift',
+        quantity: 1,
+        unit: 'aircraft',
+      }),
+    });
+
+    const service = await startService(join(dir, 'service.db'));
+    children.push(service.child);
+    const defined = await post(service.url, '/v1/missions', { id: 'bench-mission', template: 'mss-haiti' });
+    if (defined.status !== 201) throw new Error(`define: ${defined.status} ${await defined.text()}`);
+    log(`pledge-logistics commands: ${connections} connections for ${seconds}s`);
+    let n = 0;
+    const commands = await cannon({
+      url: `${service.url}/v1/missions/bench-mission/commands/pledge-logistics`,
+      connections,
+      duration: seconds,
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN_KEY}` },
+      requests: [
+        {
+          setupRequest: (request) => ({
+            ...request,
+            body: JSON.stringify({
+              pledgeId: `p-${process.pid}-${n++}`,
+              pledger: 'united-states',
+              capability: 'airlift',
+              quantity: 1,
+              unit: 'aircraft',
+            }),
+          }),
+        },
+      ],
+    });
+    service.child.kill('SIGTERM');
+
+    log(`building a mission of ${args['big-events']} events`);
+    const bigPath = join(dir, 'big.db');
+    await buildBigMission(bigPath, Number(args['big-events']));
+    const big = await startService(bigPath);
+    children.push(big.child);
+    const asOfLatencies: number[] = [];
+    const firstStart = performance.now();
+    const first = await get(big.url, '/v1/missions/big-mission/readiness?asOf=2024-06-01T00:00:00Z');
+    const coldMs = performance.now() - firstStart;
+    if (first.status !== 200) throw new Error(`asOf: ${first.status} ${await first.text()}`);
+    for (let i = 0; i < 200; i++) {
+      const day = String(1 + (i % 28)).padStart(2, '0');
+      const t0 = performance.now();
+      const res = await get(big.url, `/v1/missions/big-mission/readiness?asOf=2024-05-${day}T12:00:00Z`);
+      await res.arrayBuffer();
+      asOfLatencies.push(performance.now() - t0);
+    }
+    const commandLatencies: number[] = [];
+    for (let i = 0; i < 200; i++) {
+      const t0 = performance.now();
+      const res = await post(big.url, '/v1/missions/big-mission/commands/report-unit-readiness', {
+        unit: 'GSU',
+        officersReady: 300 + i,
+        status: 'standby',
+      });
+      if (res.status !== 201)
+        throw new Error(`command on the big mission: ${res.status} ${await res.text()}`);
+      await res.arrayBuffer();
+      commandLatencies.push(performance.now() - t0);
+    }
+    big.child.kill('SIGTERM');
+
+    print({
+      benchmark: 'http',
+      store: 'sqlite (WAL, synchronous=FULL)',
+      connections,
+      seconds,
+      baselineNoopRoute: baseline,
+      pledgeLogisticsCommands: commands,
+      ratio: {
+        commandsToNoop: round(commands.requestsPerSecond / baseline.requestsPerSecond, 3),
+        target: 0.5,
+      },
+      targets: { commandP99Ms: 25, asOfMs: 20 },
+      bigMission: {
+        events: Number(args['big-events']),
+        firstAsOfIncludingColdLoadMs: round(coldMs, 1),
+        asOf: latencySummary(asOfLatencies),
+        commandOnBigMission: latencySummary(commandLatencies),
+      },
+    });
+  } finally {
+    for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function cannon(opts: autocannon.Options) {
+  const result = await autocannon(opts);
+  const errors = result.errors + result.timeouts + (result.non2xx ?? 0);
+  return {
+    requestsPerSecond: round(result.requests.average, 0),
+    requests: result.requests.total,
+    errors,
+    p50Ms: result.latency.p50,
+    p99Ms: result.latency.p99,
+    maxMs: result.latency.max,
+  };
+}
+
+async function buildBigMission(path: string, events: number): Promise<void> {
+  const store = await openSqliteEventStore({ path });
+  const missionId = 'big-mission';
+  let state = fold([]);
+  let n = 0;
+  const command = (payload: Record<string, unknown>) =>
+    parseCommand({
+      missionId,
+      commandId: `big-${n++}`,
+      occurredAt: new Date(Date.UTC(2024, 2, 1) + n * 60_000).toISOString(),
+      ...payload,
+    });
+  const apply = async (batch: ReturnType<typeof command>[]) => {
+    const stored = [];
+    for (const c of batch) {
+      const decided = decide(c, state);
+      state = fold(decided, state);
+      stored.push(...decided.map(toStoredEvent));
+    }
+    await store.appendToStream(missionStreamName(missionId), stored);
+  };
+  await apply([command({ type: 'DefineMission', template: 'mss-haiti' })]);
+  const units = ['RDU', 'ASTU', 'GSU', 'BPU'];
+  for (let written = 1; written < events; ) {
+    const size = Math.min(1000, events - written);
+    await apply(
+      Array.from({ length: size }, (_, i) =>
+        (written + i) % 10 === 0
+          ? command({
+              type: 'PledgeLogistics',
+              pledgeId: `pledge-${written + i}`,
+              pledger: 'united-states',
+              capability: 'transport',
+              quantity: 1,
+              unit: 'vehicles',
+            })
+          : command({
+              type: 'ReportUnitReadiness',
+              unit: units[(written + i) % 4],
+              officersReady: 100 + ((written + i) % 200),
+              status: 'standby',
+            }),
+      ),
+    );
+    written += size;
+  }
+  await store.close();
+}
+
+async function startService(path: string): Promise<{ url: string; child: ChildProcess }> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [SERVER], {
+    env: {
+      PATH: process.env.PATH ?? '',
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'warn',
+      MUSTER_SQLITE_PATH: path,
+      MUSTER_BOOTSTRAP_ADMIN_KEY: ADMIN_KEY,
+      MUSTER_RATE_LIMIT_PER_MINUTE: '0',
+    },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 600; i++) {
+    try {
+      if ((await fetch(`${url}/health/ready`)).status === 200) return { url, child };
+    } catch {
+      // not yet listening
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error('the service did not start');
+}
+
+function post(url: string, path: string, body: unknown) {
+  return fetch(`${url}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN_KEY}` },
+    body: JSON.stringify(body),
+  });
+}
+
+function get(url: string, path: string) {
+  return fetch(`${url}${path}`, { headers: { authorization: `Bearer ${ADMIN_KEY}` } });
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() =>
+        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
+      );
+    });
+  });
+}
