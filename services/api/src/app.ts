@@ -8,7 +8,7 @@ import { AgencyRegistry, AgencyService } from './auth/agencies.js';
 import { bearerToken } from './auth/api-keys.js';
 import type { Principal } from './auth/roles.js';
 import type { Config } from './config.js';
-import { ApiError, registerErrorHandling } from './errors.js';
+import { ApiError, registerErrorHandling, sendProblem } from './errors.js';
 import { IdempotencyStore } from './idempotency.js';
 import { Metrics } from './metrics.js';
 import { FoldingReadModel } from './missions/mission-queries.js';
@@ -51,6 +51,10 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     bodyLimit: config.bodyLimitBytes,
     requestTimeout: config.requestTimeoutMs,
     return503OnClosing: true,
+    // Errors fastify raises before routing (a bad URL, a path segment too long) are problems too.
+    frameworkErrors: (error, request, reply) => {
+      sendProblem(reply, request, error);
+    },
     requestIdHeader: false,
     genReqId: (req) => {
       const given = req.headers['x-request-id'];

@@ -23,6 +23,7 @@ export const API_ERRORS = {
   'idempotency-key-in-use': { status: 409, title: 'A request with this Idempotency-Key is still running' },
   'precondition-failed': { status: 412, title: 'The resource has changed (If-Match)' },
   'payload-too-large': { status: 413, title: 'The body is too large' },
+  'uri-too-long': { status: 414, title: 'The URL is too long' },
   'unsupported-media-type': { status: 415, title: 'The body must be application/json' },
   'idempotency-key-reused': { status: 422, title: 'The Idempotency-Key was used with another request' },
   'rate-limited': { status: 429, title: 'Too many requests' },
@@ -184,6 +185,8 @@ function mapFastifyError(error: FastifyError): { code: ApiErrorCode; detail: str
     case 'FST_ERR_BAD_URL':
     case 'FST_ERR_ASYNC_CONSTRAINT':
       return { code: 'not-found', detail: 'The URL is not valid' };
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return { code: 'uri-too-long', detail: 'A path segment of the URL is too long' };
     case 'FST_ERR_CTP_INVALID_TYPE':
       return { code: 'unsupported-media-type', detail: 'The content type is not valid' };
     default:

@@ -32,7 +32,9 @@ export async function openStores(config: Readonly<Config>): Promise<OpenedStores
   const limits = { maxEventBytes: config.maxEventBytes };
   switch (config.store) {
     case 'sqlite': {
-      const store = await named('MUSTER_SQLITE_PATH', () => openSqliteEventStore({ path: config.sqlitePath, limits }));
+      const store = await named('MUSTER_SQLITE_PATH', () =>
+        openSqliteEventStore({ path: config.sqlitePath, limits }),
+      );
       return { store, sql: store.sql, close: () => store.close() };
     }
     case 'postgres': {
@@ -49,7 +51,9 @@ export async function openStores(config: Readonly<Config>): Promise<OpenedStores
       const sql =
         config.readModelStore === 'postgres'
           ? await named('DATABASE_URL', () => openPostgresSql(config.databaseUrl as string))
-          : await named('MUSTER_READ_MODEL_SQLITE_PATH', async () => openSqliteSql(config.readModelSqlitePath));
+          : await named('MUSTER_READ_MODEL_SQLITE_PATH', async () =>
+              openSqliteSql(config.readModelSqlitePath),
+            );
       return {
         store,
         sql,
