@@ -81,7 +81,7 @@ describe('the readiness API', () => {
     it('lists keys without ever showing them, and keeps agencies apart', async () => {
       const listed = await svc.request('GET', '/v1/agencies/kenya/keys', { key: kenya });
       expect(listed.statusCode).toBe(200);
-      expect(listed.body).not.toContain(kenya.split('_')[2]);
+      expect(listed.body).not.toContain(kenya.slice(20));
       expect(listed.json().keys[0]).toEqual(
         expect.objectContaining({ keyId: expect.any(String), revokedAt: null }),
       );
@@ -118,7 +118,7 @@ describe('the readiness API', () => {
       const issued = events.filter((e) => e.type === 'ApiKeyIssued');
       expect(issued.length).toBeGreaterThanOrEqual(3);
       for (const e of issued) {
-        expect(JSON.stringify(e)).not.toContain(kenya.split('_')[2]);
+        expect(JSON.stringify(e)).not.toContain(kenya.slice(20));
         expect((e.data as { secretHash: string }).secretHash).toMatch(/^[0-9a-f]{64}$/);
       }
       const kenyaRegistered = events.find(

@@ -2,7 +2,12 @@ import { randomUUID } from 'node:crypto';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { EventStore, SqlClient } from '@muster/event-store';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from 'fastify';
 import type { Logger } from 'pino';
 import { AgencyRegistry, AgencyService } from './auth/agencies.js';
 import { bearerToken } from './auth/api-keys.js';
@@ -13,6 +18,7 @@ import { IdempotencyStore } from './idempotency.js';
 import { Metrics } from './metrics.js';
 import { FoldingReadModel } from './missions/mission-queries.js';
 import { MissionWriter } from './missions/mission-writer.js';
+import { type RateDecision, RateLimiter } from './rate-limit.js';
 import { registerAgencyRoutes } from './routes/agencies.js';
 import { registerCommandRoutes } from './routes/commands.js';
 import { registerMissionRoutes } from './routes/missions.js';
@@ -136,16 +142,40 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   metrics.instrument(app);
   registerErrorHandling(app);
 
-  const authenticate = (request: FastifyRequest): Principal => {
+  const perKey = new RateLimiter(config.rateLimitPerMinute);
+  // Failed authentication is limited per client address, so that guessing keys is slow too.
+  const failures = new RateLimiter(Math.min(config.rateLimitPerMinute, 120) || 120);
+  const limited = (decision: RateDecision, reply: FastifyReply, who: string) => {
+    if (decision.limit > 0) {
+      reply.header('ratelimit-limit', String(decision.limit));
+      reply.header('ratelimit-remaining', String(decision.remaining));
+    }
+    if (!decision.allowed) {
+      throw new ApiError(
+        'rate-limited',
+        `Too many requests ${who}; retry after ${decision.retryAfterSeconds} s`,
+        {},
+        { 'retry-after': String(decision.retryAfterSeconds) },
+      );
+    }
+  };
+  const authenticate = (request: FastifyRequest, reply: FastifyReply): Principal => {
     const token = bearerToken(request.headers.authorization);
-    if (!token) throw new ApiError('unauthorized', 'Send an API key: Authorization: Bearer <key>');
-    const principal = registry.authenticate(token);
-    if (!principal)
-      throw new ApiError('unauthorized', 'The API key is not valid (unknown, revoked or expired)');
+    const principal = token ? registry.authenticate(token) : null;
+    if (!principal) {
+      limited(failures.take(`ip:${request.ip}`), reply, 'with invalid credentials from this address');
+      throw new ApiError(
+        'unauthorized',
+        token
+          ? 'The API key is not valid (unknown, revoked or expired)'
+          : 'Send an API key: Authorization: Bearer <key>',
+      );
+    }
+    limited(perKey.take(principal.keyId), reply, 'for this API key');
     request.log.debug({ agency: principal.agencyId, keyId: principal.keyId }, 'authenticated');
     return principal;
   };
-  const routes = new RouteRegistry(app, authenticate);
+  const routes = new RouteRegistry(app, authenticate, config.requestTimeoutMs);
   let document: unknown;
   const getDocument = () => {
     document ??= openApiDocument(routes.routes, { version: API_VERSION, serverUrl: config.publicUrl });

@@ -29,6 +29,7 @@ export const API_ERRORS = {
   'rate-limited': { status: 429, title: 'Too many requests' },
   'internal-error': { status: 500, title: 'Internal error' },
   'not-ready': { status: 503, title: 'The service is not ready' },
+  timeout: { status: 503, title: 'The request took too long to process' },
   'shutting-down': { status: 503, title: 'The service is shutting down' },
 } as const;
 

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Principal } from './auth/roles.js';
+import { ApiError } from './errors.js';
 
 /**
  * Every route is declared once, with zod schemas for its parameters, query, body and responses:
@@ -48,7 +49,7 @@ export interface RouteSpec<P = unknown, Q = unknown, B = unknown> {
   handler(context: RouteContext<P, Q, B>): Promise<unknown>;
 }
 
-export type Authenticator = (request: FastifyRequest) => Principal;
+export type Authenticator = (request: FastifyRequest, reply: FastifyReply) => Principal;
 
 export class RouteRegistry {
   readonly routes: RouteSpec<unknown, unknown, unknown>[] = [];
@@ -56,6 +57,8 @@ export class RouteRegistry {
   constructor(
     private readonly app: FastifyInstance,
     private readonly authenticate: Authenticator,
+    /** Past this, a handler's answer is given up on and the caller gets 503 (retry, with the same Idempotency-Key). */
+    private readonly handlerTimeoutMs = 30_000,
   ) {}
 
   add<P, Q, B>(spec: RouteSpec<P, Q, B>): void {
@@ -65,12 +68,29 @@ export class RouteRegistry {
       url: spec.url,
       config: { operationId: spec.operationId },
       handler: async (request, reply) => {
-        const principal = spec.public ? null : this.authenticate(request);
+        const principal = spec.public ? null : this.authenticate(request, reply);
         const params = spec.params ? spec.params.parse(request.params) : (request.params as P);
         if (principal && spec.authorize) spec.authorize(principal, params);
         const query = spec.query ? spec.query.parse(request.query ?? {}) : (request.query as Q);
         const body = spec.body ? spec.body.parse(request.body) : (request.body as B);
-        return spec.handler({ params, query, body, principal, request, reply });
+        let timer: NodeJS.Timeout | undefined;
+        const timeout = new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () =>
+              reject(
+                new ApiError('timeout', 'The request took too long; retry it', {}, { 'retry-after': '1' }),
+              ),
+            this.handlerTimeoutMs,
+          );
+        });
+        try {
+          return await Promise.race([
+            spec.handler({ params, query, body, principal, request, reply }),
+            timeout,
+          ]);
+        } finally {
+          clearTimeout(timer);
+        }
       },
     });
   }

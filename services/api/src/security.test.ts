@@ -1,0 +1,73 @@
+import Fastify from 'fastify';
+import { afterEach, describe, expect, it } from 'vitest';
+import { registerErrorHandling } from './errors.js';
+import { RouteRegistry } from './routing.js';
+import { ADMIN_KEY, startTestService, type TestService } from './testing/harness.js';
+
+describe('abuse and secrets', () => {
+  let svc: TestService | undefined;
+  afterEach(async () => {
+    await svc?.close();
+    svc = undefined;
+  });
+
+  it('limits each key: 429 with Retry-After past the budget, other keys unaffected', async () => {
+    svc = await startTestService({ env: { MUSTER_RATE_LIMIT_PER_MINUTE: '12' } });
+    const other = await svc.agency('other', ['auditor']);
+    const statuses: number[] = [];
+    let limited: Awaited<ReturnType<TestService['request']>> | undefined;
+    for (let i = 0; i < 5; i++) {
+      const res = await svc.request('GET', '/v1/me');
+      statuses.push(res.statusCode);
+      if (res.statusCode === 429) limited = res;
+    }
+    expect(statuses).toContain(429);
+    expect(limited?.headers['retry-after']).toMatch(/^\d+$/);
+    expect(limited?.json()).toMatchObject({ code: 'rate-limited', status: 429 });
+    expect((await svc.request('GET', '/v1/me', { key: other })).statusCode).toBe(200);
+  });
+
+  it('limits failed authentication per client address', async () => {
+    svc = await startTestService({ env: { MUSTER_RATE_LIMIT_PER_MINUTE: '12' } });
+    const statuses = new Set<number>();
+    for (let i = 0; i < 30; i++)
+      statuses.add((await svc.request('GET', '/v1/me', { key: `wrong-${i}` })).statusCode);
+    expect([...statuses].sort()).toEqual([401, 429]);
+  });
+
+  it('keeps keys, secrets and Authorization headers out of every log line, even at trace level', async () => {
+    svc = await startTestService({ env: { LOG_LEVEL: 'trace' } });
+    const key = await svc.agency('leaky', ['coordinator']);
+    await svc.request('GET', '/v1/me', { key });
+    await svc.request('GET', '/v1/me', { key: `${key}x` });
+    await svc.request('POST', '/v1/missions', { key, body: { id: 'log-test', template: 'mss-haiti' } });
+    const logs = svc.logs.join('');
+    expect(logs.length).toBeGreaterThan(1000);
+    for (const secret of [ADMIN_KEY, key, key.slice(20)]) expect(logs).not.toContain(secret);
+    expect(logs.toLowerCase()).not.toContain('bearer ');
+  });
+});
+
+describe('request timeouts', () => {
+  it('answers 503 with Retry-After when a handler takes too long', async () => {
+    const app = Fastify({ logger: false });
+    registerErrorHandling(app);
+    const routes = new RouteRegistry(app, () => ({ agencyId: 'a', keyId: 'k', roles: [], missions: [] }), 50);
+    routes.add({
+      method: 'GET',
+      url: '/slow',
+      operationId: 'slow',
+      summary: 'slow',
+      tags: [],
+      public: true,
+      responses: { 200: { description: 'late' } },
+      handler: () => new Promise((resolve) => setTimeout(() => resolve({ late: true }), 400)),
+    });
+    const res = await app.inject({ method: 'GET', url: '/slow' });
+    expect(res.statusCode).toBe(503);
+    expect(res.headers['retry-after']).toBe('1');
+    expect(res.json()).toMatchObject({ code: 'timeout' });
+    await new Promise((resolve) => setTimeout(resolve, 450));
+    await app.close();
+  });
+});
