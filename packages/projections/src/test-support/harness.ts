@@ -127,6 +127,8 @@ export interface FillOptions {
   chunk?: number;
   profile?: 'volatile' | 'steady';
   seed?: number;
+  /** World time of each mission's first event (default 2024-01-01). */
+  startMs?: number;
 }
 
 /**
@@ -146,6 +148,7 @@ export async function fillSynthetic(
       events: options.eventsPerMission,
       seed: (options.seed ?? 1) * 1000 + i,
       profile: options.profile ?? 'volatile',
+      ...(options.startMs !== undefined ? { startMs: options.startMs } : {}),
     }),
     done: false,
   }));
