@@ -149,7 +149,12 @@ describe('the projection runner', () => {
       sql: fx.sql,
       projections: [
         countingProjection({
-          inside: () => (gated ? new Promise<void>((resolve) => (gate = resolve)) : undefined),
+          inside: () =>
+            gated
+              ? new Promise<void>((resolve) => {
+                  gate = resolve;
+                })
+              : undefined,
         }),
       ],
     });
