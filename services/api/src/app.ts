@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import type { EventStore, SqlClient } from '@muster/event-store';
+import { type EventStore, type SqlClient, uuidv7 } from '@muster/event-store';
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
@@ -14,7 +14,7 @@ import { bearerToken } from './auth/api-keys.js';
 import type { Principal } from './auth/roles.js';
 import type { Config } from './config.js';
 import { ApiError, registerErrorHandling, sendProblem } from './errors.js';
-import { IdempotencyStore } from './idempotency.js';
+import { HEARTBEAT_EVERY_MS, IdempotencyStore } from './idempotency.js';
 import { Metrics } from './metrics.js';
 import { FoldingReadModel } from './missions/mission-queries.js';
 import { MissionWriter } from './missions/mission-writer.js';
@@ -80,8 +80,15 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
 
   const metrics = new Metrics();
   const registry = new AgencyRegistry(store, clock);
-  const idempotency = new IdempotencyStore(sql, clock, Math.max(config.requestTimeoutMs, 10_000) * 2);
+  const instanceId = uuidv7();
+  const idempotency = new IdempotencyStore(
+    sql,
+    clock,
+    Math.max(config.requestTimeoutMs, 10_000) * 2,
+    instanceId,
+  );
   await idempotency.migrate();
+  await idempotency.heartbeat();
   if (store.kind === 'sqlite') {
     // The embedded store has a single process: claims left in progress belong to a dead one.
     await idempotency.expireInProgress();
@@ -115,8 +122,14 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     60 * 60 * 1000,
   );
   purge.unref();
+  const heartbeat = setInterval(() => {
+    idempotency.heartbeat().catch((error) => logger.warn({ err: error }, 'heartbeat failed'));
+  }, HEARTBEAT_EVERY_MS);
+  heartbeat.unref();
   app.addHook('onClose', async () => {
     clearInterval(purge);
+    clearInterval(heartbeat);
+    await idempotency.retire().catch(() => {});
     await registry.stop();
     await readModel.close();
   });

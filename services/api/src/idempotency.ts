@@ -50,7 +50,18 @@ const migrations: SqlMigration[] = [
     );
     CREATE INDEX IF NOT EXISTS idempotency_keys_created ON idempotency_keys (created_at);`,
   },
+  {
+    id: 'api:idempotency:002',
+    sqlite: `ALTER TABLE idempotency_keys ADD COLUMN owner TEXT;
+    CREATE TABLE IF NOT EXISTS service_instances (instance_id TEXT PRIMARY KEY, heartbeat_at BIGINT NOT NULL);`,
+    postgres: `ALTER TABLE idempotency_keys ADD COLUMN IF NOT EXISTS owner TEXT;
+    CREATE TABLE IF NOT EXISTS service_instances (instance_id TEXT PRIMARY KEY, heartbeat_at BIGINT NOT NULL);`,
+  },
 ];
+
+/** A process that has not beaten its heart for this long is dead: its claims can be taken over. */
+export const INSTANCE_DEAD_AFTER_MS = 8_000;
+export const HEARTBEAT_EVERY_MS = 2_000;
 
 export interface StoredResponse {
   status: number;
@@ -67,6 +78,7 @@ export type Claim =
   | { kind: 'in-progress'; retryAfterSeconds: number };
 
 interface Row {
+  owner: string | null;
   request_hash: string;
   state: string;
   mission_id: string | null;
@@ -94,10 +106,33 @@ export class IdempotencyStore {
     private readonly sql: SqlClient,
     private readonly clock: () => Date,
     private readonly lockMs: number,
+    /** This process: its claims carry it, and its heartbeat tells other replicas it is alive. */
+    private readonly instanceId: string,
   ) {}
 
   async migrate(): Promise<void> {
     await migrate(this.sql, migrations);
+  }
+
+  async heartbeat(): Promise<void> {
+    await this.sql.execute(
+      `INSERT INTO service_instances (instance_id, heartbeat_at) VALUES ($1, $2)
+       ON CONFLICT (instance_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at`,
+      [this.instanceId, this.clock().getTime()],
+    );
+  }
+
+  async retire(): Promise<void> {
+    await this.sql.execute('DELETE FROM service_instances WHERE instance_id = $1', [this.instanceId]);
+  }
+
+  private async ownerAlive(owner: string | null): Promise<boolean> {
+    if (owner === null) return true;
+    const [row] = await this.sql.query<{ heartbeat_at: number | string }>(
+      'SELECT heartbeat_at FROM service_instances WHERE instance_id = $1',
+      [owner],
+    );
+    return row !== undefined && Number(row.heartbeat_at) > this.clock().getTime() - INSTANCE_DEAD_AFTER_MS;
   }
 
   async claim(
@@ -110,13 +145,13 @@ export class IdempotencyStore {
     const now = this.clock().getTime();
     const commandId = commandIdForKey(agencyId, key);
     const inserted = await this.sql.execute(
-      `INSERT INTO idempotency_keys (agency_id, idempotency_key, request_hash, state, mission_id, command_id, base_revision, locked_until, created_at)
-       VALUES ($1, $2, $3, 'in-progress', $4, $5, $6, $7, $8) ON CONFLICT (agency_id, idempotency_key) DO NOTHING`,
-      [agencyId, key, hash, missionId, commandId, baseRevision, now + this.lockMs, now],
+      `INSERT INTO idempotency_keys (agency_id, idempotency_key, request_hash, state, mission_id, command_id, base_revision, locked_until, created_at, owner)
+       VALUES ($1, $2, $3, 'in-progress', $4, $5, $6, $7, $8, $9) ON CONFLICT (agency_id, idempotency_key) DO NOTHING`,
+      [agencyId, key, hash, missionId, commandId, baseRevision, now + this.lockMs, now, this.instanceId],
     );
     if (inserted === 1) return { kind: 'claimed', commandId };
     const [row] = await this.sql.query<Row & Record<string, unknown>>(
-      'SELECT request_hash, state, mission_id, command_id, base_revision, locked_until, status, response_body, response_headers FROM idempotency_keys WHERE agency_id = $1 AND idempotency_key = $2',
+      'SELECT request_hash, state, mission_id, command_id, base_revision, locked_until, status, response_body, response_headers, owner FROM idempotency_keys WHERE agency_id = $1 AND idempotency_key = $2',
       [agencyId, key],
     );
     if (!row) return this.claim(agencyId, key, hash, missionId, baseRevision);
@@ -132,12 +167,17 @@ export class IdempotencyStore {
       };
     }
     const lockedUntil = Number(row.locked_until);
-    if (lockedUntil > now)
-      return { kind: 'in-progress', retryAfterSeconds: Math.max(1, Math.ceil((lockedUntil - now) / 1000)) };
-    // Take over a key whose holder died, unless another request took it over first.
+    const holderAlive = row.owner === this.instanceId || (await this.ownerAlive(row.owner));
+    if (lockedUntil > now && holderAlive) {
+      return {
+        kind: 'in-progress',
+        retryAfterSeconds: Math.max(1, Math.min(5, Math.ceil((lockedUntil - now) / 1000))),
+      };
+    }
+    // Take over a key whose holder died (or timed out), unless another request took it over first.
     const taken = await this.sql.execute(
-      `UPDATE idempotency_keys SET locked_until = $1 WHERE agency_id = $2 AND idempotency_key = $3 AND state = 'in-progress' AND locked_until = $4`,
-      [now + this.lockMs, agencyId, key, lockedUntil],
+      `UPDATE idempotency_keys SET locked_until = $1, owner = $2 WHERE agency_id = $3 AND idempotency_key = $4 AND state = 'in-progress' AND locked_until = $5`,
+      [now + this.lockMs, this.instanceId, agencyId, key, lockedUntil],
     );
     if (taken !== 1) return this.claim(agencyId, key, hash, missionId, baseRevision);
     return {
