@@ -1,3 +1,4 @@
+export { type AuditMismatch, type AuditMismatchKind, type AuditReport, auditMission } from './audit.js';
 export {
   appendChanges,
   CHANGE_KINDS,
@@ -8,6 +9,23 @@ export {
   toChange,
 } from './change-feed.js';
 export { isProjectionError, PROJECTION_ERRORS, ProjectionError, type ProjectionErrorCode } from './errors.js';
+export {
+  EXPORT_CONTENT_TYPE,
+  EXPORT_KIND,
+  EXPORT_VERSION,
+  type ExportHeader,
+  type ExportProblem,
+  type ExportProblemKind,
+  type ExportQuery,
+  type ExportVerification,
+  exportHeader,
+  exportLine,
+  exportLines,
+  exportMission,
+  type VerifyExportOptions,
+  verdictFromExport,
+  verifyExport,
+} from './export.js';
 export type { Logger } from './logger.js';
 export type { Projection, ProjectionContext, ProjectionMode, ProjectionTable } from './projection.js';
 export type { ChangeCause, HistoryEntry } from './readiness/processor.js';
@@ -17,6 +35,15 @@ export {
   READINESS_PROJECTION_VERSION,
   type ReadinessProjectionOptions,
 } from './readiness/projection.js';
+export {
+  type CurrentVerdict,
+  createReadinessQueries,
+  type HistoryPage,
+  type MissionSummary,
+  type ReadinessQueries,
+  type ReadinessQueriesOptions,
+  type TimeTravelVerdict,
+} from './readiness/queries.js';
 export {
   type ProjectionStatus,
   type ProjectionsHandle,

@@ -321,6 +321,18 @@ export class MissionProcessor {
   /** Folds one recorded event of the mission's stream (the next revision) into the runtime. */
   apply(rt: MissionRuntime, event: RecordedEvent, sink: ProcessorSink): void {
     const recordedAt = Date.parse(event.recordedAt);
+    if (Number.isNaN(recordedAt)) {
+      rt.revision = event.revision;
+      rt.position = event.position;
+      rt.skippedEvents++;
+      sink.skipped.push({
+        missionId: rt.missionId,
+        eventId: event.id,
+        revision: event.revision,
+        reason: 'invalid-recorded-at',
+      });
+      return;
+    }
     if (rt.evaluatedAt !== null) this.advance(rt, Math.max(rt.evaluatedAt, recordedAt), sink);
     let domain: MissionEvent | null = null;
     let reason = '';

@@ -4,12 +4,14 @@ import { join } from 'node:path';
 import type { AppendResult, EventStore, SqlClient } from '@muster/event-store';
 import { openSqliteEventStore, type SqliteEventStore } from '@muster/event-store-sqlite';
 import {
+  DomainError,
   decide,
   evolve,
   initialState,
   type MissionCommand,
   type MissionState,
   missionStreamName,
+  mssHaitiScenario,
   toStoredEvent,
 } from '@muster/readiness';
 import { syntheticMissionEventData } from '../testing/synthetic.js';
@@ -170,4 +172,18 @@ export async function fillSynthetic(
       await store.appendToStream(missionStreamName(it.missionId), batch);
     }
   }
+}
+
+/** The MSS Haiti scenario played into a store, one step per instant of the fixture. */
+export async function playMssHaiti(store: EventStore, clock: ManualClock): Promise<MissionDriver> {
+  const driver = new MissionDriver(store);
+  for (const step of mssHaitiScenario.steps) {
+    clock.set(step.expected.at);
+    try {
+      await driver.run(step.command);
+    } catch (error) {
+      if (!(error instanceof DomainError) || step.expected.error === null) throw error;
+    }
+  }
+  return driver;
 }

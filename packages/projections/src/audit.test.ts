@@ -1,0 +1,161 @@
+import { mssHaitiScenario } from '@muster/readiness';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { auditMission } from './audit.js';
+import { createReadinessProjection } from './readiness/projection.js';
+import { startProjections } from './runner.js';
+import { ManualClock, openSqliteFixture, playMssHaiti } from './test-support/harness.js';
+
+const missionId = mssHaitiScenario.missionId;
+let fx: Awaited<ReturnType<typeof openSqliteFixture>>;
+let stop: () => Promise<void> = async () => {};
+
+beforeAll(async () => {
+  const clock = new ManualClock();
+  fx = await openSqliteFixture('audit', clock);
+  await playMssHaiti(fx.store, clock);
+  const runner = await startProjections({
+    store: fx.store,
+    sql: fx.sql,
+    projections: [createReadinessProjection({ store: fx.store })],
+    clock: clock.now,
+    timeGraceMs: 0,
+    tickMs: 20,
+  });
+  await runner.waitForPosition((await fx.store.headPosition()) as string, 10_000);
+  // Past the mandate's expiry, so the history holds a change no event caused.
+  clock.set('2024-11-01T00:00:00Z');
+  runner.poke();
+  for (let i = 0; i < 200; i++) {
+    const [s] = await runner.status();
+    if (s?.watermark === '2024-11-01T00:00:00.000Z') break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  await runner.close();
+  stop = fx.close;
+});
+afterAll(() => stop());
+
+const audit = () => auditMission({ store: fx.store, sql: fx.sql, missionId });
+
+/** Applies a change to the database, runs `check`, and puts everything back. */
+async function tampered<T>(
+  change: string,
+  params: unknown[],
+  undo: string,
+  undoParams: unknown[],
+  check: () => Promise<T>,
+) {
+  await fx.sql.execute(change, params);
+  try {
+    return await check();
+  } finally {
+    await fx.sql.execute(undo, undoParams);
+  }
+}
+
+describe('auditing a mission', () => {
+  it('finds nothing to report when the log and the read models agree', async () => {
+    const report = await audit();
+    expect(report).toMatchObject({ ok: true, mismatches: [], projectionBehind: false, chain: { ok: true } });
+    expect(report?.history.stored).toBe(report?.history.recomputed);
+    expect(report?.history.stored).toBeGreaterThan(10);
+    expect(report?.comparedUpTo.timeUntil).toBe('2024-11-01T00:00:00.000Z');
+    expect(await auditMission({ store: fx.store, sql: fx.sql, missionId: 'no-such-mission' })).toBeNull();
+  });
+
+  it('reports each read-model row that says something the log does not', async () => {
+    const [row] = await fx.sql.query(
+      'SELECT to_status FROM readiness_history WHERE mission_id = $1 AND seq = 5',
+      [missionId],
+    );
+    const report = await tampered(
+      "UPDATE readiness_history SET to_status = 'ready' WHERE mission_id = $1 AND seq = 5",
+      [missionId],
+      'UPDATE readiness_history SET to_status = $2 WHERE mission_id = $1 AND seq = 5',
+      [missionId, row?.to_status],
+      audit,
+    );
+    expect(report?.mismatches).toEqual([
+      expect.objectContaining({ kind: 'history-differs', seq: 5, fields: ['to'] }),
+    ]);
+    const [verdict] = await fx.sql.query(
+      "SELECT * FROM readiness_verdicts WHERE mission_id = $1 AND phase = 'reconnaissance'",
+      [missionId],
+    );
+    const missing = await tampered(
+      "DELETE FROM readiness_verdicts WHERE mission_id = $1 AND phase = 'reconnaissance'",
+      [missionId],
+      'INSERT INTO readiness_verdicts (mission_id, phase, ord, title, status, policy_version, verdict) VALUES ($1, $2, $3, $4, $5, $6, $7)',
+      [
+        verdict?.mission_id,
+        verdict?.phase,
+        verdict?.ord,
+        verdict?.title,
+        verdict?.status,
+        verdict?.policy_version,
+        verdict?.verdict,
+      ],
+      audit,
+    );
+    expect(missing?.mismatches.map((m) => m.kind)).toEqual(['verdict-missing']);
+    const [last] = await fx.sql.query(
+      'SELECT * FROM readiness_history WHERE mission_id = $1 ORDER BY seq DESC LIMIT 1',
+      [missionId],
+    );
+    const columns = Object.keys(last ?? {});
+    const extra = await tampered(
+      'DELETE FROM readiness_history WHERE mission_id = $1 AND seq = $2',
+      [missionId, last?.seq],
+      `INSERT INTO readiness_history (${columns.join(', ')}) VALUES (${columns.map((_, i) => `$${i + 1}`).join(', ')})`,
+      columns.map((c) => last?.[c]),
+      audit,
+    );
+    expect(extra?.mismatches.map((m) => m.kind)).toEqual(['history-missing']);
+  });
+
+  it('detects a change to any byte of any stored event, and a change of order', async () => {
+    const rows = await fx.sql.query(
+      'SELECT position, data, metadata, recorded_at, hash, previous_hash, type FROM events ORDER BY position',
+    );
+    const columns = ['data', 'metadata', 'recorded_at', 'hash', 'previous_hash', 'type'] as const;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.nat(rows.length - 1),
+        fc.constantFrom(...columns),
+        fc.nat(),
+        fc.integer({ min: 1, max: 0xffff }),
+        async (index, column, offsetSeed, delta) => {
+          const row = rows[index] as Record<string, unknown>;
+          const original = row[column];
+          if (typeof original !== 'string') return;
+          const offset = offsetSeed % original.length;
+          const code = (original.charCodeAt(offset) + delta) % 0xffff || 1;
+          const changed = original.slice(0, offset) + String.fromCharCode(code) + original.slice(offset + 1);
+          if (changed === original) return;
+          const report = await tampered(
+            `UPDATE events SET ${column} = $1 WHERE position = $2`,
+            [changed, row.position],
+            `UPDATE events SET ${column} = $1 WHERE position = $2`,
+            [original, row.position],
+            audit,
+          );
+          expect(report?.ok, `${column} of event ${index}`).toBe(false);
+          expect(report?.mismatches.some((m) => m.kind === 'chain')).toBe(true);
+        },
+      ),
+      { numRuns: 150 },
+    );
+    const swap = async () => {
+      const stream = `mission-${missionId}`;
+      await fx.sql.execute('UPDATE events SET revision = -1 WHERE stream = $1 AND revision = 3', [stream]);
+      await fx.sql.execute('UPDATE events SET revision = 3 WHERE stream = $1 AND revision = 4', [stream]);
+      await fx.sql.execute('UPDATE events SET revision = 4 WHERE stream = $1 AND revision = -1', [stream]);
+    };
+    await swap();
+    const swapped = await audit();
+    await swap();
+    expect(swapped?.mismatches[0]).toMatchObject({ kind: 'chain', revision: 3 });
+    expect((await audit())?.ok).toBe(true);
+  }, 180_000);
+});

@@ -1,0 +1,277 @@
+import {
+  type ChainVerdict,
+  ChainVerifier,
+  type EventStore,
+  type SqlClient,
+  StreamNotFoundError,
+} from '@muster/event-store';
+import { missionStreamName } from '@muster/readiness';
+import { type HistoryEntry, MissionProcessor, newRuntime, newSink } from './readiness/processor.js';
+import { READINESS_PROJECTION } from './readiness/projection.js';
+import { createReadinessQueries } from './readiness/queries.js';
+import { MISSIONS, VERDICTS } from './readiness/tables.js';
+import { readCheckpoint } from './runner-schema.js';
+import { num } from './sql-rows.js';
+
+export type AuditMismatchKind =
+  | 'chain'
+  | 'unreadable-event'
+  | 'mission-missing'
+  | 'mission-differs'
+  | 'history-missing'
+  | 'history-extra'
+  | 'history-differs'
+  | 'verdict-missing'
+  | 'verdict-extra'
+  | 'verdict-differs';
+
+export interface AuditMismatch {
+  kind: AuditMismatchKind;
+  detail: string;
+  seq?: number;
+  phase?: string;
+  revision?: number | null;
+  eventId?: string | null;
+  fields?: string[];
+  expected?: unknown;
+  actual?: unknown;
+}
+
+export interface AuditReport {
+  missionId: string;
+  /** No mismatch: the log's chain holds and the read models say what the log says. */
+  ok: boolean;
+  /** Events in the stream. */
+  events: number;
+  chain: ChainVerdict;
+  /** The read model had folded fewer events than the stream holds: compared up to what it had. */
+  projectionBehind: boolean;
+  comparedUpTo: { revision: number; timeUntil: string | null };
+  history: { stored: number; recomputed: number };
+  mismatches: AuditMismatch[];
+}
+
+const MAX_MISMATCHES = 1000;
+
+function differingFields(expected: Record<string, unknown>, actual: Record<string, unknown>): string[] {
+  return Object.keys(expected).filter((k) => JSON.stringify(expected[k]) !== JSON.stringify(actual[k]));
+}
+
+/**
+ * Replays a mission from the log alone, verifies its hash chain, recomputes every verdict change,
+ * and compares the result with what the readiness read models hold: the mission row, its current
+ * verdicts and its whole history. Null when neither the log nor the read models know the mission.
+ */
+export async function auditMission(options: {
+  store: EventStore;
+  sql: SqlClient;
+  missionId: string;
+}): Promise<AuditReport | null> {
+  const { store, sql, missionId } = options;
+  const [row] = await sql.query(`SELECT * FROM ${MISSIONS} WHERE mission_id = $1`, [missionId]);
+  const checkpoint = await readCheckpoint(sql, READINESS_PROJECTION);
+  const upTo = row ? Number(row.revision) : Number.MAX_SAFE_INTEGER;
+  const mismatches: AuditMismatch[] = [];
+  const add = (m: AuditMismatch) => {
+    if (mismatches.length < MAX_MISMATCHES) mismatches.push(m);
+  };
+  const verifier = new ChainVerifier();
+  let chain: ChainVerdict | null = null;
+  const processor = new MissionProcessor();
+  const runtime = newRuntime(missionId);
+  const sink = newSink();
+  let events = 0;
+  try {
+    for await (const event of store.readStream(missionStreamName(missionId))) {
+      events++;
+      if (chain === null) {
+        const broken = verifier.push(event);
+        if (broken) {
+          chain = broken;
+          add({
+            kind: 'chain',
+            detail: `the hash chain breaks at revision ${broken.brokenAt.revision} (${broken.reason})`,
+            revision: broken.brokenAt.revision,
+            eventId: broken.brokenAt.eventId,
+            expected: broken.expected,
+            actual: broken.actual,
+          });
+        }
+      }
+      if (event.revision <= upTo) processor.apply(runtime, event, sink);
+    }
+  } catch (error) {
+    if (error instanceof SyntaxError) {
+      // The store holds an event whose text is no longer JSON: nothing after it can be trusted.
+      add({
+        kind: 'chain',
+        detail: `the stored event after revision ${runtime.revision} cannot be read: ${error.message}`,
+      });
+      chain ??= {
+        ok: false,
+        stream: missionStreamName(missionId),
+        count: events,
+        brokenAt: { index: events, revision: null, eventId: null },
+        reason: 'malformed',
+      };
+    } else if (!(error instanceof StreamNotFoundError)) throw error;
+  }
+  if (events === 0 && !row) return null;
+  chain ??= verifier.result();
+  const timeUntil = checkpoint?.watermark ?? null;
+  if (timeUntil !== null) processor.advance(runtime, timeUntil, sink);
+  for (const skipped of sink.skipped) {
+    add({
+      kind: 'unreadable-event',
+      detail: `event at revision ${skipped.revision} cannot be read by the domain (${skipped.reason})`,
+      revision: skipped.revision,
+      eventId: skipped.eventId,
+    });
+  }
+
+  if (!row) {
+    add({ kind: 'mission-missing', detail: 'the log holds the mission but the read model does not' });
+  } else {
+    const info = runtime.state.mission;
+    const expected = {
+      name: info?.name ?? null,
+      lead_nation: info?.leadNation ?? null,
+      defined_at: info?.definedAt ?? null,
+      revision: runtime.revision,
+      last_position: runtime.position,
+      evaluated_at: runtime.evaluatedAt,
+      next_change_at: runtime.nextAt,
+      policy_version: runtime.verdict?.policyVersion ?? null,
+      history_seq: runtime.historySeq,
+    };
+    const actual = {
+      name: row.name ?? null,
+      lead_nation: row.lead_nation ?? null,
+      defined_at: num(row.defined_at),
+      revision: Number(row.revision),
+      last_position: row.last_position ?? null,
+      evaluated_at: num(row.evaluated_at),
+      next_change_at: num(row.next_change_at),
+      policy_version: num(row.policy_version),
+      history_seq: Number(row.history_seq),
+    };
+    const fields = differingFields(expected, actual);
+    if (fields.length > 0) {
+      add({
+        kind: 'mission-differs',
+        detail: `mission row differs in ${fields.join(', ')}`,
+        fields,
+        expected,
+        actual,
+      });
+    }
+  }
+
+  const queries = createReadinessQueries({ store, sql });
+  const stored: HistoryEntry[] = [];
+  let after: number | null = 0;
+  while (after !== null) {
+    const page = await queries.history(missionId, { afterSeq: after, limit: 1000 });
+    if (!page) break;
+    stored.push(...page.entries);
+    after = page.nextAfterSeq;
+  }
+  const recomputed = sink.history;
+  for (let i = 0; i < Math.max(stored.length, recomputed.length); i++) {
+    const mine = recomputed[i];
+    const theirs = stored[i];
+    if (mine && !theirs) {
+      add({
+        kind: 'history-missing',
+        detail: `history entry ${mine.seq} is missing`,
+        seq: mine.seq,
+        expected: mine,
+      });
+    } else if (!mine && theirs) {
+      add({
+        kind: 'history-extra',
+        detail: `history entry ${theirs.seq} follows from no event`,
+        seq: theirs.seq,
+        actual: theirs,
+      });
+    } else if (mine && theirs) {
+      const fields = differingFields(
+        mine as unknown as Record<string, unknown>,
+        theirs as unknown as Record<string, unknown>,
+      );
+      if (fields.length > 0) {
+        add({
+          kind: 'history-differs',
+          detail: `history entry ${mine.seq} differs in ${fields.join(', ')}`,
+          seq: mine.seq,
+          phase: mine.phase,
+          fields,
+          expected: mine,
+          actual: theirs,
+        });
+      }
+    }
+  }
+
+  const verdictRows = await sql.query(`SELECT * FROM ${VERDICTS} WHERE mission_id = $1 ORDER BY ord`, [
+    missionId,
+  ]);
+  const storedPhases = new Map(verdictRows.map((r) => [String(r.phase), r]));
+  const phases = runtime.verdict?.phases ?? [];
+  phases.forEach((phase, ord) => {
+    const r = storedPhases.get(phase.phase);
+    if (!r) {
+      add({
+        kind: 'verdict-missing',
+        detail: `no current verdict for phase ${phase.phase}`,
+        phase: phase.phase,
+      });
+      return;
+    }
+    const expected = {
+      ord,
+      status: phase.status,
+      policy_version: runtime.verdict?.policyVersion ?? null,
+      verdict: JSON.stringify(phase),
+    };
+    const actual = {
+      ord: Number(r.ord),
+      status: r.status,
+      policy_version: num(r.policy_version),
+      verdict: r.verdict,
+    };
+    const fields = differingFields(expected, actual);
+    if (fields.length > 0) {
+      add({
+        kind: 'verdict-differs',
+        detail: `current verdict of phase ${phase.phase} differs in ${fields.join(', ')}`,
+        phase: phase.phase,
+        fields,
+        expected: { ...expected, verdict: phase },
+        actual: { ...actual, verdict: JSON.parse(String(r.verdict)) },
+      });
+    }
+    storedPhases.delete(phase.phase);
+  });
+  for (const phase of storedPhases.keys()) {
+    add({
+      kind: 'verdict-extra',
+      detail: `a current verdict for phase ${phase} the policy does not have`,
+      phase,
+    });
+  }
+
+  return {
+    missionId,
+    ok: mismatches.length === 0,
+    events,
+    chain,
+    projectionBehind: row !== undefined && Number(row.revision) < events - 1,
+    comparedUpTo: {
+      revision: runtime.revision,
+      timeUntil: timeUntil === null ? null : new Date(timeUntil).toISOString(),
+    },
+    history: { stored: stored.length, recomputed: recomputed.length },
+    mismatches,
+  };
+}
