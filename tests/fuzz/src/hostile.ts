@@ -247,16 +247,21 @@ export function hostileRequests(target: FuzzTarget): fc.Arbitrary<HostileRequest
       ),
     },
   );
-  const contentType = fc.constantFrom(
-    'application/json',
-    'application/json; charset=utf-8',
-    'application/json; charset=latin1',
-    'text/plain',
-    'application/x-www-form-urlencoded',
-    'multipart/form-data; boundary=x',
-    'application/xml',
-    '',
-    'application/json, text/plain',
+  const contentType = fc.oneof(
+    { weight: 8, arbitrary: fc.constant('application/json') },
+    {
+      weight: 2,
+      arbitrary: fc.constantFrom(
+        'application/json; charset=utf-8',
+        'application/json; charset=latin1',
+        'text/plain',
+        'application/x-www-form-urlencoded',
+        'multipart/form-data; boundary=x',
+        'application/xml',
+        '',
+        'application/json, text/plain',
+      ),
+    },
   );
   const extraHeaders = fc.record(
     {
@@ -270,7 +275,43 @@ export function hostileRequests(target: FuzzTarget): fc.Arbitrary<HostileRequest
     },
     { requiredKeys: [] },
   );
-  return fc
+  // Requests aimed at the right command with a body of its own shape (sometimes bent): these reach
+  // the domain and the store, where a refusal must still write nothing.
+  const aimed = fc
+    .tuple(
+      fc.constantFrom(...mssHaitiScenario.steps),
+      fc.nat(),
+      fc.option(hostileValue, { nil: undefined, freq: 3 }),
+      fc.constantFrom(target.keys.admin, target.keys.admin, target.keys.donor),
+      fc.option(fc.integer({ min: 0, max: 30 }), { nil: undefined }),
+    )
+    .map(([step, n, bent, key, idempotency]): HostileRequest => {
+      const {
+        type,
+        missionId,
+        commandId: _commandId,
+        ...payload
+      } = step.command as {
+        type: string;
+        missionId: string;
+        commandId: string;
+      } & Record<string, unknown>;
+      const name = commandCatalog.find((c) => c.type === type)?.name as string;
+      const keys = Object.keys(payload);
+      if (bent !== undefined && keys.length > 0) payload[keys[n % keys.length] as string] = bent;
+      const headers: Record<string, string> = {
+        'content-type': 'application/json',
+        authorization: `Bearer ${key}`,
+      };
+      if (idempotency !== undefined) headers['idempotency-key'] = `aimed-${idempotency}`;
+      return {
+        method: 'POST',
+        url: `/v1/missions/${missionId}/commands/${name}`,
+        headers,
+        payload: JSON.stringify(payload),
+      };
+    });
+  const scattered = fc
     .tuple(routeUrls(target.app), authorization, contentType, extraHeaders, payloads)
     .map(([{ method, url }, auth, type, extra, payload]) => {
       const headers: Record<string, string> = {};
@@ -282,6 +323,7 @@ export function hostileRequests(target: FuzzTarget): fc.Arbitrary<HostileRequest
       }
       return { method, url, headers, ...(payload !== undefined ? { payload } : {}) };
     });
+  return fc.oneof({ weight: 3, arbitrary: scattered }, { weight: 1, arbitrary: aimed });
 }
 
 export interface Tally {
