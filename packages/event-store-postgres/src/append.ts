@@ -11,7 +11,7 @@ import {
 } from '@muster/event-store';
 import { formatPosition } from './positions.js';
 
-/** One call of the append function: pass it to pg as a (named, hence prepared) query. */
+/** One call of the batch append function: pass it to pg as a (named, hence prepared) query. */
 export interface AppendCall {
   name: string;
   text: string;
@@ -19,7 +19,9 @@ export interface AppendCall {
 }
 
 export interface AppendRow {
-  o_outcome: 'written' | 'replay' | 'wrong-expected-revision';
+  /** 1-based index of the append in the batch. */
+  o_append: number;
+  o_outcome: 'written' | 'replay' | 'wrong-expected-revision' | 'id-conflict';
   o_current: number | null;
   o_id: string | null;
   o_stream: string | null;
@@ -34,7 +36,8 @@ export interface AppendRow {
   o_previous_hash: string | null;
 }
 
-const APPEND_SQL = 'SELECT * FROM muster_append_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)';
+const APPEND_BATCH_SQL =
+  'SELECT * FROM muster_append_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)';
 
 function encodeExpected(expected: ExpectedRevision): number {
   switch (expected) {
@@ -49,17 +52,25 @@ function encodeExpected(expected: ExpectedRevision): number {
   }
 }
 
-interface Sealed {
+export interface SealedBatch {
   call: AppendCall;
-  metadataJson: string[];
+  recordedAt: string;
+  /** Per append, the canonical metadata of each event (with `occurredAt` filled in). */
+  metadataJson: string[][];
 }
 
 /**
- * Everything but the revision and the previous hash is settled here, as `sealEvents` would:
- * `occurredAt` defaults to `recordedAt`, metadata is canonical JSON, and the hash input is split
- * around the two values only the database knows inside its transaction.
+ * Everything but revisions and previous hashes is settled here, as `sealEvents` would:
+ * `occurredAt` defaults to `recordedAt` (one instant for the whole batch, which commits at once),
+ * metadata is canonical JSON, and the hash input is split around the two values only the database
+ * knows inside its transaction.
  */
-export function buildAppendCall(prepared: PreparedAppend, recordedAt: string): Sealed {
+export function buildBatchCall(appends: readonly PreparedAppend[], recordedAt: string): SealedBatch {
+  const streams: string[] = [];
+  const slots = new Map<string, number>();
+  const streamOf: number[] = [];
+  const expected: number[] = [];
+  const counts: number[] = [];
   const ids: string[] = [];
   const types: string[] = [];
   const data: string[] = [];
@@ -67,35 +78,45 @@ export function buildAppendCall(prepared: PreparedAppend, recordedAt: string): S
   const heads: string[] = [];
   const middles: string[] = [];
   const tails: string[] = [];
-  for (const event of prepared.events) {
-    const meta =
-      event.metadata.occurredAt === undefined
-        ? { ...event.metadata, occurredAt: recordedAt }
-        : event.metadata;
-    const metadataJson = canonicalJson(meta);
-    const parts = hashInputParts(
-      event.id,
-      prepared.stream,
-      event.type,
-      event.dataJson,
-      metadataJson,
-      recordedAt,
-    );
-    ids.push(event.id);
-    types.push(event.type);
-    data.push(event.dataJson);
-    metadata.push(metadataJson);
-    heads.push(parts.head);
-    middles.push(parts.middle);
-    tails.push(parts.tail);
+  const metadataJson: string[][] = [];
+  for (const append of appends) {
+    let slot = slots.get(append.stream);
+    if (slot === undefined) {
+      streams.push(append.stream);
+      slot = streams.length;
+      slots.set(append.stream, slot);
+    }
+    streamOf.push(slot);
+    expected.push(encodeExpected(append.expectedRevision));
+    counts.push(append.events.length);
+    const own: string[] = [];
+    for (const event of append.events) {
+      const meta =
+        event.metadata.occurredAt === undefined
+          ? { ...event.metadata, occurredAt: recordedAt }
+          : event.metadata;
+      const json = canonicalJson(meta);
+      const parts = hashInputParts(event.id, append.stream, event.type, event.dataJson, json, recordedAt);
+      ids.push(event.id);
+      types.push(event.type);
+      data.push(event.dataJson);
+      metadata.push(json);
+      heads.push(parts.head);
+      middles.push(parts.middle);
+      tails.push(parts.tail);
+      own.push(json);
+    }
+    metadataJson.push(own);
   }
   return {
     call: {
-      name: 'muster_append_events',
-      text: APPEND_SQL,
+      name: 'muster_append_batch',
+      text: APPEND_BATCH_SQL,
       values: [
-        prepared.stream,
-        encodeExpected(prepared.expectedRevision),
+        streams,
+        streamOf,
+        expected,
+        counts,
         ids,
         types,
         data,
@@ -106,25 +127,39 @@ export function buildAppendCall(prepared: PreparedAppend, recordedAt: string): S
         tails,
       ],
     },
-    metadataJson: metadata,
+    recordedAt,
+    metadataJson,
   };
 }
 
-/** Turns the function's answer into the port's result or typed error. */
+/** The function's rows, one group per append of the batch, in order. */
+export function splitRows(count: number, rows: readonly AppendRow[]): AppendRow[][] {
+  const groups: AppendRow[][] = Array.from({ length: count }, () => []);
+  for (const row of rows) {
+    const group = groups[row.o_append - 1];
+    if (!group) throw new Error(`muster_append_batch answered for append ${row.o_append} of ${count}`);
+    group.push(row);
+  }
+  return groups;
+}
+
+/** Turns the function's answer for one append into the port's result, or throws its typed error. */
 export function interpretAppend(
   prepared: PreparedAppend,
-  sealed: Sealed,
+  metadataJson: readonly string[],
   recordedAt: string,
   rows: readonly AppendRow[],
 ): AppendResult {
   const { stream, expectedRevision } = prepared;
   const first = rows[0];
-  if (!first) throw new Error('muster_append_events returned no rows');
+  if (!first) throw new Error('muster_append_batch returned no rows for an append');
   const current = first.o_current;
   switch (first.o_outcome) {
     case 'wrong-expected-revision':
       checkExpectedRevision(stream, expectedRevision, current);
-      throw new Error(`muster_append_events reported a revision mismatch the port does not see`);
+      throw new Error(`muster_append_batch reported a revision mismatch the port does not see`);
+    case 'id-conflict':
+      throw new EventIdConflictError(first.o_id ?? prepared.events[0]?.id ?? '', 'elsewhere in the log');
     case 'replay': {
       assertIdempotentReplay(
         stream,
@@ -142,9 +177,11 @@ export function interpretAppend(
       return { nextExpectedRevision: last.revision, position: last.position, events, idempotent: true };
     }
     case 'written': {
+      if (rows.length !== prepared.events.length) {
+        throw new Error('muster_append_batch wrote a different number of events than given');
+      }
       const events = rows.map((row, i): RecordedEvent => {
-        const event = prepared.events[i];
-        if (!event) throw new Error('muster_append_events returned more rows than events');
+        const event = prepared.events[i] as PreparedAppend['events'][number];
         return {
           id: event.id,
           stream,
@@ -152,7 +189,7 @@ export function interpretAppend(
           position: formatPosition(row.o_transaction_id as string, row.o_position as string),
           type: event.type,
           data: JSON.parse(event.dataJson),
-          metadata: JSON.parse(sealed.metadataJson[i] as string),
+          metadata: JSON.parse(metadataJson[i] as string),
           recordedAt,
           hash: row.o_hash as string,
           previousHash: row.o_previous_hash,
@@ -162,7 +199,7 @@ export function interpretAppend(
       return { nextExpectedRevision: last.revision, position: last.position, events, idempotent: false };
     }
     default:
-      throw new Error(`muster_append_events returned an unknown outcome '${String(first.o_outcome)}'`);
+      throw new Error(`muster_append_batch returned an unknown outcome '${String(first.o_outcome)}'`);
   }
 }
 
@@ -179,15 +216,4 @@ function replayedEvent(row: AppendRow): RecordedEvent {
     hash: row.o_hash as string,
     previousHash: row.o_previous_hash,
   };
-}
-
-/** A unique violation on the event id: the id was taken by a concurrent append elsewhere. */
-export function mapAppendError(error: unknown, prepared: PreparedAppend): unknown {
-  const e = error as { code?: unknown; constraint?: unknown; detail?: unknown };
-  if (e?.code === '23505' && e.constraint === 'muster_events_id_key') {
-    const match = typeof e.detail === 'string' ? /\(id\)=\(([0-9a-f-]{36})\)/i.exec(e.detail) : null;
-    const id = match?.[1] ?? prepared.events[0]?.id ?? '';
-    return new EventIdConflictError(id, 'elsewhere in the log');
-  }
-  return error;
 }

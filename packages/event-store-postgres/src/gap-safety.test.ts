@@ -4,7 +4,7 @@ import { collect } from '@muster/event-store/contract';
 import fc from 'fast-check';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type AppendRow, buildAppendCall } from './append.js';
+import { type AppendRow, buildBatchCall } from './append.js';
 import { openPostgresEventStore, type PostgresEventStore } from './index.js';
 import { createTestDatabase } from './test-support/database.js';
 import { SubscriptionLog, sleep } from './test-support/subscription-log.js';
@@ -22,7 +22,7 @@ async function openAppend(
 ): Promise<{ position: string; ids: string[] }> {
   const prepared = prepareAppend(stream, events, 'any', DEFAULT_LIMITS, randomUUID);
   const recordedAt = new Date().toISOString();
-  const { call } = buildAppendCall(prepared, recordedAt);
+  const { call } = buildBatchCall([prepared], recordedAt);
   await client.query('BEGIN');
   const { rows } = await client.query<AppendRow>(call);
   const last = rows[rows.length - 1] as AppendRow;

@@ -4,7 +4,7 @@ import { collect } from '@muster/event-store/contract';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openPostgresEventStore, type PostgresEventStore } from './index.js';
-import { SCHEMA_VERSION } from './schema.js';
+import { MIGRATIONS, SCHEMA_VERSION } from './schema.js';
 import { createTestDatabase, type TestDatabase } from './test-support/database.js';
 
 /** Two store instances with pools of their own behave as two service replicas on one database. */
@@ -126,7 +126,9 @@ if (database.skip) {
           const { rows } = await client.query(
             'SELECT version FROM muster_event_store_schema ORDER BY version',
           );
-          expect(rows.map((r) => r.version)).toEqual([SCHEMA_VERSION]);
+          // Every version applied exactly once, in order.
+          expect(rows.map((r) => r.version)).toEqual(MIGRATIONS.map((m) => m.version));
+          expect(MIGRATIONS.at(-1)?.version).toBe(SCHEMA_VERSION);
         } finally {
           await client.end();
         }
