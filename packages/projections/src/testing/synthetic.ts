@@ -5,6 +5,8 @@ import {
   type MissionEvent,
   type MissionEventType,
   missionTemplates,
+  type Policy,
+  type Precondition,
   toStoredEvent,
 } from '@muster/readiness';
 
@@ -45,6 +47,7 @@ interface Mix {
   mandate: number;
   recon: number;
   authorise: number;
+  amend: number;
 }
 
 function cumulative(weights: Mix): Mix {
@@ -73,6 +76,7 @@ const MIXES: Record<'volatile' | 'steady', Mix> = {
     mandate: 0.0005,
     recon: 0.01,
     authorise: 0.005,
+    amend: 0.004,
   }),
   steady: cumulative({
     report: 0.55,
@@ -89,6 +93,7 @@ const MIXES: Record<'volatile' | 'steady', Mix> = {
     mandate: 0.0005,
     recon: 0.001,
     authorise: 0.001,
+    amend: 0,
   }),
 };
 
@@ -134,6 +139,7 @@ export function* syntheticMissionEvents(options: SyntheticOptions): Generator<Mi
   let suspended = false;
   let council = 0;
   let authorised = false;
+  let policyVersion = 1;
 
   for (let i = 0; i < events; i++) {
     let at = start + i * step;
@@ -271,6 +277,15 @@ export function* syntheticMissionEvents(options: SyntheticOptions): Generator<Mi
         unmet: [],
         override: null,
       });
+    } else if (roll < mix.amend) {
+      policyVersion++;
+      const effectiveFrom = at + Math.floor(random() * 72) * 3_600_000;
+      yield event('PolicyAmended', {
+        version: policyVersion,
+        effectiveFrom: new Date(effectiveFrom).toISOString(),
+        reason: 'Lessons from the field',
+        policy: policyVariant(template.policy, policyVersion),
+      });
     } else {
       yield event('UnitReadinessReported', {
         unit: pick(UNITS),
@@ -280,6 +295,34 @@ export function* syntheticMissionEvents(options: SyntheticOptions): Generator<Mi
       });
     }
   }
+}
+
+/**
+ * Alternate versions of the template policy: every unit counts and fewer officers suffice, or the
+ * mandate gives way to delivered medical support; phases and their ids stay as they are.
+ */
+function policyVariant(policy: Policy, version: number): Policy {
+  const phases = policy.phases.map((phase) => ({
+    ...phase,
+    preconditions: phase.preconditions.flatMap((p): Precondition[] => {
+      if (version % 2 === 0 && p.kind === 'threshold' && p.measure === 'officers-ready') {
+        return [{ kind: 'threshold', id: p.id, title: p.title, measure: 'officers-ready', minimum: 900 }];
+      }
+      if (version % 2 === 1 && p.kind === 'mandate') {
+        return [
+          {
+            kind: 'coverage',
+            id: 'medical-delivered',
+            title: 'Medical support delivered',
+            capabilities: ['medical'],
+            minimumStatus: 'fulfilled',
+          },
+        ];
+      }
+      return [p];
+    }),
+  }));
+  return { phases };
 }
 
 /** The same events as the store takes them on append. */
