@@ -439,7 +439,7 @@ class Worker {
 
   /** The checkpoint as this process knows it: undefined when another process leads. */
   localPosition(): Position | null | undefined {
-    return this.lease ? this.position : undefined;
+    return this.lease && this.live ? this.position : undefined;
   }
 
   private now(): number {
@@ -712,13 +712,15 @@ class Worker {
     head: Position | null,
   ): Promise<ProjectionStatus> {
     return (async () => {
-      const position = this.lease ? this.position : (checkpoint?.position ?? null);
+      // Until this process has read its checkpoint after taking the lease, the table knows better.
+      const local = this.lease !== null && this.live !== null;
+      const position = local ? this.position : (checkpoint?.position ?? null);
       const rebuild = await readRebuild(this.s.sql, this.name).catch(() => null);
-      const watermark = this.lease ? this.watermark : (checkpoint?.watermark ?? null);
+      const watermark = local ? this.watermark : (checkpoint?.watermark ?? null);
       return {
         name: this.name,
         version: this.projection.version,
-        generation: this.lease ? this.generation : (checkpoint?.generation ?? 0),
+        generation: local ? this.generation : (checkpoint?.generation ?? 0),
         position,
         headPosition: head,
         lagEvents: lagInEvents(position, head),

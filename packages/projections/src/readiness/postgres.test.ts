@@ -18,7 +18,11 @@ afterEach(async () => {
 
 async function open(clock: ManualClock) {
   const { url, drop } = await createPostgresDatabase('readiness');
-  const store = await openPostgresEventStore({ connectionString: url, clock: clock.now, pollIntervalMs: 100 });
+  const store = await openPostgresEventStore({
+    connectionString: url,
+    clock: clock.now,
+    pollIntervalMs: 100,
+  });
   cleanups.push(async () => {
     await store.close();
     await drop();

@@ -1,4 +1,4 @@
-import { sequencePosition, type RecordedEvent } from '@muster/event-store';
+import { type RecordedEvent, sequencePosition } from '@muster/event-store';
 import { evaluate, nextChangeAt, policySchema } from '@muster/readiness';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -6,7 +6,12 @@ import { mulberry32, syntheticMissionEventData, syntheticMissionEvents } from '.
 import { MissionProcessor, newRuntime, newSink } from './processor.js';
 
 /** A mission's stream as a store would return it, with record times that mostly follow world time. */
-function recorded(missionId: string, seed: number, count: number, profile: 'volatile' | 'steady'): RecordedEvent[] {
+function recorded(
+  missionId: string,
+  seed: number,
+  count: number,
+  profile: 'volatile' | 'steady',
+): RecordedEvent[] {
   const random = mulberry32(seed ^ 0x5bd1e995);
   let clock = Date.UTC(2024, 0, 1);
   return [...syntheticMissionEventData({ missionId, events: count, seed, profile })].map((e, i) => {

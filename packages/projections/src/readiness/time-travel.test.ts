@@ -1,5 +1,12 @@
 import type { RecordedEvent } from '@muster/event-store';
-import { evaluate, evolve, fromStoredEvent, initialState, type MissionState, missionStreamName } from '@muster/readiness';
+import {
+  evaluate,
+  evolve,
+  fromStoredEvent,
+  initialState,
+  type MissionState,
+  missionStreamName,
+} from '@muster/readiness';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { startProjections } from '../runner.js';
@@ -44,13 +51,17 @@ describe('time travel from snapshots', () => {
               i += size;
               const latest = Math.max(...batch.map((e) => Date.parse(String(e.metadata?.occurredAt))));
               // Record time mostly follows world time; with clockGoesBack it sometimes steps back.
-              clock.set(clockGoesBack && c % 3 === 0 ? clock.ms - 7_200_000 : Math.max(clock.ms + 60_000, latest));
+              clock.set(
+                clockGoesBack && c % 3 === 0 ? clock.ms - 7_200_000 : Math.max(clock.ms + 60_000, latest),
+              );
               await fx.store.appendToStream(missionStreamName(missionId), batch);
             }
             const runner = await startProjections({
               store: fx.store,
               sql: fx.sql,
-              projections: [createReadinessProjection({ store: fx.store, snapshotEvery: 7, snapshotRatio: 0 })],
+              projections: [
+                createReadinessProjection({ store: fx.store, snapshotEvery: 7, snapshotRatio: 0 }),
+              ],
               clock: clock.now,
               batchSize: 13,
             });
@@ -68,10 +79,16 @@ describe('time travel from snapshots', () => {
                 return new Date(Date.parse(e.recordedAt) + k - 1).toISOString();
               }),
             ];
-            const positions = picks.slice(4).map((p) => events[Math.floor(p * events.length) % events.length]!.position);
+            const positions = picks
+              .slice(4)
+              .map((p) => events[Math.floor(p * events.length) % events.length]!.position);
             // Fresh queries (snapshots and folds) and one reused (its in-memory cache) must agree.
             const shared = createReadinessQueries({ store: fx.store, sql: fx.sql });
-            for (const queries of [createReadinessQueries({ store: fx.store, sql: fx.sql }), shared, shared]) {
+            for (const queries of [
+              createReadinessQueries({ store: fx.store, sql: fx.sql }),
+              shared,
+              shared,
+            ]) {
               for (const instant of instants) {
                 const all = naive(events, () => true);
                 expect(strip(await queries.verdictAsOf(missionId, instant))).toEqual(evaluate(all, instant));
@@ -104,7 +121,9 @@ describe('time travel from snapshots', () => {
     const clock = new ManualClock(Date.UTC(2024, 0, 1));
     const fx = await openSqliteFixture('time-travel-basis', clock);
     try {
-      const data = [...syntheticMissionEventData({ missionId: 'big', events: 3000, seed: 5, profile: 'steady' })];
+      const data = [
+        ...syntheticMissionEventData({ missionId: 'big', events: 3000, seed: 5, profile: 'steady' }),
+      ];
       for (let i = 0; i < data.length; i += 100) {
         clock.advance(100 * 60_000);
         await fx.store.appendToStream(missionStreamName('big'), data.slice(i, i + 100));
@@ -123,7 +142,10 @@ describe('time travel from snapshots', () => {
       expect(asOf?.basis.folded).toBeLessThan(500);
       const again = await queries.verdictAsOf('big', '2024-01-03T00:00:00Z');
       expect(again?.basis).toMatchObject({ folded: 0, snapshotRevision: null, revision: 2999 });
-      const known = await queries.verdictKnownAt('big', new Date(Date.UTC(2024, 0, 1) + 1600 * 60_000).toISOString());
+      const known = await queries.verdictKnownAt(
+        'big',
+        new Date(Date.UTC(2024, 0, 1) + 1600 * 60_000).toISOString(),
+      );
       // Events up to revision 1599 were recorded by then; the fold starts at the snapshot below it.
       expect(known?.basis.revision).toBe(1599);
       expect(known?.basis.snapshotRevision).toBeGreaterThanOrEqual(1000);

@@ -1,0 +1,6 @@
+export {
+  mulberry32,
+  type SyntheticOptions,
+  syntheticMissionEventData,
+  syntheticMissionEvents,
+} from './synthetic.js';
