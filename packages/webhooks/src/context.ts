@@ -36,6 +36,8 @@ export interface WebhookContext {
 
 let lastIdTime = 0;
 let idSequence = 0;
+/** Tells ids of different processes apart; within a process the sequence does. */
+const processTag = randomBytes(4).toString('hex');
 
 /**
  * A time-ordered id with a type prefix, no `.` (Standard Webhooks ids): strictly increasing within
@@ -49,7 +51,7 @@ export function timeId(prefix: string, now: number): string {
   } else {
     idSequence++;
   }
-  return `${prefix}_${lastIdTime.toString(36).padStart(9, '0')}${idSequence.toString(36).padStart(4, '0')}${randomBytes(6).toString('hex')}`;
+  return `${prefix}_${lastIdTime.toString(36).padStart(9, '0')}${idSequence.toString(36).padStart(4, '0')}${processTag}`;
 }
 
 /**

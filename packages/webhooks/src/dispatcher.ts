@@ -1,6 +1,7 @@
 import type { SqlClient } from '@muster/event-store';
-import { chunks, num, numOrNull, placeholders, timeId, type WebhookContext } from './context.js';
+import { chunks, num, numOrNull, placeholders, timeId, valuesList, type WebhookContext } from './context.js';
 import { recordOperationalEvent } from './planner.js';
+import { lockQueues, promoteHeads, type QueueKey } from './queues.js';
 import { nextRetryDelay, parseRetryAfter } from './retry.js';
 import { DISPATCHER_LEASE } from './schema.js';
 import type { SendOutcome, WebhookSender } from './sender.js';
@@ -14,10 +15,13 @@ export interface DispatcherOptions {
   leaseMs: number;
   pollIntervalMs: number;
   maxInFlight: number;
+  /** How long outcomes gather before they are recorded together (group commit); default 0. */
+  flushWindowMs?: number;
 }
 
 interface Claimed {
   id: string;
+  queue: string;
   messageId: string;
   subscriptionId: string;
   agencyId: string;
@@ -51,7 +55,11 @@ export class Dispatcher {
   private wakeRequested = false;
   private readonly inFlight = new Map<string, { controller: AbortController; done: Promise<void> }>();
   private readonly outcomes: Outcome[] = [];
+  /** Claimed and not yet recorded: on SQLite, what the next claim must not return again. */
+  private readonly unsettled = new Set<string>();
   private flushing: Promise<void> | null = null;
+  /** Ends the current group-commit window early (enough outcomes gathered). */
+  private gathered: (() => void) | null = null;
   private leaseHeldUntil = 0;
   private leader = false;
   private readonly secretCache = new Map<string, Buffer>();
@@ -91,6 +99,7 @@ export class Dispatcher {
   async stop(timeoutMs: number): Promise<void> {
     this.running = false;
     this.wakeUp?.();
+    this.gathered?.();
     await this.loop;
     this.loop = null;
     const pending = [...this.inFlight.values()];
@@ -197,11 +206,13 @@ export class Dispatcher {
     if (claimed.length === 0) return 0;
     const secrets = await this.liveSecrets([...new Set(claimed.map((c) => c.subscriptionId))]);
     for (const item of claimed) {
+      this.unsettled.add(item.id);
       const controller = new AbortController();
-      const done = this.attempt(item, secrets.get(item.subscriptionId) ?? null, controller.signal).then(
+      const done = this.attempt(item, secrets.get(item.subscriptionId) ?? null, controller).then(
         (outcome) => {
           this.inFlight.delete(item.id);
           this.outcomes.push(outcome);
+          if (this.gathered && this.outcomes.length >= this.options.maxInFlight / 2) this.gathered();
           this.scheduleFlush();
         },
       );
@@ -210,43 +221,57 @@ export class Dispatcher {
     return claimed.length;
   }
 
+  /**
+   * The due heads, oldest due first. On PostgreSQL the claim is a lease written under FOR UPDATE
+   * SKIP LOCKED, so competing dispatchers skip each other's rows. On SQLite the dispatcher role
+   * (the lease row) already makes this process the only sender, so a claim is a read: requests in
+   * flight are kept in memory, and a process that dies leaves its deliveries simply pending for
+   * the next holder of the role (no write and no fsync per claim).
+   */
   private async claim(limit: number): Promise<Claimed[]> {
     const { sql, clock } = this.ctx;
     const now = clock.now();
-    const lockClause = sql.dialect === 'postgres' ? 'FOR UPDATE OF d SKIP LOCKED' : '';
-    const rows = await sql.query<{ id: string; attempts: number }>(
-      `UPDATE webhook_deliveries SET lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3
-       WHERE id IN (
-         SELECT d.id FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription_id
-         WHERE d.status = 'pending' AND d.next_attempt_at <= $3
-           AND (d.lease_until IS NULL OR d.lease_until <= $3)
-           AND (s.status = 'enabled' OR d.trigger = 'test')
-           AND NOT EXISTS (
-             SELECT 1 FROM webhook_deliveries e
-             WHERE e.subscription_id = d.subscription_id AND e.queue = d.queue AND e.status = 'pending'
-               AND (e.version < d.version OR (e.version = d.version AND e.id < d.id)))
-         ORDER BY d.next_attempt_at, d.id
-         LIMIT $4 ${lockClause})
-       RETURNING id, attempts`,
-      [this.options.dispatcherId, now + this.options.leaseMs, now, limit],
-    );
-    if (rows.length === 0) return [];
-    const attempts = new Map(rows.map((r) => [r.id, num(r.attempts)]));
-    const details = await sql.query(
-      `SELECT d.id, d.message_id, d.subscription_id, d.trigger, s.agency_id, s.url, m.event_type, m.body, m.exhausted_at
+    const details = `SELECT d.id, d.queue, d.message_id, d.subscription_id, d.trigger, d.attempts, s.agency_id, s.url, m.event_type, m.body, m.exhausted_at
        FROM webhook_deliveries d
        JOIN webhook_messages m ON m.id = d.message_id
-       JOIN webhook_subscriptions s ON s.id = d.subscription_id
-       WHERE d.id IN (${placeholders(rows.length)})`,
-      rows.map((r) => r.id),
-    );
-    return details.map((row) => ({
+       JOIN webhook_subscriptions s ON s.id = d.subscription_id`;
+    let rows: Record<string, unknown>[];
+    if (sql.dialect === 'postgres') {
+      const claimed = await sql.query<{ id: string }>(
+        `UPDATE webhook_deliveries SET lease_owner = $1, lease_until = $2, updated_at = $3
+         WHERE id IN (
+           SELECT d.id FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription_id
+           WHERE d.head = 1 AND d.status = 'pending' AND d.next_attempt_at <= $3
+             AND (d.lease_until IS NULL OR d.lease_until <= $3)
+             AND (s.status = 'enabled' OR d.trigger = 'test')
+           ORDER BY d.next_attempt_at
+           LIMIT $4 FOR UPDATE OF d SKIP LOCKED)
+         RETURNING id`,
+        [this.options.dispatcherId, now + this.options.leaseMs, now, limit],
+      );
+      if (claimed.length === 0) return [];
+      rows = await sql.query(
+        `${details} WHERE d.id IN (${placeholders(claimed.length)})`,
+        claimed.map((r) => r.id),
+      );
+    } else {
+      const due = await sql.query(
+        `${details}
+         WHERE d.head = 1 AND d.status = 'pending' AND d.next_attempt_at <= $1
+           AND (s.status = 'enabled' OR d.trigger = 'test')
+         ORDER BY d.next_attempt_at LIMIT $2`,
+        [now, limit + this.unsettled.size],
+      );
+      rows = due.filter((row) => !this.unsettled.has(String(row.id))).slice(0, limit);
+    }
+    return rows.map((row) => ({
       id: String(row.id),
+      queue: String(row.queue),
       messageId: String(row.message_id),
       subscriptionId: String(row.subscription_id),
       agencyId: String(row.agency_id),
       url: String(row.url),
-      attempt: attempts.get(String(row.id)) ?? 1,
+      attempt: num(row.attempts) + 1,
       trigger: row.trigger as DeliveryTrigger,
       eventType: String(row.event_type),
       body: String(row.body),
@@ -286,7 +311,7 @@ export class Dispatcher {
   private async attempt(
     item: Claimed,
     secrets: Buffer[] | Error | null,
-    signal: AbortSignal,
+    controller: AbortController,
   ): Promise<Outcome> {
     if (secrets === null || secrets instanceof Error || secrets.length === 0) {
       this.ctx.logger.error(
@@ -304,19 +329,26 @@ export class Dispatcher {
       'webhook-event-type': item.eventType,
       'webhook-attempt': String(item.attempt),
     };
-    const result = await this.sender.send(item.url, headers, item.body, signal);
-    if (signal.aborted) return { kind: 'released', claimed: item, retryAt: null };
+    const result = await this.sender.send(item.url, headers, item.body, controller);
+    if (controller.signal.aborted && result.errorClass !== 'timeout') {
+      return { kind: 'released', claimed: item, retryAt: null };
+    }
     return { kind: 'sent', claimed: item, result, startedAt, finishedAt: this.ctx.clock.now() };
   }
 
   private scheduleFlush(): void {
     if (this.flushing) return;
     this.flushing = (async () => {
+      // Group commit: outcomes that finish within a few milliseconds share one transaction (one
+      // fsync), and more gather while it commits. Receivers are not kept waiting by this: only
+      // the next message of the same queue is, by at most the window.
+      await this.gather();
       let failures = 0;
       while (this.outcomes.length > 0) {
         const batch = this.outcomes.splice(0, this.outcomes.length);
         try {
           await this.ctx.sql.transaction((tx) => this.record(tx, batch));
+          for (const outcome of batch) this.unsettled.delete(outcome.claimed.id);
           failures = 0;
           this.wake();
         } catch (error) {
@@ -327,6 +359,7 @@ export class Dispatcher {
             'webhook dispatcher: recording outcomes failed; will retry (unrecorded deliveries are sent again after their lease)',
           );
           if (!this.running && failures >= 3) {
+            for (const outcome of this.outcomes) this.unsettled.delete(outcome.claimed.id);
             this.outcomes.length = 0;
             break;
           }
@@ -335,6 +368,20 @@ export class Dispatcher {
       }
       this.flushing = null;
     })();
+  }
+
+  private gather(): Promise<void> {
+    const window = this.options.flushWindowMs ?? 0;
+    if (window <= 0 || !this.running) return new Promise<void>((resolve) => setImmediate(resolve));
+    return new Promise<void>((resolve) => {
+      const finish = () => {
+        clearTimeout(timer);
+        this.gathered = null;
+        resolve();
+      };
+      const timer = setTimeout(finish, window);
+      this.gathered = finish;
+    });
   }
 
   private async flushNow(): Promise<void> {
@@ -347,6 +394,17 @@ export class Dispatcher {
   /** Records a batch of outcomes in one transaction: attempt rows, delivery states, subscription health. */
   private async record(tx: SqlClient, batch: Outcome[]): Promise<void> {
     const owner = this.options.dispatcherId;
+    const queues = batch.map((o) => [o.claimed.subscriptionId, o.claimed.queue] as const);
+    await lockQueues(tx, queues);
+    // On SQLite, a process that lost the dispatcher role (it stalled past its lease) records what
+    // it saw but changes no state: the new holder sends those deliveries again.
+    let holdsRole = true;
+    if (tx.dialect === 'sqlite') {
+      const [role] = await tx.query<{ owner: string }>('SELECT owner FROM webhook_leases WHERE name = $1', [
+        DISPATCHER_LEASE,
+      ]);
+      holdsRole = role?.owner === owner;
+    }
     const subscriptionIds = [...new Set(batch.map((o) => o.claimed.subscriptionId))];
     const health = new Map<
       string,
@@ -388,46 +446,44 @@ export class Dispatcher {
       this.ctx.logger.warn({ subscriptionId, reason, ...extra }, 'webhook subscription disabled');
     };
 
+    const attemptRows: unknown[][] = [];
+    const delivered: Array<[string, number, number, number, number | null]> = [];
+    /** Queues whose head left `pending` in this batch. */
+    const left: QueueKey[] = [];
     for (const outcome of batch) {
       const { claimed } = outcome;
       if (outcome.kind === 'released') {
+        if (!holdsRole) continue;
         await tx.execute(
-          `UPDATE webhook_deliveries SET lease_owner = NULL, lease_until = NULL, attempts = attempts - 1,
+          `UPDATE webhook_deliveries SET lease_owner = NULL, lease_until = NULL,
              next_attempt_at = COALESCE($1, next_attempt_at), updated_at = $2
-           WHERE id = $3 AND lease_owner = $4 AND status = 'pending'`,
+           WHERE id = $3 AND COALESCE(lease_owner, $4) = $4 AND status = 'pending'`,
           [outcome.retryAt, this.ctx.clock.now(), claimed.id, owner],
         );
         continue;
       }
       const { result, startedAt, finishedAt } = outcome;
-      await tx.execute(
-        `INSERT INTO webhook_attempts (id, delivery_id, subscription_id, message_id, attempt, trigger, dispatcher_id, started_at, latency_ms, outcome, status_code, error_class, error_message, response_body)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
-        [
-          timeId('att', startedAt),
-          claimed.id,
-          claimed.subscriptionId,
-          claimed.messageId,
-          claimed.attempt,
-          claimed.trigger,
-          owner,
-          startedAt,
-          result.latencyMs,
-          result.ok ? 'succeeded' : 'failed',
-          result.statusCode,
-          result.errorClass,
-          result.errorMessage?.slice(0, 1000) ?? null,
-          result.responseBody,
-        ],
-      );
+      attemptRows.push([
+        timeId('att', startedAt),
+        claimed.id,
+        claimed.subscriptionId,
+        claimed.messageId,
+        claimed.attempt,
+        claimed.trigger,
+        owner,
+        startedAt,
+        result.latencyMs,
+        result.ok ? 'succeeded' : 'failed',
+        result.statusCode,
+        result.errorClass,
+        result.errorMessage?.slice(0, 1000) ?? null,
+        result.responseBody,
+      ]);
+      if (!holdsRole) continue;
       const sub = health.get(claimed.subscriptionId);
       if (result.ok) {
-        await tx.execute(
-          `UPDATE webhook_deliveries SET status = 'delivered', delivered_at = $1, lease_owner = NULL, lease_until = NULL,
-             last_attempt_at = $2, last_status_code = $3, last_error_class = NULL, updated_at = $1
-           WHERE id = $4 AND lease_owner = $5 AND status = 'pending'`,
-          [finishedAt, startedAt, result.statusCode, claimed.id, owner],
-        );
+        delivered.push([claimed.id, claimed.attempt, finishedAt, startedAt, result.statusCode]);
+        left.push([claimed.subscriptionId, claimed.queue]);
         if (sub && (sub.failingSince !== null || sub.lastFailureAt !== null)) {
           sub.failingSince = null;
           sub.lastFailureAt = null;
@@ -468,9 +524,10 @@ export class Dispatcher {
         nextAt = delay === null ? null : finishedAt + delay;
       }
       await tx.execute(
-        `UPDATE webhook_deliveries SET status = $1, next_attempt_at = COALESCE($2, next_attempt_at), lease_owner = NULL, lease_until = NULL,
+        `UPDATE webhook_deliveries SET status = $1, head = $9, attempts = $10,
+           next_attempt_at = COALESCE($2, next_attempt_at), lease_owner = NULL, lease_until = NULL,
            last_attempt_at = $3, last_status_code = $4, last_error_class = $5, updated_at = $6
-         WHERE id = $7 AND lease_owner = $8 AND status = 'pending'`,
+         WHERE id = $7 AND COALESCE(lease_owner, $8) = $8 AND status = 'pending'`,
         [
           nextAt === null ? 'failed' : 'pending',
           nextAt,
@@ -480,8 +537,11 @@ export class Dispatcher {
           finishedAt,
           claimed.id,
           owner,
+          nextAt === null ? 0 : 1,
+          claimed.attempt,
         ],
       );
+      if (nextAt === null) left.push([claimed.subscriptionId, claimed.queue]);
       if (claimed.trigger === 'scheduled' && nextAt === null) {
         await tx.execute('UPDATE webhook_messages SET exhausted_at = $1 WHERE id = $2', [
           finishedAt,
@@ -526,6 +586,26 @@ export class Dispatcher {
         }
       }
     }
+    for (const part of chunks(attemptRows, 50)) {
+      await tx.execute(
+        `INSERT INTO webhook_attempts (id, delivery_id, subscription_id, message_id, attempt, trigger, dispatcher_id, started_at, latency_ms, outcome, status_code, error_class, error_message, response_body)
+         VALUES ${valuesList(part.length, 14)}`,
+        part.flat(),
+      );
+    }
+    for (const part of chunks(delivered, 100)) {
+      await tx.execute(
+        `UPDATE webhook_deliveries SET status = 'delivered', head = 0, attempts = CAST(v.column2 AS INTEGER),
+           delivered_at = CAST(v.column3 AS BIGINT), last_attempt_at = CAST(v.column4 AS BIGINT),
+           last_status_code = CAST(v.column5 AS INTEGER), last_error_class = NULL,
+           lease_owner = NULL, lease_until = NULL, updated_at = CAST(v.column3 AS BIGINT)
+         FROM (VALUES ${valuesList(part.length, 5, 1)}) AS v
+         WHERE webhook_deliveries.id = v.column1 AND COALESCE(webhook_deliveries.lease_owner, $1) = $1
+           AND webhook_deliveries.status = 'pending'`,
+        [owner, ...part.flat()],
+      );
+    }
+    await promoteHeads(tx, left);
     for (const [id, sub] of health) {
       if (!sub.changed) continue;
       await tx.execute(

@@ -2,6 +2,7 @@ import type { SqlClient } from '@muster/event-store';
 import { type ReadinessChange, readChangeFeed } from '@muster/projections';
 import { chunks, messageId, num, placeholders, timeId, valuesList, type WebhookContext } from './context.js';
 import { changeBody } from './payload.js';
+import { insertDeliveries, type NewDelivery } from './queues.js';
 import { PLANNER_CHECKPOINT } from './schema.js';
 
 export interface SubscriptionFilter {
@@ -42,7 +43,6 @@ export interface PlanResult {
 }
 
 const MESSAGE_COLUMNS = 12;
-const DELIVERY_COLUMNS = 9;
 
 /**
  * The checkpointed consumer of the readiness change feed. One batch is one transaction: it locks
@@ -122,7 +122,12 @@ export class Planner {
         this.ctx.logger.error({ err: error, failures }, 'webhook planner: batch failed; will retry');
       }
       if (!this.running) break;
-      if (busy || this.wakeRequested) continue;
+      if (busy) continue;
+      if (this.wakeRequested) {
+        // Changes committed in the same turn of the event loop are planned together.
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        continue;
+      }
       const delay =
         failures > 0
           ? Math.min(30_000, this.options.pollIntervalMs * 2 ** failures)
@@ -218,7 +223,7 @@ export async function planMessages(
   }
 
   const messages: unknown[][] = [];
-  const deliveries: unknown[][] = [];
+  const deliveries: NewDelivery[] = [];
   const rejections: Array<{ id: string; sub: SubscriptionFilter; data: Record<string, unknown> }> = [];
   const touched = new Set<string>();
   for (const { change, sub, id } of fresh) {
@@ -261,17 +266,15 @@ export async function planMessages(
       now,
     ]);
     if (rejected) continue;
-    deliveries.push([
-      timeId('dlv', now),
-      id,
-      sub.id,
-      change.missionId,
+    deliveries.push({
+      id: timeId('dlv', now),
+      messageId: id,
+      subscriptionId: sub.id,
+      queue: change.missionId,
       version,
-      'scheduled',
-      'pending',
-      now,
-      now,
-    ]);
+      trigger: 'scheduled',
+      nextAttemptAt: now,
+    });
   }
 
   let planned = 0;
@@ -283,14 +286,9 @@ export async function planMessages(
     );
     for (const row of rows) inserted.add(row.id);
   }
-  const toInsert = deliveries.filter((d) => inserted.has(d[1] as string));
-  for (const part of chunks(toInsert, 200)) {
-    await tx.execute(
-      `INSERT INTO webhook_deliveries (id, message_id, subscription_id, queue, version, trigger, status, next_attempt_at, created_at, updated_at) VALUES ${valuesList(part.length, DELIVERY_COLUMNS + 1)}`,
-      part.flatMap((d) => [...d, now]),
-    );
-    planned += part.length;
-  }
+  const toInsert = deliveries.filter((d) => inserted.has(d.messageId));
+  await insertDeliveries(tx, toInsert, now);
+  planned += toInsert.length;
   const counters = [...touched].map((k) => {
     const [sub, mission] = k.split('\u0000') as [string, string];
     return [sub, mission, versions.get(k) as number];

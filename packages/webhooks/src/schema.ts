@@ -57,7 +57,6 @@ CREATE TABLE IF NOT EXISTS webhook_messages (
   created_at BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS webhook_messages_subscription ON webhook_messages (subscription_id, created_at);
-CREATE INDEX IF NOT EXISTS webhook_messages_change ON webhook_messages (subscription_id, change_seq);
 
 CREATE TABLE IF NOT EXISTS webhook_deliveries (
   id TEXT PRIMARY KEY,
@@ -67,6 +66,7 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
   version BIGINT NOT NULL,
   trigger TEXT NOT NULL,
   status TEXT NOT NULL,
+  head INTEGER NOT NULL DEFAULT 0,
   attempts INTEGER NOT NULL DEFAULT 0,
   next_attempt_at BIGINT NOT NULL,
   lease_owner TEXT,
@@ -78,8 +78,9 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
   created_at BIGINT NOT NULL,
   updated_at BIGINT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);
-CREATE INDEX IF NOT EXISTS webhook_deliveries_queue ON webhook_deliveries (subscription_id, queue, status, version);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_due_heads ON webhook_deliveries (next_attempt_at) WHERE head = 1 AND status = 'pending';
+CREATE INDEX IF NOT EXISTS webhook_deliveries_queue ON webhook_deliveries (subscription_id, queue, status, version, id);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_queue_head ON webhook_deliveries (subscription_id, queue) WHERE head = 1 AND status = 'pending';
 CREATE INDEX IF NOT EXISTS webhook_deliveries_listing ON webhook_deliveries (subscription_id, id);
 CREATE INDEX IF NOT EXISTS webhook_deliveries_message ON webhook_deliveries (message_id);
 

@@ -1,4 +1,4 @@
-import { Agent, request } from 'undici';
+import { Agent } from 'undici';
 import { type EgressPolicy, guardedConnector } from './ssrf.js';
 import type { ErrorClass } from './types.js';
 
@@ -52,88 +52,135 @@ export class WebhookSender {
     });
   }
 
-  async send(
+  /**
+   * One attempt. `controller` is the attempt's own: the sender aborts it when the time budget is
+   * spent, and its owner aborts it to give up early (shutdown). Uses undici's handler interface
+   * directly: the response body is counted, its first 4 KiB kept, with no stream in between.
+   */
+  send(
     url: string,
     headers: Record<string, string>,
     body: string,
-    abort?: AbortSignal,
+    controller: AbortController = new AbortController(),
   ): Promise<SendOutcome> {
     const started = performance.now();
-    const controller = new AbortController();
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      controller.abort(new AttemptTimeout(this.options.requestTimeoutMs));
-    }, this.options.requestTimeoutMs);
-    const onAbort = () => controller.abort(abort?.reason);
-    abort?.addEventListener('abort', onAbort, { once: true });
     const elapsed = () => Math.round(performance.now() - started);
-    try {
-      const response = await request(url, {
-        method: 'POST',
-        dispatcher: this.agent,
-        headers: { 'content-type': 'application/json', 'user-agent': this.options.userAgent, ...headers },
-        body,
-        signal: controller.signal,
-      });
-      const responseBody = await readCapped(response.body);
-      const status = response.statusCode;
-      const ok = status >= 200 && status < 300;
-      const retryAfter = response.headers['retry-after'];
-      return {
-        ok,
-        statusCode: status,
-        errorClass: ok ? null : 'http',
-        errorMessage: ok
-          ? null
-          : status >= 300 && status < 400
-            ? `HTTP ${status}: redirects are not followed`
-            : `HTTP ${status}`,
-        responseBody,
-        retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter,
-        timedOut: false,
-        latencyMs: elapsed(),
+    return new Promise<SendOutcome>((resolve) => {
+      let settled = false;
+      let timedOut = false;
+      let request: { abort(reason: Error): void } | null = null;
+      let status = 0;
+      let retryAfter: string | undefined;
+      const parts: Buffer[] = [];
+      let kept = 0;
+      let seen = 0;
+      const finish = (outcome: Omit<SendOutcome, 'latencyMs'>) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        controller.signal.removeEventListener('abort', onAbort);
+        resolve({ ...outcome, latencyMs: elapsed() });
       };
-    } catch (error) {
-      const classified = classifyError(error, timedOut);
-      return {
-        ok: false,
-        statusCode: null,
-        errorClass: classified.errorClass,
-        errorMessage: classified.message,
-        responseBody: null,
-        retryAfter: undefined,
-        timedOut: classified.errorClass === 'timeout',
-        latencyMs: elapsed(),
+      const fail = (error: unknown) => {
+        const classified = classifyError(error, timedOut);
+        finish({
+          ok: false,
+          statusCode: null,
+          errorClass: classified.errorClass,
+          errorMessage: classified.message,
+          responseBody: null,
+          retryAfter: undefined,
+          timedOut: classified.errorClass === 'timeout',
+        });
       };
-    } finally {
-      clearTimeout(timer);
-      abort?.removeEventListener('abort', onAbort);
-    }
+      const onAbort = () => {
+        const reason =
+          controller.signal.reason instanceof Error ? controller.signal.reason : new Error('aborted');
+        request?.abort(reason);
+        fail(reason);
+      };
+      const timer = setTimeout(() => {
+        timedOut = true;
+        controller.abort(new AttemptTimeout(this.options.requestTimeoutMs));
+      }, this.options.requestTimeoutMs);
+      controller.signal.addEventListener('abort', onAbort, { once: true });
+      let target: URL;
+      try {
+        target = new URL(url);
+      } catch (error) {
+        fail(error);
+        return;
+      }
+      this.agent.dispatch(
+        {
+          origin: target.origin,
+          path: `${target.pathname}${target.search}`,
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'user-agent': this.options.userAgent, ...headers },
+          body,
+          headersTimeout: this.options.requestTimeoutMs,
+          bodyTimeout: this.options.requestTimeoutMs,
+        },
+        {
+          onRequestStart: (dispatchController) => {
+            request = dispatchController;
+            if (settled) dispatchController.abort(new Error('attempt already over'));
+          },
+          onResponseStart: (_dispatchController, statusCode, responseHeaders) => {
+            status = statusCode;
+            const value = responseHeaders['retry-after'];
+            retryAfter = Array.isArray(value) ? value[0] : value;
+          },
+          onResponseData: (dispatchController, chunk) => {
+            seen += chunk.length;
+            const room = RESPONSE_BODY_LIMIT - kept;
+            if (room > 0) {
+              const piece = chunk.length > room ? chunk.subarray(0, room) : chunk;
+              parts.push(piece);
+              kept += piece.length;
+            }
+            // Nobody needs an endless answer; past this, give up the connection instead.
+            if (seen > 1024 * 1024) dispatchController.abort(new Error('response body over 1 MiB'));
+          },
+          onResponseEnd: () => {
+            const ok = status >= 200 && status < 300;
+            finish({
+              ok,
+              statusCode: status,
+              errorClass: ok ? null : 'http',
+              errorMessage: ok
+                ? null
+                : status >= 300 && status < 400
+                  ? `HTTP ${status}: redirects are not followed`
+                  : `HTTP ${status}`,
+              responseBody: Buffer.concat(parts).toString('utf8'),
+              retryAfter,
+              timedOut: false,
+            });
+          },
+          onResponseError: (_dispatchController, error) => {
+            if (status !== 0 && seen > 1024 * 1024) {
+              finish({
+                ok: status >= 200 && status < 300,
+                statusCode: status,
+                errorClass: status >= 200 && status < 300 ? null : 'http',
+                errorMessage: status >= 200 && status < 300 ? null : `HTTP ${status}`,
+                responseBody: Buffer.concat(parts).toString('utf8'),
+                retryAfter,
+                timedOut: false,
+              });
+              return;
+            }
+            fail(error);
+          },
+        },
+      );
+    });
   }
 
   async close(): Promise<void> {
     await this.agent.destroy().catch(() => {});
   }
-}
-
-async function readCapped(body: AsyncIterable<Buffer> & { destroy(): void }): Promise<string> {
-  const parts: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    const room = RESPONSE_BODY_LIMIT - size;
-    if (room > 0) {
-      const piece = chunk.length > room ? chunk.subarray(0, room) : chunk;
-      parts.push(piece);
-      size += piece.length;
-    }
-    if (size >= RESPONSE_BODY_LIMIT) {
-      // The rest is not needed; closing the stream costs this connection its keep-alive.
-      body.destroy();
-      break;
-    }
-  }
-  return Buffer.concat(parts).toString('utf8');
 }
 
 const TLS_CODES =

@@ -12,7 +12,6 @@ import {
   silentLogger,
   systemClock,
   timeId,
-  valuesList,
   type WebhookContext,
   type WebhookLogger,
 } from './context.js';
@@ -20,6 +19,7 @@ import { Dispatcher } from './dispatcher.js';
 import { WebhookError } from './errors.js';
 import { testBody } from './payload.js';
 import { matches, Planner, parseFilter } from './planner.js';
+import { insertDeliveries, type NewDelivery } from './queues.js';
 import { DEFAULT_RETRY_SCHEDULE_MS } from './retry.js';
 import { webhookMigrations } from './schema.js';
 import { WebhookSender } from './sender.js';
@@ -85,7 +85,10 @@ export interface WebhookServiceOptions {
   /** Claim lease, and the SQLite dispatcher role; default 60 s (must exceed the request timeout). */
   leaseMs?: number;
   pollIntervalMs?: number;
+  /** Requests in flight at once per process; default 64. */
   maxInFlight?: number;
+  /** Extra time outcomes gather before they are recorded together; default 0 (those finishing in one turn of the event loop, and while the previous commit runs). */
+  flushWindowMs?: number;
   plannerBatchSize?: number;
   /** Run the planner in this process (default true). */
   plan?: boolean;
@@ -204,6 +207,7 @@ export class WebhookService {
       leaseMs,
       pollIntervalMs: options.pollIntervalMs ?? 1_000,
       maxInFlight: options.maxInFlight ?? 64,
+      flushWindowMs: options.flushWindowMs ?? 0,
     });
     this.planner = new Planner(this.ctx, {
       batchSize: options.plannerBatchSize ?? 500,
@@ -470,10 +474,20 @@ export class WebhookService {
          VALUES ($1, $2, 'webhook.test', NULL, NULL, NULL, NULL, NULL, $3, NULL, NULL, $4)`,
         [msgId, id, testBody(id, now), now],
       );
-      await tx.execute(
-        `INSERT INTO webhook_deliveries (id, message_id, subscription_id, queue, version, trigger, status, next_attempt_at, created_at, updated_at)
-         VALUES ($1, $2, $3, '', 0, 'test', 'pending', $4, $4, $4)`,
-        [deliveryId, msgId, id, now],
+      await insertDeliveries(
+        tx,
+        [
+          {
+            id: deliveryId,
+            messageId: msgId,
+            subscriptionId: id,
+            queue: '',
+            version: 0,
+            trigger: 'test',
+            nextAttemptAt: now,
+          },
+        ],
+        now,
       );
     });
     this.dispatcher.wake();
@@ -688,7 +702,7 @@ export class WebhookService {
     );
     const waiting = new Map(pending.map((p) => [p.message_id, p.id]));
     const deliveryIds: string[] = [];
-    const rows: unknown[][] = [];
+    const rows: NewDelivery[] = [];
     let moved = 0;
     for (const message of messages) {
       const existing = waiting.get(message.id);
@@ -703,25 +717,17 @@ export class WebhookService {
       }
       const id = timeId('dlv', now);
       deliveryIds.push(id);
-      rows.push([
+      rows.push({
         id,
-        message.id,
+        messageId: message.id,
         subscriptionId,
-        message.mission_id ?? '',
-        num(message.version ?? 0),
-        'manual',
-        'pending',
-        now,
-        now,
-        now,
-      ]);
+        queue: message.mission_id ?? '',
+        version: num(message.version ?? 0),
+        trigger: 'manual',
+        nextAttemptAt: now,
+      });
     }
-    for (const part of chunks(rows, 200)) {
-      await tx.execute(
-        `INSERT INTO webhook_deliveries (id, message_id, subscription_id, queue, version, trigger, status, next_attempt_at, created_at, updated_at) VALUES ${valuesList(part.length, 10)}`,
-        part.flat(),
-      );
-    }
+    await insertDeliveries(tx, rows, now);
     return { created: rows.length, moved, deliveryIds };
   }
 
