@@ -786,6 +786,9 @@ class Worker {
 
   private async runRebuild(onProgress?: (progress: RebuildProgress) => void): Promise<RebuildResult> {
     const started = performance.now();
+    // The shadow generation needs states of its own; the live ones come back from their snapshots
+    // when new events need them, rather than both sets being held for the rebuild's duration.
+    this.live?.ctx.memory.clear();
     const { generation, events } = await this.buildShadow(onProgress);
     this.wake();
     // The lease holder swaps, wherever it runs; if it is this process, wake it now.

@@ -38,6 +38,11 @@ export interface MissionRuntime {
   position: string | null;
   lastRecordedAt: number | null;
   maxRecordedAt: number | null;
+  /**
+   * The latest occurredAt of any pledge, confirmation, delivery or withdrawal folded: every point
+   * of the state's pools sits at one of these instants.
+   */
+  maxPledgeAt: number | null;
   /** Whether every event so far was recorded at or after the one before it. */
   recordedMonotonic: boolean;
   /** The evaluation instant (epoch ms); null until the mission is defined. */
@@ -115,6 +120,7 @@ export function newRuntime(missionId: string): MissionRuntime {
     position: null,
     lastRecordedAt: null,
     maxRecordedAt: null,
+    maxPledgeAt: null,
     recordedMonotonic: true,
     evaluatedAt: null,
     verdict: null,
@@ -259,9 +265,12 @@ function mayAffectVerdict(prev: MissionState, next: MissionState, event: Mission
 }
 
 /**
- * nextChangeAt(next, t) from nextChangeAt(prev, t): an event that only adds a point to a fact,
- * blocker, unit or authorisation timeline adds its own instant as a candidate; anything touching
- * policies, pools or mandates may add others, so those are recomputed.
+ * nextChangeAt(next, t) from nextChangeAt(prev, t), exactly: the candidates nextChangeAt looks at
+ * are the points of the state's timelines, mandate bounds and policy start instants; an event adds
+ * only the ones it carries. A fact, blocker, unit or authorisation point sits at the event's own
+ * instant; a mandate adds its instant and bounds; a policy its start. A pool point sits at the
+ * latest of its pledge's instants, so none is later than the latest pledge event folded so far:
+ * when that is not after `t`, a pool change adds no candidate. Anything else is recomputed.
  */
 function nextAfterEvent(
   current: number | null,
@@ -269,25 +278,35 @@ function nextAfterEvent(
   next: MissionState,
   event: MissionEvent,
   t: number,
+  maxPledgeAt: number | null,
 ): number | null {
-  if (
-    next.policies !== prev.policies ||
-    next.pools !== prev.pools ||
-    next.mandates !== prev.mandates ||
-    next.mission !== prev.mission
-  ) {
-    return msOrNull(nextChangeAt(next, iso(t)));
+  const full = () => msOrNull(nextChangeAt(next, iso(t)));
+  if (next.mission !== prev.mission) return full();
+  let candidate = current;
+  const consider = (at: number) => {
+    if (at > t && (candidate === null || at < candidate)) candidate = at;
+  };
+  const at = Date.parse(event.occurredAt);
+  if (next.policies !== prev.policies) {
+    if (event.type !== 'PolicyAmended') return full();
+    consider(Date.parse(event.data.effectiveFrom));
   }
+  if (next.mandates !== prev.mandates) {
+    if (event.type !== 'MandateRecorded') return full();
+    consider(at);
+    consider(Date.parse(event.data.validFrom));
+    consider(Date.parse(event.data.validUntil));
+  }
+  if (next.pools !== prev.pools && (maxPledgeAt === null || maxPledgeAt > t)) return full();
   if (
     next.facts !== prev.facts ||
     next.blockers !== prev.blockers ||
     next.units !== prev.units ||
     next.authorisations !== prev.authorisations
   ) {
-    const at = Date.parse(event.occurredAt);
-    if (at > t && (current === null || at < current)) return at;
+    consider(at);
   }
-  return current;
+  return candidate;
 }
 
 const PLEDGE_STATUS: Partial<Record<MissionEvent['type'], string>> = {
@@ -356,6 +375,10 @@ export class MissionProcessor {
     const prev = rt.state;
     const next = evolve(prev, domain);
     rt.state = next;
+    const occurredAt = Date.parse(domain.occurredAt);
+    if (PLEDGE_STATUS[domain.type] !== undefined) {
+      rt.maxPledgeAt = rt.maxPledgeAt === null ? occurredAt : Math.max(rt.maxPledgeAt, occurredAt);
+    }
     if (next.mission === null) return;
     const t = Math.max(rt.evaluatedAt ?? recordedAt, recordedAt);
     const cause: Cause = {
@@ -365,7 +388,7 @@ export class MissionProcessor {
       eventType: event.type,
       revision: event.revision,
       position: event.position,
-      occurredAt: Date.parse(domain.occurredAt),
+      occurredAt,
       recordedAt,
       evaluatedAt: t,
     };
@@ -386,7 +409,7 @@ export class MissionProcessor {
       rt.evaluatedAt = t;
       rt.nextAt = this.exhaustive
         ? msOrNull(nextChangeAt(next, iso(t)))
-        : nextAfterEvent(rt.nextAt, prev, next, domain, t);
+        : nextAfterEvent(rt.nextAt, prev, next, domain, t, rt.maxPledgeAt);
     }
     const pledgeStatus = PLEDGE_STATUS[domain.type];
     if (pledgeStatus !== undefined && next.pledges !== prev.pledges) {

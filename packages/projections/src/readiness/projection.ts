@@ -31,13 +31,20 @@ export const READINESS_PROJECTION_VERSION = 1;
 
 export interface ReadinessProjectionOptions {
   store: EventStore;
-  /** Missions whose folded state stays in memory between batches (least recently used go first). */
+  /** Most missions whose folded state stays in memory between batches (default 1,000)... */
   cacheSize?: number;
-  /** A snapshot at least this many events after the previous one (default 1,000)... */
+  /**
+   * ...and most events folded into those states together (default 200,000; a state takes about
+   * 600 bytes of heap per event). The least recently used go first; they come back from their
+   * latest snapshot and a fold of the events after it.
+   */
+  cacheEvents?: number;
+  /** A snapshot at least this many events after the previous one (default 5,000)... */
   snapshotEvery?: number;
   /**
-   * ...and at least this fraction of the stream after it (default 0.25), so that a long stream
-   * holds a few dozen snapshots rather than one per thousand events, each the size of the state.
+   * ...and at least this fraction of the stream after it (default 0.5): a snapshot is the size
+   * of the whole state, so a long stream keeps about a dozen rather than one per few thousand
+   * events, and time travel folds at most a third of the stream past the nearest one.
    */
   snapshotRatio?: number;
   /** On shutdown, missions with at least this many events since their last snapshot get one (default 50). */
@@ -55,7 +62,10 @@ interface CachedMission {
 class MissionCache {
   private readonly missions = new Map<string, CachedMission>();
 
-  constructor(private readonly capacity: number) {}
+  constructor(
+    private readonly capacity: number,
+    private readonly maxEvents: number,
+  ) {}
 
   get(missionId: string): CachedMission | undefined {
     const found = this.missions.get(missionId);
@@ -66,13 +76,17 @@ class MissionCache {
     return found;
   }
 
+  /** Remembers a mission, forgetting the least recently used past the limits (never `missionId`). */
   set(missionId: string, entry: CachedMission): void {
     this.missions.delete(missionId);
     this.missions.set(missionId, entry);
-    while (this.missions.size > this.capacity) {
-      const oldest = this.missions.keys().next().value;
-      if (oldest === undefined) break;
-      this.missions.delete(oldest);
+    let events = 0;
+    for (const e of this.missions.values()) events += e.rt.state.eventCount;
+    for (const [id, oldest] of this.missions) {
+      if (this.missions.size <= this.capacity && events <= this.maxEvents) break;
+      if (id === missionId) continue;
+      this.missions.delete(id);
+      events -= oldest.rt.state.eventCount;
     }
   }
 
@@ -85,16 +99,17 @@ const MEMORY_KEY = 'readiness:missions';
 
 export function createReadinessProjection(options: ReadinessProjectionOptions): Projection {
   const { store } = options;
-  const cacheSize = options.cacheSize ?? 500;
-  const snapshotEvery = options.snapshotEvery ?? 1000;
-  const snapshotRatio = options.snapshotRatio ?? 0.25;
+  const cacheSize = options.cacheSize ?? 1000;
+  const cacheEvents = options.cacheEvents ?? 200_000;
+  const snapshotEvery = options.snapshotEvery ?? 5000;
+  const snapshotRatio = options.snapshotRatio ?? 0.5;
   const flushMinEvents = options.flushMinEvents ?? 50;
   const processor = new MissionProcessor();
 
   const cacheOf = (ctx: ProjectionContext): MissionCache => {
     let cache = ctx.memory.get(MEMORY_KEY) as MissionCache | undefined;
     if (!cache) {
-      cache = new MissionCache(cacheSize);
+      cache = new MissionCache(cacheSize, cacheEvents);
       ctx.memory.set(MEMORY_KEY, cache);
     }
     return cache;
@@ -118,6 +133,7 @@ export function createReadinessProjection(options: ReadinessProjectionOptions): 
       rt.position = String(row.last_position);
       rt.lastRecordedAt = Number(row.last_recorded_at);
       rt.maxRecordedAt = Number(row.max_recorded_at);
+      rt.maxPledgeAt = num(row.max_pledge_at);
       rt.recordedMonotonic = Number(row.recorded_monotonic) === 1;
       rt.evaluatedAt = num(row.evaluated_at);
       rt.historySeq = Number(row.history_seq);
@@ -177,6 +193,7 @@ export function createReadinessProjection(options: ReadinessProjectionOptions): 
         rt.position,
         rt.lastRecordedAt,
         rt.maxRecordedAt,
+        rt.maxPledgeAt,
         rt.recordedMonotonic ? 1 : 0,
         rt.evaluatedAt,
         rt.nextAt,

@@ -1,0 +1,257 @@
+import { fork } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { EventData } from '@muster/event-store';
+import { openSqliteEventStore } from '@muster/event-store-sqlite';
+import { createReadinessProjection, createReadinessQueries, startProjections } from '@muster/projections';
+import { syntheticMissionEventData } from '@muster/projections/testing';
+import { missionStreamName } from '@muster/readiness';
+import { latencySummary, log, memorySampler, options, print, round } from './lib.js';
+
+/**
+ * `pnpm bench:replay`: the readiness projections over 1,000,000 events on the embedded SQLite
+ * store. One mission of 100,000 events and missions of 10,000 events each, in the `steady`
+ * synthetic mix (unit reports, pledges and their lifecycle, now and then a political or legal
+ * fact), appended in interleaved chunks with record time following world time. Then, in a fresh
+ * process: reading and JSON-parsing every event (the baseline), the projection catching up from
+ * zero, a rebuild from zero into shadow tables with its swap, and as-of / known-at / at-position
+ * questions on the 100,000-event mission.
+ */
+const args = options({
+  events: { type: 'string', default: '1000000' },
+  big: { type: 'string', default: '100000' },
+  'per-mission': { type: 'string', default: '10000' },
+  dir: { type: 'string', default: '' },
+  keep: { type: 'boolean', default: false },
+  child: { type: 'string', default: '' },
+});
+
+const BIG = 'big-mission';
+/**
+ * Missions live in waves, as deployments do: the largest throughout, the others eight at a time,
+ * each taking turns of 100 events; a new one starts when one ends.
+ */
+const ACTIVE = 8;
+
+if (args.child) {
+  await child(args.child);
+} else {
+  await parent();
+}
+
+async function parent(): Promise<void> {
+  const total = Number(args.events);
+  const big = Math.min(Number(args.big), total);
+  const perMission = Number(args['per-mission']);
+  const dir = mkdtempSync(join(args.dir || tmpdir(), 'muster-bench-replay-'));
+  const path = join(dir, 'replay.db');
+  try {
+    const missions: { id: string; events: number }[] = [{ id: BIG, events: big }];
+    for (let left = total - big, i = 1; left > 0; i++) {
+      missions.push({ id: `mission-${String(i).padStart(4, '0')}`, events: Math.min(perMission, left) });
+      left -= perMission;
+    }
+    log(`filling ${total} events: ${missions.length} missions, the largest of ${big} events`);
+    const fill = await fillStore(path, missions);
+    log(`filled in ${fill.seconds}s (${fill.eventsPerSecond} events/s); measuring in a fresh process`);
+    const measured = await new Promise<Record<string, unknown>>((resolve, reject) => {
+      const proc = fork(new URL(import.meta.url).pathname, ['--child', path, '--big', String(big)], {
+        execArgv: ['--conditions=@muster/source', '--import', 'tsx'],
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      });
+      proc.once('message', (m) => resolve(m as Record<string, unknown>));
+      proc.once('error', reject);
+      proc.once('exit', (code) => {
+        if (code !== 0) reject(new Error(`measuring process exited with ${code}`));
+      });
+    });
+    print({
+      benchmark: 'replay',
+      store: 'sqlite',
+      events: total,
+      missions: missions.length,
+      largestMission: { id: BIG, events: big },
+      databaseMiB: round(statSync(path).size / 1024 / 1024, 1),
+      fill,
+      ...measured,
+    });
+  } finally {
+    if (!args.keep) rmSync(dir, { recursive: true, force: true });
+    else log(`kept ${dir}`);
+  }
+}
+
+async function fillStore(
+  path: string,
+  missions: readonly { id: string; events: number }[],
+): Promise<{ seconds: number; eventsPerSecond: number; layout: string }> {
+  let now = Date.UTC(2024, 0, 1);
+  const store = await openSqliteEventStore({ path, clock: () => new Date(now), synchronous: 'NORMAL' });
+  // World time of a mission starts when it does; the largest one's events spread over all turns.
+  const source = (m: { id: string; events: number }, i: number, stepMs = 60_000) => ({
+    id: m.id,
+    total: m.events,
+    taken: 0,
+    events: syntheticMissionEventData({
+      missionId: m.id,
+      events: m.events,
+      seed: i + 1,
+      profile: 'steady',
+      startMs: now,
+      stepMs,
+    }),
+  });
+  const [first, ...rest] = missions;
+  const smallTotal = rest.reduce((n, m) => n + m.events, 0);
+  const turns = Math.max(1, Math.ceil(smallTotal / (ACTIVE * 100)));
+  const bigSpec = first as { id: string; events: number };
+  const big = source(bigSpec, 0, Math.max(1000, Math.floor((turns * 80 * 60_000) / bigSpec.events)));
+  const waiting = rest.map((m, i) => ({ m, i: i + 1 }));
+  let smallTaken = 0;
+  const active = waiting.splice(0, ACTIVE).map(({ m, i }) => source(m, i));
+  const chunk = 100;
+  const take = (s: ReturnType<typeof source>): EventData[] => {
+    const batch: EventData[] = [];
+    for (let n = 0; n < chunk; n++) {
+      const next = s.events.next();
+      if (next.done) break;
+      batch.push(next.value);
+    }
+    s.taken += batch.length;
+    return batch;
+  };
+  const started = performance.now();
+  let appended = 0;
+  while (active.length > 0 || big.taken < big.total) {
+    // Record time follows world time: a turn of 100 events spans 100 minutes of it, recorded at
+    // its end (a log holds what happened, not what will).
+    now += 100 * 60_000;
+    const appends: Promise<unknown>[] = [];
+    for (const s of [...active]) {
+      const batch = take(s);
+      smallTaken += batch.length;
+      if (batch.length > 0) appends.push(store.appendToStream(missionStreamName(s.id), batch));
+      appended += batch.length;
+      if (s.taken >= s.total) {
+        active.splice(active.indexOf(s), 1);
+        const next = waiting.shift();
+        if (next) active.push(source(next.m, next.i));
+      }
+    }
+    while (big.taken < big.total && (smallTotal === 0 || big.taken / big.total <= smallTaken / smallTotal)) {
+      const batch = take(big);
+      appended += batch.length;
+      appends.push(store.appendToStream(missionStreamName(big.id), batch));
+    }
+    await Promise.all(appends);
+  }
+  await store.close();
+  const seconds = (performance.now() - started) / 1000;
+  return {
+    seconds: round(seconds, 1),
+    eventsPerSecond: round(appended / seconds, 0),
+    layout: `the largest mission throughout, the others ${ACTIVE} at a time, in turns of ${chunk} events`,
+  };
+}
+
+async function child(path: string): Promise<void> {
+  const store = await openSqliteEventStore({ path });
+  const sampler = memorySampler();
+
+  log('baseline: reading and JSON-parsing every event');
+  let t0 = performance.now();
+  let read = 0;
+  let lastRecorded = 0;
+  for await (const event of store.readAll()) {
+    read++;
+    lastRecorded = Math.max(lastRecorded, Date.parse(event.recordedAt));
+  }
+  const rawSeconds = (performance.now() - t0) / 1000;
+  const rawRate = read / rawSeconds;
+  const rss = () => `${round(process.memoryUsage().rss / 1024 / 1024, 0)} MiB RSS`;
+  log(`read ${read} events in ${round(rawSeconds, 1)}s (${rss()})`);
+
+  // The runner's clock stands just after the last record time, as for a service that kept up.
+  const clock = () => new Date(lastRecorded + 60_000);
+  const runner = await startProjections({
+    store,
+    sql: store.sql,
+    projections: [createReadinessProjection({ store })],
+    clock,
+    batchSize: 1000,
+  });
+  const head = (await store.headPosition()) as string;
+  log('the projection catching up from zero');
+  t0 = performance.now();
+  await runner.waitForPosition(head, 3_600_000);
+  const catchUpSeconds = (performance.now() - t0) / 1000;
+  log(`caught up in ${round(catchUpSeconds, 1)}s (${rss()})`);
+
+  log('rebuild from zero into shadow tables, then swap');
+  t0 = performance.now();
+  const rebuilt = await runner.rebuild('readiness');
+  const rebuildSeconds = (performance.now() - t0) / 1000;
+  log(`rebuilt in ${round(rebuildSeconds, 1)}s (${rss()})`);
+  const peakRssMiB = sampler.stop();
+
+  const queries = createReadinessQueries({ store, sql: store.sql });
+  const bigEvents: { position: string; recordedAt: number }[] = [];
+  for await (const e of store.readStream(missionStreamName(BIG))) {
+    bigEvents.push({ position: e.position, recordedAt: Date.parse(e.recordedAt) });
+  }
+  const first = bigEvents[0]?.recordedAt ?? 0;
+  const last = bigEvents[bigEvents.length - 1]?.recordedAt ?? 0;
+  const instant = (i: number) =>
+    new Date(first + ((last - first) * ((i * 7919) % 1000)) / 1000).toISOString();
+  const time = async (fn: () => Promise<unknown>) => {
+    const s = performance.now();
+    await fn();
+    return performance.now() - s;
+  };
+  const asOfCold = await time(() => queries.verdictAsOf(BIG, instant(1)));
+  const asOfWarm: number[] = [];
+  for (let i = 0; i < 200; i++) asOfWarm.push(await time(() => queries.verdictAsOf(BIG, instant(i))));
+  const knownAt: number[] = [];
+  for (let i = 0; i < 20; i++) knownAt.push(await time(() => queries.verdictKnownAt(BIG, instant(i + 3))));
+  const atPosition: number[] = [];
+  for (let i = 0; i < 20; i++) {
+    const e = bigEvents[Math.floor((bigEvents.length * ((i * 613) % 1000)) / 1000)];
+    atPosition.push(await time(() => queries.verdictAtPosition(BIG, e?.position ?? head)));
+  }
+  const [status] = await runner.status();
+  await runner.close();
+  await store.close();
+
+  const rebuildRate = read / rebuildSeconds;
+  const catchUpRate = read / catchUpSeconds;
+  const asOf = { coldMs: round(asOfCold), warm: latencySummary(asOfWarm) };
+  process.send?.({
+    rawRead: { seconds: round(rawSeconds, 2), eventsPerSecond: round(rawRate, 0) },
+    catchUp: {
+      seconds: round(catchUpSeconds, 2),
+      eventsPerSecond: round(catchUpRate, 0),
+      ratioToRawRead: round(catchUpRate / rawRate, 3),
+      note: 'live mode: also writes the change feed',
+    },
+    rebuild: {
+      seconds: round(rebuildSeconds, 2),
+      eventsPerSecond: round(rebuildRate, 0),
+      ratioToRawRead: round(rebuildRate / rawRate, 3),
+      generation: rebuilt.generation,
+    },
+    peakRssMiB,
+    asOf,
+    knownAt: latencySummary(knownAt),
+    atPosition: latencySummary(atPosition),
+    projection: { position: status?.position, lagEvents: status?.lagEvents },
+    targets: { eventsPerSecond: 100_000, ratioToRawRead: 0.5, peakRssMiB: 300, asOfMs: 20 },
+    met: {
+      eventsPerSecond: rebuildRate >= 100_000,
+      ratioToRawRead: rebuildRate / rawRate >= 0.5,
+      peakRssMiB: peakRssMiB < 300,
+      asOfWarmP99: asOf.warm.p99Ms < 20,
+      asOfCold: asOf.coldMs < 20,
+    },
+  });
+}
