@@ -252,10 +252,10 @@ class PostgresStore implements PostgresEventStore {
 
   private launch(): void {
     while (this.pending.length > 0 && this.inFlight.size < this.maxBatchesInFlight) {
-      // With several batches free to go, share the waiting appends among them rather than
-      // sending one large batch while the other connections idle.
-      const free = this.maxBatchesInFlight - this.inFlight.size;
-      const batch = this.takeBatch(this.groupCommit ? Math.ceil(this.pending.length / free) : 1);
+      // Everything that waits goes in one batch: on a busy server fewer, larger transactions
+      // cost less per append than several small ones at once. A second batch leaves at once
+      // with what arrives while the first is being written.
+      const batch = this.takeBatch(this.groupCommit ? Number.POSITIVE_INFINITY : 1);
       if (batch.length === 0) return;
       const streams = new Set(batch.map((p) => p.prepared.stream));
       for (const stream of streams) this.busyStreams.add(stream);

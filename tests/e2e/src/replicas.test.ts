@@ -1,0 +1,338 @@
+import { type RecordedEvent, verifyStream } from '@muster/event-store';
+import { missionStreamName } from '@muster/readiness';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type ApiResponse,
+  call,
+  createStore,
+  postgresAvailability,
+  type ServiceProcess,
+  type StoreHandle,
+  startService,
+} from './harness.js';
+
+/**
+ * Issue 5, item 4: two service processes on one PostgreSQL database, taking commands for the same
+ * mission at the same time. The store is the only thing they share; the expected revision, enforced
+ * by the database, must keep them from losing or doubling anything, and both must end up answering
+ * the same.
+ */
+const postgres = postgresAvailability();
+const suite = postgres.available ? describe : describe.skip;
+if (!postgres.available) process.stderr.write(`[e2e] replicas suite skipped: ${postgres.reason}\n`);
+
+const MISSION = 'twin-replicas';
+const DONORS = ['united-states', 'canada', 'chile', 'jamaica'];
+
+type Replica = 'a' | 'b';
+
+interface Sent {
+  mission: string;
+  label: string;
+  replica: Replica;
+  response: ApiResponse;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+suite('two service processes on one PostgreSQL database', () => {
+  let store: StoreHandle;
+  let a: ServiceProcess;
+  let b: ServiceProcess;
+  const sent: Sent[] = [];
+  let retries = 0;
+  const ifMatchRaces: Array<{ revision: number; reported: number }> = [];
+  const service = (replica: Replica) => (replica === 'a' ? a : b);
+
+  /**
+   * Sends a command; a 503 (store unavailable) or a 409 `conflict` (the mission kept changing under
+   * it: the other replica won every race) is retried with the same command id, as a client should.
+   */
+  const command = async (
+    replica: Replica,
+    mission: string,
+    name: string,
+    body: Record<string, unknown>,
+    headers: Record<string, string> = {},
+  ): Promise<ApiResponse> => {
+    for (let attempt = 0; ; attempt++) {
+      const response = await call(service(replica), 'POST', `/v1/missions/${mission}/commands/${name}`, {
+        body,
+        headers,
+      });
+      const retryable =
+        response.status === 503 || (response.status === 409 && response.json().code === 'conflict');
+      if (!retryable || attempt >= 20) {
+        sent.push({ mission, label: `${name} ${JSON.stringify(body)}`, replica, response });
+        return response;
+      }
+      retries++;
+      await sleep(20 + Math.random() * 50);
+    }
+  };
+
+  const exportLog = async (replica: Replica, mission: string) => {
+    const res = await call(service(replica), 'GET', `/v1/missions/${mission}/events`, {
+      headers: { accept: 'application/x-ndjson' },
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toContain('application/x-ndjson');
+    const events = res.body
+      .split('\n')
+      .filter((line) => line !== '')
+      .map((line) => JSON.parse(line) as RecordedEvent);
+    return { text: res.body, events };
+  };
+
+  const define = async (mission: string) => {
+    const defined = await call(a, 'POST', '/v1/missions', {
+      body: { id: mission, template: 'mss-haiti', commandId: `${mission}-define` },
+    });
+    expect(defined.status).toBe(201);
+    sent.push({ mission, label: 'define', replica: 'a', response: defined });
+  };
+
+  beforeAll(async () => {
+    store = await createStore('postgres');
+    // Started together: both migrate the fresh database at once.
+    [a, b] = await Promise.all([startService(store), startService(store)]);
+  });
+  afterAll(async () => {
+    const codes = await Promise.all([a?.stop(), b?.stop()]);
+    await store?.dispose();
+    expect(codes).toEqual([0, 0]);
+  });
+
+  it('take commands for one mission at once: nothing lost, nothing doubled, one chain, the same answers', async () => {
+    await define(MISSION);
+
+    // 200 pledges with distinct ids, every other one through each replica, all in flight at once.
+    const pledges = await Promise.all(
+      Array.from({ length: 200 }, (_, i) =>
+        command(i % 2 === 0 ? 'a' : 'b', MISSION, 'pledge-logistics', {
+          commandId: `pledge-${i}`,
+          pledgeId: `twin-${i}`,
+          pledger: DONORS[i % DONORS.length],
+          capability: 'airlift',
+          quantity: 1 + (i % 3),
+          unit: 'aircraft',
+        }),
+      ),
+    );
+    // Never a server error. Refusals are the subject of the next test: here, that none hides a write.
+    for (const r of pledges) {
+      expect([201, 409]).toContain(r.status);
+      if (r.status !== 201) expect(r.headers.get('content-type')).toContain('application/problem+json');
+    }
+
+    // The same pledge id through both replicas at once, under different command ids: one wins.
+    const contested = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        Promise.all(
+          (['a', 'b'] as const).map((replica) =>
+            command(replica, MISSION, 'pledge-logistics', {
+              commandId: `contested-${i}-${replica}`,
+              pledgeId: `contested-${i}`,
+              pledger: 'canada',
+              capability: 'medical',
+              quantity: 1,
+              unit: 'teams',
+            }),
+          ),
+        ),
+      ),
+    );
+    for (const pair of contested) {
+      expect(pair.map((r) => r.status).sort()).toEqual([201, 409]);
+      expect(pair.find((r) => r.status === 409)?.json().code).toBe('pledge-already-exists');
+    }
+
+    // Confirming the same (recorded) pledge through both at once: one confirms, the other is told.
+    const recorded = pledges.flatMap((r, i) => (r.status === 201 ? [i] : [])).slice(0, 20);
+    const confirmations = await Promise.all(
+      recorded.map((i) =>
+        Promise.all(
+          (['a', 'b'] as const).map((replica) =>
+            command(replica, MISSION, 'confirm-pledge', {
+              commandId: `confirm-${i}-${replica}`,
+              pledgeId: `twin-${i}`,
+            }),
+          ),
+        ),
+      ),
+    );
+    for (const pair of confirmations) {
+      expect(pair.map((r) => r.status).sort()).toEqual([201, 409]);
+      expect(pair.find((r) => r.status === 409)?.json().code).toBe('pledge-already-confirmed');
+    }
+
+    // If-Match on the revision both replicas read: exactly one write wins, the other gets 412.
+    for (let round = 0; round < 10; round++) {
+      const revision = (await call(a, 'GET', `/v1/missions/${MISSION}`)).json().revision as number;
+      const pair = await Promise.all(
+        (['a', 'b'] as const).map((replica) =>
+          command(
+            replica,
+            MISSION,
+            'report-unit-readiness',
+            {
+              commandId: `ready-${round}-${replica}`,
+              unit: 'GSU',
+              officersReady: 100 * (round + 1),
+              status: 'standby',
+            },
+            { 'if-match': `"${revision}"` },
+          ),
+        ),
+      );
+      expect(pair.map((r) => r.status).sort()).toEqual([201, 412]);
+      const stale = pair.find((r) => r.status === 412) as ApiResponse;
+      expect(stale.json().code).toBe('precondition-failed');
+      // Strictly revision + 1; see the next test for why it can be reported stale today.
+      ifMatchRaces.push({ revision, reported: stale.json().currentRevision });
+      expect([revision, revision + 1]).toContain(stale.json().currentRevision);
+    }
+
+    // Both replicas export the same log, byte for byte.
+    const fromA = await exportLog('a', MISSION);
+    const fromB = await exportLog('b', MISSION);
+    expect(fromB.text).toBe(fromA.text);
+    const log = fromA.events;
+
+    // One chain, contiguous revisions, no event twice.
+    expect(log.map((e) => e.revision)).toEqual(log.map((_, i) => i));
+    expect(await verifyStream(log)).toMatchObject({ ok: true, count: log.length });
+    expect(new Set(log.map((e) => e.id)).size).toBe(log.length);
+
+    // Every acknowledged event is in the log exactly once, where its 201 said, and the log holds
+    // nothing that was not acknowledged.
+    const acknowledged = sent
+      .filter((s) => s.mission === MISSION && s.response.status === 201)
+      .flatMap((s) => s.response.json().events as Array<{ id: string; revision: number; position: string }>);
+    expect(new Set(acknowledged.map((e) => e.id)).size).toBe(acknowledged.length);
+    expect(acknowledged.map((e) => e.id).sort()).toEqual(log.map((e) => e.id).sort());
+    const byId = new Map(log.map((e) => [e.id, e]));
+    for (const e of acknowledged)
+      expect(byId.get(e.id)).toMatchObject({ revision: e.revision, position: e.position });
+    // A refused pledge left nothing behind.
+    const pledged = new Set(
+      log.filter((e) => e.type === 'LogisticsPledged').map((e) => (e.data as { pledgeId: string }).pledgeId),
+    );
+    pledges.forEach((r, i) => {
+      expect({ pledge: i, recorded: pledged.has(`twin-${i}`) }).toEqual({
+        pledge: i,
+        recorded: r.status === 201,
+      });
+    });
+    expect(pledged.size).toBe(pledges.filter((r) => r.status === 201).length + 20);
+
+    // Once quiet, both answer the same.
+    const read = async (replica: Replica) => {
+      const s = service(replica);
+      const mission = await call(s, 'GET', `/v1/missions/${MISSION}`);
+      const now = await call(s, 'GET', `/v1/missions/${MISSION}/readiness`);
+      const asOf = await call(s, 'GET', `/v1/missions/${MISSION}/readiness?asOf=2030-01-01T00:00:00Z`);
+      for (const r of [mission, now, asOf]) expect(r.status).toBe(200);
+      const { at: _evaluatedAt, ...verdict } = now.json();
+      return {
+        mission: mission.json(),
+        etag: mission.headers.get('etag'),
+        readiness: verdict,
+        readinessEtag: now.headers.get('etag'),
+        asOf: asOf.json(),
+      };
+    };
+    const [answerA, answerB] = await Promise.all([read('a'), read('b')]);
+    expect(answerB).toEqual(answerA);
+    expect(answerA.mission.revision).toBe(log.length - 1);
+    expect(answerA.readiness.revision).toBe(log.length - 1);
+    expect(answerA.etag).toBe(`"${log.length - 1}"`);
+    process.stderr.write(
+      `[e2e] replicas: ${sent.length} commands, ${log.length} events, ${retries} retries after 409 conflict or 503, ` +
+        `${pledges.filter((r) => r.status !== 201).length} of 200 distinct pledges refused\n`,
+    );
+  });
+
+  /**
+   * KNOWN SERVICE BUG (services/api/src/missions/mission-writer.ts), hence `it.fails`: remove the
+   * `.fails` once MissionWriter is fixed. Replica B's append and replica A's two pipelined commands
+   * (pledge y, then confirm y, decided on the state that includes the pledge) queue behind the
+   * mission stream's lock; B commits first. Today A's pledge fails its expected revision, its
+   * retry runs on the stale cached entry that already holds the pledge and answers 409
+   * `pledge-already-exists` for a pledge that is not in the log, while A's confirmation, whose
+   * expected revision B's event happens to match, is written for a pledge that does not exist.
+   */
+  it.fails('answer truthfully under contention: a refusal means the log says so, and no command lands on a state it was not decided on', async () => {
+    const mission = 'twin-truth';
+    await define(mission);
+    const holder = new pg.Client({ connectionString: store.env.DATABASE_URL });
+    await holder.connect();
+    const waiters = async () =>
+      Number(
+        (
+          await holder.query(
+            "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+          )
+        ).rows[0].n,
+      );
+    const until = async (n: number) => {
+      const deadline = Date.now() + 10_000;
+      while ((await waiters()) < n) {
+        if (Date.now() > deadline) throw new Error(`expected ${n} appends waiting on the mission lock`);
+        await sleep(10);
+      }
+    };
+    let pledge: Promise<ApiResponse>;
+    let confirm: Promise<ApiResponse>;
+    let other: Promise<ApiResponse>;
+    try {
+      // Hold the mission stream's append lock (the adapter's own key) so that both replicas queue.
+      await holder.query('BEGIN');
+      await holder.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 7150735))', [
+        missionStreamName(mission),
+      ]);
+      other = command('b', mission, 'report-unit-readiness', {
+        commandId: 'truth-b',
+        unit: 'RDU',
+        officersReady: 50,
+        status: 'standby',
+      });
+      await until(1);
+      pledge = command('a', mission, 'pledge-logistics', {
+        commandId: 'truth-pledge',
+        pledgeId: 'y',
+        pledger: 'canada',
+        capability: 'airlift',
+        quantity: 1,
+        unit: 'aircraft',
+      });
+      await until(2);
+      confirm = command('a', mission, 'confirm-pledge', { commandId: 'truth-confirm', pledgeId: 'y' });
+      // The confirmation is decided on A's tentative state (with the pledge) and queued behind it.
+      await sleep(300);
+    } finally {
+      await holder.query('COMMIT').catch(() => {});
+      await holder.end();
+    }
+    const [o, p, c] = await Promise.all([other, pledge, confirm]);
+    expect(o.status).toBe(201);
+    const log = (await exportLog('a', mission)).events;
+    const has = (type: string) =>
+      log.some((e) => e.type === type && (e.data as { pledgeId?: string }).pledgeId === 'y');
+    // A refusal is true: "already exists" only when the pledge is in the log.
+    if (p.status === 409)
+      expect({ refused: p.json().code, recorded: has('LogisticsPledged') }).toEqual({
+        refused: 'pledge-already-exists',
+        recorded: true,
+      });
+    // Whatever happened to the confirmation, it never precedes its pledge.
+    const pledgedAt = log.findIndex((e) => e.type === 'LogisticsPledged');
+    const confirmedAt = log.findIndex((e) => e.type === 'PledgeConfirmed');
+    if (confirmedAt !== -1) expect(pledgedAt).toBeGreaterThan(-1);
+    if (confirmedAt !== -1) expect(confirmedAt).toBeGreaterThan(pledgedAt);
+    expect({ pledge: p.status, confirm: c.status }).toEqual({ pledge: 201, confirm: 201 });
+    // And a 412 names the revision the mission is really at (checked on the races of the first test).
+    for (const race of ifMatchRaces) expect(race.reported).toBe(race.revision + 1);
+  });
+});
