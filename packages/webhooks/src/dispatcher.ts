@@ -15,8 +15,6 @@ export interface DispatcherOptions {
   leaseMs: number;
   pollIntervalMs: number;
   maxInFlight: number;
-  /** How long outcomes gather before they are recorded together (group commit); default 0. */
-  flushWindowMs?: number;
 }
 
 interface Claimed {
@@ -55,11 +53,15 @@ export class Dispatcher {
   private wakeRequested = false;
   private readonly inFlight = new Map<string, { controller: AbortController; done: Promise<void> }>();
   private readonly outcomes: Outcome[] = [];
+  /** Work that commits together with the next outcomes (the planner's batches). */
+  private readonly piggyback: Array<{
+    run: (tx: SqlClient) => Promise<unknown>;
+    resolve: (value: unknown) => void;
+    reject: (error: unknown) => void;
+  }> = [];
   /** Claimed and not yet recorded: on SQLite, what the next claim must not return again. */
   private readonly unsettled = new Set<string>();
   private flushing: Promise<void> | null = null;
-  /** Ends the current group-commit window early (enough outcomes gathered). */
-  private gathered: (() => void) | null = null;
   private leaseHeldUntil = 0;
   private leader = false;
   private readonly secretCache = new Map<string, Buffer>();
@@ -99,7 +101,6 @@ export class Dispatcher {
   async stop(timeoutMs: number): Promise<void> {
     this.running = false;
     this.wakeUp?.();
-    this.gathered?.();
     await this.loop;
     this.loop = null;
     const pending = [...this.inFlight.values()];
@@ -212,7 +213,6 @@ export class Dispatcher {
         (outcome) => {
           this.inFlight.delete(item.id);
           this.outcomes.push(outcome);
-          if (this.gathered && this.outcomes.length >= this.options.maxInFlight / 2) this.gathered();
           this.scheduleFlush();
         },
       );
@@ -255,14 +255,19 @@ export class Dispatcher {
         claimed.map((r) => r.id),
       );
     } else {
-      const due = await sql.query(
-        `${details}
+      const due = await sql.query<{ id: string }>(
+        `SELECT d.id FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription_id
          WHERE d.head = 1 AND d.status = 'pending' AND d.next_attempt_at <= $1
            AND (s.status = 'enabled' OR d.trigger = 'test')
          ORDER BY d.next_attempt_at LIMIT $2`,
         [now, limit + this.unsettled.size],
       );
-      rows = due.filter((row) => !this.unsettled.has(String(row.id))).slice(0, limit);
+      const ids = due
+        .map((row) => row.id)
+        .filter((id) => !this.unsettled.has(id))
+        .slice(0, limit);
+      if (ids.length === 0) return [];
+      rows = await sql.query(`${details} WHERE d.id IN (${placeholders(ids.length)})`, ids);
     }
     return rows.map((row) => ({
       id: String(row.id),
@@ -336,56 +341,70 @@ export class Dispatcher {
     return { kind: 'sent', claimed: item, result, startedAt, finishedAt: this.ctx.clock.now() };
   }
 
+  /**
+   * Runs `plan` in the next transaction that records outcomes (or in one of its own when there are
+   * none), so that planning and recording share a commit: on SQLite every commit is an fsync that
+   * blocks the process, and under load they are what runs out first.
+   */
+  commitWith<T>(plan: (tx: SqlClient) => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.piggyback.push({
+        run: plan as (tx: SqlClient) => Promise<unknown>,
+        resolve: resolve as (value: unknown) => void,
+        reject,
+      });
+      this.scheduleFlush();
+    });
+  }
+
   private scheduleFlush(): void {
     if (this.flushing) return;
     this.flushing = (async () => {
-      // Group commit: outcomes that finish within a few milliseconds share one transaction (one
-      // fsync), and more gather while it commits. Receivers are not kept waiting by this: only
-      // the next message of the same queue is, by at most the window.
-      await this.gather();
+      // Group commit: outcomes that finish in the same turn of the event loop share one
+      // transaction (one fsync), and more gather while it commits. (A longer wait to gather more
+      // was measured: it delays every queue's next message and costs more than it saves.)
+      await new Promise<void>((resolve) => setImmediate(resolve));
       let failures = 0;
-      while (this.outcomes.length > 0) {
+      while (this.outcomes.length > 0 || this.piggyback.length > 0) {
         const batch = this.outcomes.splice(0, this.outcomes.length);
+        const riders = this.piggyback.splice(0, this.piggyback.length);
         try {
-          await this.ctx.sql.transaction((tx) => this.record(tx, batch));
+          const results = await this.ctx.sql.transaction(async (tx) => {
+            const values: unknown[] = [];
+            for (const rider of riders) values.push(await rider.run(tx));
+            if (batch.length > 0) await this.record(tx, batch);
+            return values;
+          });
           for (const outcome of batch) this.unsettled.delete(outcome.claimed.id);
+          riders.forEach((rider, i) => {
+            rider.resolve(results[i]);
+          });
           failures = 0;
           this.wake();
         } catch (error) {
+          // The riders fail alone (their owners retry); the outcomes are tried again without them.
+          for (const rider of riders) rider.reject(error);
+          if (batch.length === 0) continue;
           failures++;
           this.outcomes.unshift(...batch);
           this.ctx.logger.error(
             { err: error, outcomes: batch.length, failures },
-            'webhook dispatcher: recording outcomes failed; will retry (unrecorded deliveries are sent again after their lease)',
+            'webhook dispatcher: recording outcomes failed; will retry (unrecorded deliveries are sent again)',
           );
           if (!this.running && failures >= 3) {
             for (const outcome of this.outcomes) this.unsettled.delete(outcome.claimed.id);
             this.outcomes.length = 0;
             break;
           }
-          await sleep(Math.min(5_000, 100 * 2 ** failures));
+          if (riders.length === 0) await sleep(Math.min(5_000, 100 * 2 ** failures));
         }
       }
       this.flushing = null;
     })();
   }
 
-  private gather(): Promise<void> {
-    const window = this.options.flushWindowMs ?? 0;
-    if (window <= 0 || !this.running) return new Promise<void>((resolve) => setImmediate(resolve));
-    return new Promise<void>((resolve) => {
-      const finish = () => {
-        clearTimeout(timer);
-        this.gathered = null;
-        resolve();
-      };
-      const timer = setTimeout(finish, window);
-      this.gathered = finish;
-    });
-  }
-
   private async flushNow(): Promise<void> {
-    while (this.flushing || this.outcomes.length > 0) {
+    while (this.flushing || this.outcomes.length > 0 || this.piggyback.length > 0) {
       if (!this.flushing) this.scheduleFlush();
       await this.flushing;
     }

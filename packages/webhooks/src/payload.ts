@@ -15,6 +15,22 @@ export function readinessLink(publicUrl: string, missionId: string): string {
  * dispatcher signs and sends these exact bytes on every attempt.
  */
 export function changeBody(change: ReadinessChange, version: number, publicUrl: string): string {
+  return changeBodyTemplate(change, publicUrl)(version);
+}
+
+/** Sits where the version goes while the body of a change is serialised once for all subscriptions. */
+const VERSION_SLOT = `"@@muster-version-${Math.random().toString(36).slice(2)}@@"`;
+
+/** Serialises a change once; the result fills in each subscription's version. */
+export function changeBodyTemplate(change: ReadinessChange, publicUrl: string): (version: number) => string {
+  const text = bodyWith(change, JSON.parse(VERSION_SLOT) as string, publicUrl);
+  const at = text.indexOf(VERSION_SLOT);
+  const before = text.slice(0, at);
+  const after = text.slice(at + VERSION_SLOT.length);
+  return (version) => `${before}${version}${after}`;
+}
+
+function bodyWith(change: ReadinessChange, version: number | string, publicUrl: string): string {
   const data = {
     ...change.payload,
     missionId: change.missionId,

@@ -1,7 +1,7 @@
 import type { SqlClient } from '@muster/event-store';
 import { type ReadinessChange, readChangeFeed } from '@muster/projections';
 import { chunks, messageId, num, placeholders, timeId, valuesList, type WebhookContext } from './context.js';
-import { changeBody } from './payload.js';
+import { changeBodyTemplate } from './payload.js';
 import { insertDeliveries, type NewDelivery } from './queues.js';
 import { PLANNER_CHECKPOINT } from './schema.js';
 
@@ -66,6 +66,11 @@ export class Planner {
       pollIntervalMs: number;
       /** Called after a batch that planned deliveries committed. */
       onPlanned: () => void;
+      /**
+       * How the running planner commits a batch: by default a transaction of its own; the service
+       * hands it the dispatcher's, so that a batch shares its commit with recorded outcomes.
+       */
+      commit?: <T>(work: (tx: SqlClient) => Promise<T>) => Promise<T>;
     },
   ) {}
 
@@ -114,7 +119,11 @@ export class Planner {
       this.wakeRequested = false;
       let busy = false;
       try {
-        const result = await this.runOnce();
+        const commit = this.options.commit;
+        const result = commit
+          ? await commit((tx) => this.planBatch(tx))
+          : await this.ctx.sql.transaction((tx) => this.planBatch(tx));
+        if (result.planned > 0) this.options.onPlanned();
         busy = result.changes >= this.options.batchSize;
         failures = 0;
       } catch (error) {
@@ -226,12 +235,18 @@ export async function planMessages(
   const deliveries: NewDelivery[] = [];
   const rejections: Array<{ id: string; sub: SubscriptionFilter; data: Record<string, unknown> }> = [];
   const touched = new Set<string>();
+  const templates = new Map<string, (version: number) => string>();
   for (const { change, sub, id } of fresh) {
     const k = key(sub.id, change.missionId);
     const version = (versions.get(k) ?? 0) + 1;
     versions.set(k, version);
     touched.add(k);
-    const body = changeBody(change, version, ctx.publicUrl);
+    let template = templates.get(change.changeId);
+    if (!template) {
+      template = changeBodyTemplate(change, ctx.publicUrl);
+      templates.set(change.changeId, template);
+    }
+    const body = template(version);
     const bytes = Buffer.byteLength(body);
     const rejected = bytes > ctx.maxPayloadBytes;
     if (rejected) {

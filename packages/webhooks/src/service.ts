@@ -87,8 +87,6 @@ export interface WebhookServiceOptions {
   pollIntervalMs?: number;
   /** Requests in flight at once per process; default 64. */
   maxInFlight?: number;
-  /** Extra time outcomes gather before they are recorded together; default 0 (those finishing in one turn of the event loop, and while the previous commit runs). */
-  flushWindowMs?: number;
   plannerBatchSize?: number;
   /** Run the planner in this process (default true). */
   plan?: boolean;
@@ -207,12 +205,17 @@ export class WebhookService {
       leaseMs,
       pollIntervalMs: options.pollIntervalMs ?? 1_000,
       maxInFlight: options.maxInFlight ?? 64,
-      flushWindowMs: options.flushWindowMs ?? 0,
     });
     this.planner = new Planner(this.ctx, {
       batchSize: options.plannerBatchSize ?? 500,
       pollIntervalMs: options.pollIntervalMs ?? 1_000,
       onPlanned: () => this.dispatcher.wake(),
+      // On SQLite a commit is an fsync that blocks the process: batches ride along with the
+      // dispatcher's. (On PostgreSQL commits do not block, and separate transactions keep the
+      // planner's and the dispatcher's queue locks from ever waiting on each other.)
+      ...(options.dispatch === false || options.sql.dialect !== 'sqlite'
+        ? {}
+        : { commit: (work) => this.dispatcher.commitWith(work) }),
     });
   }
 
