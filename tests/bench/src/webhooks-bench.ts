@@ -1,0 +1,346 @@
+import { fork } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type SqlClient, sequencePosition } from '@muster/event-store';
+import { openSqliteSql } from '@muster/event-store-sqlite';
+import { appendChanges, type ReadinessChange } from '@muster/projections';
+import { createWebhookService } from '@muster/webhooks';
+import { Agent, request } from 'undici';
+import { latencySummary, log, memorySampler, options, print, round } from './lib.js';
+
+/**
+ * `pnpm bench:webhooks`: the webhook outbox on a SQLite file (WAL, synchronous=FULL), with 10
+ * loopback receivers in a child process (each subscribed to every mission, so one change is 10
+ * deliveries).
+ *
+ * 1. latency: changes committed to the readiness change feed at 200 per second (then 100 and 50,
+ *    to show where the knee is), one transaction each as the projection writes them, then an
+ *    in-process wake-up of the planner; p50/p99 from the commit to the receiver reading the
+ *    request (target p99 < 50 ms at 200/s).
+ * 2. throughput: a backlog of `--backlog` changes planned, then one dispatcher sends it all;
+ *    deliveries per second (target >= 2,000/s).
+ * 3. baseline, same run, same receivers: plain undici POSTs of the same bodies at the same
+ *    concurrency, without the outbox, signing or the database.
+ */
+const args = options({
+  /** Change rates for the latency phase, one run each; the first is the headline (the target is at 200/s). */
+  rates: { type: 'string', default: '200,100,50' },
+  seconds: { type: 'string', default: '10' },
+  receivers: { type: 'string', default: '10' },
+  missions: { type: 'string', default: '20' },
+  backlog: { type: 'string', default: '3000' },
+  'max-in-flight': { type: 'string', default: '64' },
+  /** `normal` measures the same with synchronous=NORMAL (durable across process crashes, not power loss). */
+  synchronous: { type: 'string', default: 'full' },
+  dir: { type: 'string', default: '' },
+  'receiver-child': { type: 'string', default: '' },
+});
+
+type Receipt = [changeId: string, receiver: number, at: number];
+const wallNow = () => performance.timeOrigin + performance.now();
+
+if (args['receiver-child']) {
+  await receiverChild(Number(args['receiver-child']));
+} else {
+  await main();
+}
+
+/** The receivers: answer 204 at once, report (change, receiver, time of receipt) to the parent. */
+async function receiverChild(count: number): Promise<void> {
+  let pending: Receipt[] = [];
+  const flush = () => {
+    if (pending.length === 0) return;
+    process.send?.({ receipts: pending });
+    pending = [];
+  };
+  const timer = setInterval(flush, 50);
+  const ports: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const at = wallNow();
+        const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+          data: { change?: { id: string } };
+        };
+        pending.push([body.data.change?.id ?? 'baseline', i, at]);
+        res.writeHead(204).end();
+      });
+    });
+    server.keepAliveTimeout = 30_000;
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    ports.push((server.address() as AddressInfo).port);
+  }
+  process.send?.({ ports });
+  process.on('message', (m: { flush?: boolean; exit?: boolean }) => {
+    if (m.flush) {
+      flush();
+      process.send?.({ flushed: true });
+    }
+    if (m.exit) {
+      clearInterval(timer);
+      process.exit(0);
+    }
+  });
+}
+
+/** The same SQL client, counting the transactions the webhook service commits. */
+function countTransactions(sql: SqlClient): { sql: SqlClient; readonly count: number } {
+  let count = 0;
+  const wrapped: SqlClient = {
+    dialect: sql.dialect,
+    query: (text, params) => sql.query(text, params),
+    execute: (text, params) => sql.execute(text, params),
+    script: (text) => sql.script(text),
+    transaction: (fn) => {
+      count++;
+      return sql.transaction(fn);
+    },
+  };
+  return {
+    sql: wrapped,
+    get count() {
+      return count;
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  const seconds = Number(args.seconds);
+  const receiverCount = Number(args.receivers);
+  const missionCount = Number(args.missions);
+  const backlog = Number(args.backlog);
+  const maxInFlight = Number(args['max-in-flight']);
+  const dir = mkdtempSync(join(args.dir || tmpdir(), 'muster-bench-webhooks-'));
+  const memory = memorySampler(250);
+  const loadAtStart = loadavg().map((n) => round(n, 2));
+
+  const receipts: Receipt[] = [];
+  let flushed: (() => void) | null = null;
+  const child = fork(new URL(import.meta.url).pathname, ['--receiver-child', String(receiverCount)], {
+    execArgv: ['--conditions=@muster/source', '--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const ports = await new Promise<number[]>((resolve) => {
+    child.on('message', (m: { ports?: number[]; receipts?: Receipt[]; flushed?: boolean }) => {
+      if (m.ports) resolve(m.ports);
+      if (m.receipts) receipts.push(...m.receipts);
+      if (m.flushed) flushed?.();
+    });
+  });
+  const flushReceipts = () =>
+    new Promise<void>((resolve) => {
+      flushed = resolve;
+      child.send({ flush: true });
+    });
+  const urls = ports.map((port) => `http://127.0.0.1:${port}/hooks`);
+
+  let counter = 0;
+  const makeChange = (occurredAt: number): Omit<ReadinessChange, 'seq'> => {
+    counter++;
+    return {
+      changeId: `chg_${counter}_${Math.random().toString(36).slice(2, 10)}`,
+      missionId: `mission-${counter % missionCount}`,
+      kind: 'readiness.changed',
+      subject: 'main-deployment',
+      payload: {
+        phase: 'main-deployment',
+        title: 'Main deployment',
+        before: 'not-ready',
+        after: counter % 2 === 0 ? 'ready' : 'not-ready',
+        unmet: [
+          { id: 'officers-ready', kind: 'threshold', missing: `officers ready ${counter % 1000} of 1,000` },
+        ],
+        verdict: { status: counter % 2 === 0 ? 'ready' : 'not-ready' },
+      },
+      causeEventId: `evt_${counter}`,
+      causePosition: sequencePosition(counter),
+      occurredAt,
+      recordedAt: occurredAt,
+    };
+  };
+
+  /** Commits `rate` changes per second for `seconds`, each in its own transaction, then waits for every receipt. */
+  const latencyRun = async (rate: number) => {
+    const sql = openSqliteSql(join(dir, `latency-${rate}.db`));
+    if (args.synchronous !== 'full')
+      await sql.script(`PRAGMA synchronous = ${args.synchronous.toUpperCase()}`);
+    const counted = countTransactions(sql);
+    const service = createWebhookService({
+      sql: counted.sql,
+      publicUrl: 'https://muster.example.org',
+      allowHttp: true,
+      allowCidrs: ['127.0.0.0/8'],
+      maxInFlight,
+    });
+    await service.migrate();
+    for (const url of urls) await service.createSubscription('bench', { url });
+    await service.start();
+    log(`latency: ${rate} changes/s for ${seconds}s, ${receiverCount} receivers, ${missionCount} missions`);
+    const committedAt = new Map<string, number>();
+    const total = Math.round(rate * seconds);
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    const wall0 = wallNow();
+    for (let i = 0; i < total; i++) {
+      const due = t0 + (i * 1000) / rate;
+      const wait = due - performance.now();
+      if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+      const change = makeChange(Date.now());
+      await sql.transaction((tx) => appendChanges(tx, [change]));
+      committedAt.set(change.changeId, wallNow());
+      service.notifyChanges();
+    }
+    const produceSeconds = (performance.now() - t0) / 1000;
+    const expected = total * receiverCount;
+    const deadline = performance.now() + 120_000;
+    while (receipts.length < expected && performance.now() < deadline) {
+      await flushReceipts();
+      if (receipts.length < expected) await new Promise((r) => setTimeout(r, 100));
+    }
+    const cpu = process.cpuUsage(cpu0);
+    const busySeconds = (performance.now() - t0) / 1000;
+    const transactions = counted.count;
+    await service.stop();
+    await sql.close();
+    const mine = receipts.filter(([id]) => committedAt.has(id));
+    const lastReceipt = Math.max(...mine.map(([, , at]) => at));
+    const result = {
+      targetChangesPerSecond: rate,
+      changesPerSecond: round(total / produceSeconds, 1),
+      changes: total,
+      deliveriesExpected: expected,
+      deliveriesReceived: mine.length,
+      deliveriesPerSecond: round(mine.length / ((lastReceipt - wall0) / 1000), 0),
+      ...latencySummary(mine.map(([id, , at]) => at - (committedAt.get(id) as number))),
+      targetP99Ms: 50,
+      /** CPU of this process (producer, planner, dispatcher) per delivery, and its share of one core. */
+      cpuMicrosPerDelivery: round((cpu.user + cpu.system) / expected, 0),
+      cpuShareOfOneCore: round((cpu.user + cpu.system) / 1e6 / busySeconds, 2),
+      /** Commits by the planner and the dispatcher (each an fsync), besides the producer's one per change. */
+      webhookCommitsPerSecond: round(transactions / busySeconds, 0),
+    };
+    log(`latency at ${rate}/s: p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms`);
+    return result;
+  };
+
+  try {
+    // ---- 1. latency at steady rates ----
+    const latencyRuns = [];
+    for (const rate of args.rates.split(',').map(Number)) {
+      latencyRuns.push(await latencyRun(rate));
+      receipts.length = 0;
+    }
+    const latency = latencyRuns[0];
+
+    // ---- 2. throughput: drain a planned backlog ----
+    const tsql = openSqliteSql(join(dir, 'throughput.db'));
+    if (args.synchronous !== 'full')
+      await tsql.script(`PRAGMA synchronous = ${args.synchronous.toUpperCase()}`);
+    const planner = createWebhookService({
+      sql: tsql,
+      publicUrl: 'https://muster.example.org',
+      allowHttp: true,
+      allowCidrs: ['127.0.0.0/8'],
+      dispatch: false,
+    });
+    await planner.migrate();
+    for (const url of urls) await planner.createSubscription('bench', { url });
+    for (let i = 0; i < backlog; i += 500) {
+      const batch = Array.from({ length: Math.min(500, backlog - i) }, () => makeChange(Date.now()));
+      await tsql.transaction((tx) => appendChanges(tx, batch));
+    }
+    await planner.planner.catchUp();
+    const deliveries = backlog * receiverCount;
+    log(`throughput: ${deliveries} deliveries planned; one dispatcher, max ${maxInFlight} in flight`);
+    const dispatcher = createWebhookService({
+      sql: tsql,
+      publicUrl: 'https://muster.example.org',
+      allowHttp: true,
+      allowCidrs: ['127.0.0.1/32'],
+      plan: false,
+      maxInFlight,
+    });
+    const d0 = performance.now();
+    await dispatcher.start();
+    // Receipts arrive in batches every 50 ms; the database confirms at the end.
+    while (receipts.length < deliveries) {
+      if (performance.now() - d0 > 300_000)
+        throw new Error(`only ${receipts.length} of ${deliveries} received`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const drainSeconds = (performance.now() - d0) / 1000;
+    await dispatcher.stop();
+    const [delivered] = await tsql.query<{ n: number }>(
+      `SELECT COUNT(*) AS n FROM webhook_deliveries WHERE status = 'delivered'`,
+    );
+    await planner.stop();
+    await flushReceipts();
+    const throughput = {
+      deliveries,
+      received: receipts.length,
+      recordedDelivered: Number(delivered?.n),
+      seconds: round(drainSeconds, 2),
+      deliveriesPerSecond: round(deliveries / drainSeconds, 0),
+      maxInFlight,
+      queues: receiverCount * missionCount,
+      targetDeliveriesPerSecond: 2000,
+    };
+    log(`throughput: ${throughput.deliveriesPerSecond} deliveries/s`);
+    await tsql.close();
+    receipts.length = 0;
+
+    // ---- 3. baseline: plain POSTs to the same receivers, same concurrency ----
+    const agent = new Agent({ keepAliveTimeout: 30_000 });
+    const body = JSON.stringify({ type: 'readiness.changed', timestamp: new Date().toISOString(), data: {} });
+    let sent = 0;
+    const b0 = performance.now();
+    await Promise.all(
+      Array.from({ length: maxInFlight }, async (_, w) => {
+        while (sent < deliveries) {
+          sent++;
+          const res = await request(urls[(sent + w) % urls.length] as string, {
+            method: 'POST',
+            dispatcher: agent,
+            headers: { 'content-type': 'application/json' },
+            body,
+          });
+          await res.body.dump();
+        }
+      }),
+    );
+    const baselineSeconds = (performance.now() - b0) / 1000;
+    await agent.close();
+    const baseline = {
+      requests: deliveries,
+      seconds: round(baselineSeconds, 2),
+      requestsPerSecond: round(deliveries / baselineSeconds, 0),
+    };
+
+    print({
+      benchmark: 'webhooks',
+      store: `sqlite (WAL, synchronous=${args.synchronous.toUpperCase()})`,
+      machine: {
+        cpus: cpus().length,
+        loadAverageAtStart: loadAtStart,
+        node: process.version,
+        receivers: `child process, ${receiverCount} loopback servers`,
+      },
+      latency,
+      latencyByRate: latencyRuns,
+      throughput,
+      baseline,
+      ratios: {
+        dispatcherVsPlainPosts: round(throughput.deliveriesPerSecond / baseline.requestsPerSecond, 2),
+      },
+      peakRssMiB: memory.stop(),
+    });
+  } finally {
+    child.send({ exit: true });
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
