@@ -9,6 +9,7 @@ import {
   type PreparedAppend,
   type RecordedEvent,
 } from '@muster/event-store';
+import { BrokenChainError } from './errors.js';
 import { formatPosition } from './positions.js';
 
 /** One call of the batch append function: pass it to pg as a (named, hence prepared) query. */
@@ -21,7 +22,7 @@ export interface AppendCall {
 export interface AppendRow {
   /** 1-based index of the append in the batch. */
   o_append: number;
-  o_outcome: 'written' | 'replay' | 'wrong-expected-revision' | 'id-conflict';
+  o_outcome: 'written' | 'replay' | 'wrong-expected-revision' | 'broken-chain' | 'id-conflict';
   o_current: number | null;
   o_id: string | null;
   o_stream: string | null;
@@ -37,7 +38,7 @@ export interface AppendRow {
 }
 
 const APPEND_BATCH_SQL =
-  'SELECT * FROM muster_append_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)';
+  'SELECT * FROM muster_append_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)';
 
 function encodeExpected(expected: ExpectedRevision): number {
   switch (expected) {
@@ -65,7 +66,12 @@ export interface SealedBatch {
  * metadata is canonical JSON, and the hash input is split around the two values only the database
  * knows inside its transaction.
  */
-export function buildBatchCall(appends: readonly PreparedAppend[], recordedAt: string): SealedBatch {
+export function buildBatchCall(
+  appends: readonly PreparedAppend[],
+  recordedAt: string,
+  /** Per append, the id of the event it was issued behind (see `muster_append_batch`), or null. */
+  afterIds: readonly (string | null)[] = [],
+): SealedBatch {
   const streams: string[] = [];
   const slots = new Map<string, number>();
   const streamOf: number[] = [];
@@ -79,6 +85,7 @@ export function buildBatchCall(appends: readonly PreparedAppend[], recordedAt: s
   const middles: string[] = [];
   const tails: string[] = [];
   const metadataJson: string[][] = [];
+  const after = appends.map((_, i) => afterIds[i] ?? null);
   for (const append of appends) {
     let slot = slots.get(append.stream);
     if (slot === undefined) {
@@ -116,6 +123,7 @@ export function buildBatchCall(appends: readonly PreparedAppend[], recordedAt: s
         streams,
         streamOf,
         expected,
+        after,
         counts,
         ids,
         types,
@@ -158,6 +166,8 @@ export function interpretAppend(
     case 'wrong-expected-revision':
       checkExpectedRevision(stream, expectedRevision, current);
       throw new Error(`muster_append_batch reported a revision mismatch the port does not see`);
+    case 'broken-chain':
+      throw new BrokenChainError(stream, expectedRevision, current ?? 'no_stream');
     case 'id-conflict':
       throw new EventIdConflictError(first.o_id ?? prepared.events[0]?.id ?? '', 'elsewhere in the log');
     case 'replay': {

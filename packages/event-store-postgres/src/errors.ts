@@ -1,9 +1,24 @@
 import {
   EventStoreError,
+  type ExpectedRevision,
   StoreClosedError,
   StoreFullError,
   StoreUnavailableError,
+  WrongExpectedRevisionError,
 } from '@muster/event-store';
+
+/**
+ * The append was issued behind an earlier append to the same stream, expecting the revision that
+ * one would produce, and that one was not written: the stream is at the expected revision, but
+ * through another writer's event. A revision conflict like any other (decide again on a fresh
+ * state and retry); only the message differs, since expected and actual revisions are equal.
+ */
+export class BrokenChainError extends WrongExpectedRevisionError {
+  constructor(stream: string, expected: ExpectedRevision, actual: number | 'no_stream') {
+    super(stream, expected, actual);
+    this.message = `Stream '${stream}': revision ${String(actual)} was expected from the append this one was issued behind, which was not written; another writer's event holds it`;
+  }
+}
 
 /**
  * The connection string is malformed, or the server rejected it (authentication, missing database,

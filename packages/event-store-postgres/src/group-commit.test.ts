@@ -413,6 +413,101 @@ if (database.skip) {
       }
     });
 
+    describe('pipelined appends and another writer (chainPipelinedAppends)', () => {
+      /**
+       * Replica B's append and replica A's two pipelined appends (P expecting r, Q expecting what P
+       * would produce) queue behind the stream's lock; B's goes first. P then fails its revision
+       * check, and Q's expected revision is held by B's event.
+       */
+      const race = async (chain: boolean, qAfterLaunch: boolean, withReplay = false) => {
+        const a = await openPostgresEventStore({ connectionString: url, chainPipelinedAppends: chain });
+        const b = await openPostgresEventStore({ connectionString: url });
+        const stream = `chain-${randomUUID().slice(0, 8)}`;
+        try {
+          const start = [ev('Start', {}, randomUUID())];
+          await a.appendToStream(stream, start, { expectedRevision: 'no_stream' });
+          const held = await holdStream(stream);
+          let outcomes: Outcome[];
+          try {
+            // As many events as P has: B's last one takes the revision Q expects.
+            const other = settle(
+              b.appendToStream(stream, [ev('Other'), ev('Other')], { expectedRevision: 0 }),
+            );
+            await until('B to wait', async () => (await lockWaiters(held.pid)).length >= 1);
+            // A retried append in the batch sends the function down its careful path.
+            const replay = withReplay
+              ? settle(a.appendToStream(stream, start, { expectedRevision: 'no_stream' }))
+              : null;
+            const p = settle(a.appendToStream(stream, [ev('P1'), ev('P2')], { expectedRevision: 0 }));
+            // Either in the same batch as P, or behind P's batch, which is in flight.
+            if (qAfterLaunch) await until('A to wait', async () => (await lockWaiters(held.pid)).length >= 2);
+            const q = settle(a.appendToStream(stream, [ev('Q')], { expectedRevision: 2 }));
+            if (!qAfterLaunch)
+              await until('A to wait', async () => (await lockWaiters(held.pid)).length >= 2);
+            await held.release();
+            outcomes = await Promise.all([other, p, q]);
+            if (replay) expect((await replay).ok).toBe(true);
+          } finally {
+            await held.release();
+          }
+          const log = await collect(a.readStream(stream));
+          return { outcomes, types: log.map((e) => e.type) };
+        } finally {
+          await a.close();
+          await b.close();
+        }
+      };
+
+      for (const [qAfterLaunch, withReplay] of [
+        [false, false],
+        [true, false],
+        [false, true],
+      ] as const) {
+        const where = withReplay
+          ? 'in the same batch, careful path'
+          : qAfterLaunch
+            ? 'in the next batch'
+            : 'in the same batch';
+        it(`on: a pipelined append whose predecessor failed is not written (${where})`, async () => {
+          const { outcomes, types } = await race(true, qAfterLaunch, withReplay);
+          const [other, p, q] = outcomes as [Outcome, Outcome, Outcome];
+          expect(other.ok).toBe(true);
+          expect(!p.ok && p.error).toBeInstanceOf(WrongExpectedRevisionError);
+          expect(!q.ok && q.error).toBeInstanceOf(WrongExpectedRevisionError);
+          expect(!q.ok && (q.error as WrongExpectedRevisionError).actual).toBe(2);
+          expect(!q.ok && (q.error as Error).message).toMatch(/issued behind/);
+          expect(types).toEqual(['Start', 'Other', 'Other']);
+        });
+      }
+
+      it("off (the default): that append lands on the other writer's event", async () => {
+        const { outcomes, types } = await race(false, false);
+        expect(outcomes.map((o) => o.ok)).toEqual([true, false, true]);
+        expect(types).toEqual(['Start', 'Other', 'Other', 'Q']);
+      });
+
+      it('on: chained appends whose predecessors succeed are written as usual, also in later batches', async () => {
+        const a = await openPostgresEventStore({ connectionString: url, chainPipelinedAppends: true });
+        const stream = `chained-${randomUUID().slice(0, 8)}`;
+        try {
+          const results = await Promise.all(
+            Array.from({ length: 40 }, (_, i) =>
+              a.appendToStream(stream, [ev('Link', { i }), ev('Link', { i, second: true })], {
+                expectedRevision: i === 0 ? 'no_stream' : 2 * i - 1,
+              }),
+            ),
+          );
+          expect(results.map((r) => r.nextExpectedRevision)).toEqual(
+            Array.from({ length: 40 }, (_, i) => 2 * i + 1),
+          );
+          const events = await collect(a.readStream(stream));
+          expect((await verifyStream(events)).ok).toBe(true);
+        } finally {
+          await a.close();
+        }
+      });
+    });
+
     it('upgrades a database of schema version 1; the append functions of both versions share one chain', async () => {
       const old = await createTestDatabase('batch_upgrade');
       extra.push(old);

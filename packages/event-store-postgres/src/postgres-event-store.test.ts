@@ -13,3 +13,16 @@ runEventStoreContract(
   () => openPostgresEventStore({ connectionString: database.url as string, pollIntervalMs: 200 }),
   { skip: database.skip },
 );
+
+// The option for pipelining writers only ever refuses an append whose predecessor failed: the port's
+// contract holds with it too.
+runEventStoreContract(
+  'postgres (chainPipelinedAppends)',
+  () =>
+    openPostgresEventStore({
+      connectionString: database.url as string,
+      pollIntervalMs: 200,
+      chainPipelinedAppends: true,
+    }),
+  { skip: database.skip },
+);

@@ -70,6 +70,16 @@ export interface PostgresEventStoreOptions {
    * A stream is never in two batches at once, so its appends still apply in issue order.
    */
   maxBatchesInFlight?: number;
+  /**
+   * For a writer that pipelines (default false): an append whose exact expected revision is the
+   * one an earlier, still unsettled append to the same stream through this instance would produce
+   * is chained to it, and is written only on top of that append's last event. Without this, when
+   * the earlier append fails because another process wrote, the later one can pass its revision
+   * check on the other process's event, on a state it was never decided on. Leave it off when
+   * independent writers in one process each read a stream and append with what they read: one of
+   * them could be taken for a pipelined successor and refused.
+   */
+  chainPipelinedAppends?: boolean;
 }
 
 export interface PostgresEventStore extends EventStore {
@@ -80,6 +90,8 @@ export interface PostgresEventStore extends EventStore {
 
 interface PendingAppend {
   prepared: PreparedAppend;
+  /** The last event id of the unsettled append this one was issued behind, or null. */
+  afterId: string | null;
   resolve: (result: AppendResult) => void;
   reject: (error: unknown) => void;
 }
@@ -195,6 +207,13 @@ class PostgresStore implements PostgresEventStore {
   /** Streams of the batches being written: their later appends wait, so that order holds. */
   private readonly busyStreams = new Set<string>();
   private readonly inFlight = new Set<Promise<void>>();
+  /**
+   * Per stream, the last append issued and not yet settled: the revision it would bring the stream
+   * to (when its expected revision is exact) and its last event id. An append issued behind it that
+   * expects that revision is chained to it: written only on top of that very event.
+   */
+  private readonly unsettled = new Map<string, { end: number | null; lastId: string }>();
+  private readonly chainPipelinedAppends: boolean;
   private launchScheduled = false;
 
   constructor(
@@ -210,6 +229,7 @@ class PostgresStore implements PostgresEventStore {
     this.pageSize = options.pageSize ?? 1000;
     this.visibilityWaitMs = options.visibilityWaitMs ?? 1000;
     this.groupCommit = options.groupCommit ?? true;
+    this.chainPipelinedAppends = options.chainPipelinedAppends ?? false;
     const poolSize = options.poolSize ?? 10;
     this.maxBatchesInFlight = this.groupCommit
       ? Math.max(1, Math.min(options.maxBatchesInFlight ?? 2, poolSize))
@@ -230,8 +250,40 @@ class PostgresStore implements PostgresEventStore {
     } catch (error) {
       return Promise.reject(error);
     }
+    if (!this.chainPipelinedAppends) {
+      return new Promise((resolve, reject) => {
+        this.pending.push({ prepared, afterId: null, resolve, reject });
+        this.scheduleLaunch();
+      });
+    }
+    const { stream: name, expectedRevision: expected, events: sealed } = prepared;
+    const previous = this.unsettled.get(name);
+    const afterId =
+      previous && previous.end !== null && typeof expected === 'number' && expected === previous.end
+        ? previous.lastId
+        : null;
+    const start = expected === 'no_stream' ? -1 : typeof expected === 'number' ? expected : null;
+    const mine = {
+      end: start === null ? null : start + sealed.length,
+      lastId: (sealed[sealed.length - 1] as PreparedAppend['events'][number]).id,
+    };
+    this.unsettled.set(name, mine);
+    const settled = () => {
+      if (this.unsettled.get(name) === mine) this.unsettled.delete(name);
+    };
     return new Promise((resolve, reject) => {
-      this.pending.push({ prepared, resolve, reject });
+      this.pending.push({
+        prepared,
+        afterId,
+        resolve: (result) => {
+          settled();
+          resolve(result);
+        },
+        reject: (error) => {
+          settled();
+          reject(error);
+        },
+      });
       this.scheduleLaunch();
     });
   }
@@ -309,6 +361,7 @@ class PostgresStore implements PostgresEventStore {
       sealed = buildBatchCall(
         batch.map((p) => p.prepared),
         this.clock().toISOString(),
+        batch.map((p) => p.afterId),
       );
       const call = sealed.call;
       // Safe to repeat on a fresh connection: the event ids are fixed, so a first attempt that did

@@ -143,7 +143,15 @@ $fn$`;
  *   replay                   the recorded run of events the append's first id starts (the caller
  *                            applies the port's idempotent-replay rule to it)
  *   wrong-expected-revision  one row, `o_current` the stream's revision
+ *   broken-chain             one row, `o_current` the stream's revision: it matches the expected
+ *                            one, but its last event is not `p_after_ids`' (below)
  *   id-conflict              one row, `o_id` the first id of the append already in the log elsewhere
+ *
+ * `p_after_ids`, per append, NULL or the id of the event the append was issued behind: the last
+ * event of an earlier append to the same stream, not yet settled when this one was issued, whose
+ * success the expected revision assumes. The stream's last event must then be that one; without
+ * it, a pipelined append whose predecessor failed could land on top of another writer's event that
+ * happens to hold the expected revision, on a state it was never decided on.
  *
  * Gap safety: every stream's lock is taken first, in one global order (no deadlock between two
  * batches), and all before the transaction has an xid. So xids still grow with each stream's
@@ -164,6 +172,7 @@ CREATE OR REPLACE FUNCTION muster_append_batch(
   p_streams     text[],
   p_stream_of   integer[],
   p_expected    bigint[],
+  p_after_ids   uuid[],
   p_counts      integer[],
   p_ids         uuid[],
   p_types       text[],
@@ -214,6 +223,8 @@ DECLARE
   v_head_rev     bigint[];
   v_head_hash    text[];
   v_head_xid     xid8[];
+  v_head_id      uuid[];
+  v_last_id      uuid;
   v_outcomes     text[] := ARRAY[]::text[];
   v_currents     bigint[] := ARRAY[]::bigint[];
   v_refused      uuid[] := ARRAY[]::uuid[];
@@ -230,6 +241,7 @@ DECLARE
 BEGIN
   IF v_appends = 0 OR v_events = 0 OR coalesce(cardinality(p_streams), 0) = 0
      OR coalesce(cardinality(p_expected), 0) <> v_appends OR coalesce(cardinality(p_counts), 0) <> v_appends
+     OR coalesce(cardinality(p_after_ids), 0) <> v_appends
      OR (SELECT count(*) FROM unnest(p_counts) AS c(n) WHERE c.n IS NULL OR c.n < 1) > 0
      OR (SELECT sum(c.n) FROM unnest(p_counts) AS c(n)) <> v_events
      OR (SELECT count(*) FROM unnest(p_stream_of) AS f(n) WHERE f.n IS NULL OR f.n < 1 OR f.n > cardinality(p_streams)) > 0
@@ -249,11 +261,12 @@ BEGIN
   END LOOP;
 
   -- The fast path.
-  SELECT array_agg(h.revision ORDER BY s.n), array_agg(h.hash ORDER BY s.n), array_agg(h.transaction_id ORDER BY s.n)
-    INTO v_head_rev, v_head_hash, v_head_xid
+  SELECT array_agg(h.revision ORDER BY s.n), array_agg(h.hash ORDER BY s.n), array_agg(h.transaction_id ORDER BY s.n),
+         array_agg(h.id ORDER BY s.n)
+    INTO v_head_rev, v_head_hash, v_head_xid, v_head_id
     FROM unnest(p_streams) WITH ORDINALITY AS s(name, n)
     LEFT JOIN LATERAL (
-      SELECT e.revision, e.hash, e.transaction_id FROM muster_events e
+      SELECT e.revision, e.hash, e.transaction_id, e.id FROM muster_events e
        WHERE e.stream = s.name ORDER BY e.revision DESC LIMIT 1) h ON true;
 
   FOR v_a IN 1 .. v_appends LOOP
@@ -267,6 +280,9 @@ BEGIN
        OR (v_expected >= 0 AND v_current IS DISTINCT FROM v_expected) THEN
       -- Unless it is the retry of an append already written (checked below).
       v_outcomes := array_append(v_outcomes, 'wrong-expected-revision');
+      v_refused := array_append(v_refused, p_ids[v_offset + 1]);
+    ELSIF p_after_ids[v_a] IS NOT NULL AND v_head_id[v_slot] IS DISTINCT FROM p_after_ids[v_a] THEN
+      v_outcomes := array_append(v_outcomes, 'broken-chain');
       v_refused := array_append(v_refused, p_ids[v_offset + 1]);
     ELSE
       IF v_xid IS NULL THEN
@@ -299,6 +315,7 @@ BEGIN
       v_head_rev[v_slot] := v_base;
       v_head_hash[v_slot] := v_previous;
       v_head_xid[v_slot] := v_xid;
+      v_head_id[v_slot] := p_ids[v_offset + v_count];
     END IF;
     v_offset := v_offset + v_count;
   END LOOP;
@@ -362,7 +379,7 @@ BEGIN
     o_hash := NULL; o_previous_hash := NULL;
 
     -- Sees the appends of this batch that came before: they are this transaction's own rows.
-    SELECT e.revision, e.hash, e.transaction_id INTO v_current, v_last_hash, v_last_xid
+    SELECT e.revision, e.hash, e.transaction_id, e.id INTO v_current, v_last_hash, v_last_xid, v_last_id
       FROM muster_events e WHERE e.stream = v_stream ORDER BY e.revision DESC LIMIT 1;
 
     SELECT e.stream, e.revision INTO v_found_stream, v_found_rev
@@ -380,6 +397,10 @@ BEGIN
        OR (v_expected = -3 AND v_current IS NULL)
        OR (v_expected >= 0 AND v_current IS DISTINCT FROM v_expected) THEN
       o_outcome := 'wrong-expected-revision';
+      o_current := v_current;
+      RETURN NEXT;
+    ELSIF p_after_ids[v_a] IS NOT NULL AND v_last_id IS DISTINCT FROM p_after_ids[v_a] THEN
+      o_outcome := 'broken-chain';
       o_current := v_current;
       RETURN NEXT;
     ELSE

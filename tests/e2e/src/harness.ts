@@ -166,3 +166,71 @@ export async function registerAgency(service: { url: string }, id: string, roles
 
 /** The URL path segment of a command type: `PledgeLogistics` → `pledge-logistics`. */
 export const kebab = (type: string) => type.replace(/([a-z0-9])([A-Z])/g, '$1-$2').toLowerCase();
+
+/**
+ * A TCP proxy in front of a server (PostgreSQL, for the outage tests): `cut()` drops every
+ * connection through it and refuses new ones, as a database that goes away does, for the processes
+ * behind the proxy only; `restore()` listens again on the same port.
+ */
+export class TcpProxy {
+  private server: ReturnType<typeof createServer> | null = null;
+  private readonly sockets = new Set<import('node:net').Socket>();
+  port = 0;
+
+  constructor(
+    private readonly targetHost: string,
+    private readonly targetPort: number,
+  ) {}
+
+  /** A proxy for the server a connection string names. */
+  static async forUrl(connectionString: string): Promise<TcpProxy> {
+    const target = new URL(connectionString);
+    const proxy = new TcpProxy(target.hostname || '127.0.0.1', Number(target.port || 5432));
+    await proxy.restore();
+    return proxy;
+  }
+
+  get listening(): boolean {
+    return this.server !== null;
+  }
+
+  async restore(): Promise<void> {
+    if (this.server) return;
+    const { connect } = await import('node:net');
+    const server = createServer((client) => {
+      const upstream = connect(this.targetPort, this.targetHost);
+      for (const socket of [client, upstream]) {
+        this.sockets.add(socket);
+        socket.on('close', () => this.sockets.delete(socket));
+        socket.on('error', () => {
+          client.destroy();
+          upstream.destroy();
+        });
+      }
+      client.pipe(upstream).pipe(client);
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.port, '127.0.0.1', () => resolve());
+    });
+    const address = server.address();
+    if (typeof address === 'object' && address) this.port = address.port;
+    this.server = server;
+  }
+
+  async cut(): Promise<void> {
+    const server = this.server;
+    this.server = null;
+    for (const socket of this.sockets) socket.destroy();
+    this.sockets.clear();
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  /** The same connection string, pointed at the proxy. */
+  url(connectionString: string): string {
+    const url = new URL(connectionString);
+    url.hostname = '127.0.0.1';
+    url.port = String(this.port);
+    return url.toString();
+  }
+}
