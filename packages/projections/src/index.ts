@@ -33,7 +33,9 @@ export {
   createReadinessProjection,
   READINESS_PROJECTION,
   READINESS_PROJECTION_VERSION,
+  type ReadinessProjection,
   type ReadinessProjectionOptions,
+  type SharedMissionState,
 } from './readiness/projection.js';
 export {
   type CurrentVerdict,

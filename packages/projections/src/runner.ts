@@ -409,6 +409,8 @@ class Worker {
   private live: ContextBuffer | null = null;
   private rebuildTask: Promise<RebuildResult> | null = null;
   private lastSwapCheck = 0;
+  /** What a rebuild in this process learnt, handed to the live generation when it is swapped in. */
+  private shadowMemory: { generation: number; memory: Map<string, unknown> } | null = null;
   private nextDue: number | null | undefined;
   private activeSubscription: Subscription | null = null;
 
@@ -446,7 +448,11 @@ class Worker {
     return this.s.clock().getTime();
   }
 
-  private context(mode: ProjectionMode, generation: number): ContextBuffer {
+  private context(
+    mode: ProjectionMode,
+    generation: number,
+    memory = new Map<string, unknown>(),
+  ): ContextBuffer {
     const buffer: ContextBuffer = {
       published: [],
       ctx: {
@@ -454,7 +460,7 @@ class Worker {
         mode,
         generation,
         table: (table) => physicalName(table, generation, mode),
-        memory: new Map(),
+        memory,
         logger: this.s.logger,
         clock: this.s.clock,
         publish: (changes) => {
@@ -893,6 +899,7 @@ class Worker {
           });
           position = to;
           events += batch.length;
+          if (done) this.shadowMemory = { generation, memory: shadow.ctx.memory };
           onProgress?.({
             name: this.name,
             generation,
@@ -928,7 +935,9 @@ class Worker {
     const row = await readRebuild(this.s.sql, this.name);
     if (!row || row.status !== 'ready' || row.version !== this.projection.version) return;
     if (row.position !== null && (this.position === null || row.position > this.position)) return;
-    const shadow = this.context('rebuild', row.generation);
+    const kept = this.shadowMemory?.generation === row.generation ? this.shadowMemory.memory : undefined;
+    this.shadowMemory = null;
+    const shadow = this.context('rebuild', row.generation, kept);
     let position = row.position;
     if (position !== this.position) {
       const target = this.position;
@@ -1000,7 +1009,8 @@ class Worker {
       await tx.execute('DELETE FROM projection_rebuilds WHERE name = $1', [this.name]);
     });
     this.generation = row.generation;
-    this.live = this.context('live', row.generation);
+    // The shadow's states are the new live generation's: the same events folded into the same tables.
+    this.live = this.context('live', row.generation, shadow.ctx.memory);
     this.nextDue = undefined;
     this.s.logger.info(
       {

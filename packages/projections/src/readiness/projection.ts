@@ -1,5 +1,11 @@
 import type { EventStore, RecordedEvent, SqlClient } from '@muster/event-store';
-import { evaluate, type MissionVerdict, nextChangeAt, serializeState } from '@muster/readiness';
+import {
+  evaluate,
+  type MissionState,
+  type MissionVerdict,
+  nextChangeAt,
+  serializeState,
+} from '@muster/readiness';
 import { appendChanges, changeFeedMigrations } from '../change-feed.js';
 import { ProjectionError } from '../errors.js';
 import type { Projection, ProjectionContext } from '../projection.js';
@@ -93,11 +99,30 @@ class MissionCache {
   values(): IterableIterator<CachedMission> {
     return this.missions.values();
   }
+
+  /** A look without touching the order. */
+  peek(missionId: string): CachedMission | undefined {
+    return this.missions.get(missionId);
+  }
+}
+
+/** A mission's folded state as the live projection holds it in memory (immutable: safe to share). */
+export interface SharedMissionState {
+  state: MissionState;
+  revision: number;
+  position: string | null;
+  recordedAt: number | null;
+  maxRecordedAt: number | null;
+}
+
+export interface ReadinessProjection extends Projection {
+  /** The live projection's in-memory state of a mission, for queries in the same process. */
+  latestState(missionId: string): SharedMissionState | undefined;
 }
 
 const MEMORY_KEY = 'readiness:missions';
 
-export function createReadinessProjection(options: ReadinessProjectionOptions): Projection {
+export function createReadinessProjection(options: ReadinessProjectionOptions): ReadinessProjection {
   const { store } = options;
   const cacheSize = options.cacheSize ?? 1000;
   const cacheEvents = options.cacheEvents ?? 200_000;
@@ -105,6 +130,10 @@ export function createReadinessProjection(options: ReadinessProjectionOptions): 
   const snapshotRatio = options.snapshotRatio ?? 0.5;
   const flushMinEvents = options.flushMinEvents ?? 50;
   const processor = new MissionProcessor();
+  let live: ProjectionContext | null = null;
+  const seen = (ctx: ProjectionContext) => {
+    if (ctx.mode === 'live') live = ctx;
+  };
 
   const cacheOf = (ctx: ProjectionContext): MissionCache => {
     let cache = ctx.memory.get(MEMORY_KEY) as MissionCache | undefined;
@@ -287,7 +316,21 @@ export function createReadinessProjection(options: ReadinessProjectionOptions): 
     tables: readinessTables,
     migrations: changeFeedMigrations,
 
+    latestState(missionId: string): SharedMissionState | undefined {
+      const cache = live?.memory.get(MEMORY_KEY) as MissionCache | undefined;
+      const rt = cache?.peek(missionId)?.rt;
+      if (!rt || rt.state.mission === null) return undefined;
+      return {
+        state: rt.state,
+        revision: rt.revision,
+        position: rt.position,
+        recordedAt: rt.lastRecordedAt,
+        maxRecordedAt: rt.maxRecordedAt,
+      };
+    },
+
     async handle(events: readonly RecordedEvent[], tx: SqlClient, ctx: ProjectionContext): Promise<void> {
+      seen(ctx);
       const touched = new Map<string, CachedMission>();
       const sink = newSink();
       for (const event of events) {
@@ -314,6 +357,7 @@ export function createReadinessProjection(options: ReadinessProjectionOptions): 
     },
 
     async advanceTime(until: number, tx: SqlClient, ctx: ProjectionContext): Promise<void> {
+      seen(ctx);
       const done = new Set<string>();
       for (;;) {
         const rows = await tx.query(

@@ -9,6 +9,7 @@ import {
 } from '@muster/readiness';
 import { ProjectionError } from '../errors.js';
 import { type HistoryEntry, MISSION_STREAM_PREFIX } from './processor.js';
+import type { ReadinessProjection } from './projection.js';
 import {
   foldStream,
   latestSnapshot,
@@ -88,6 +89,11 @@ export interface ReadinessQueries {
 export interface ReadinessQueriesOptions {
   store: EventStore;
   sql: SqlClient;
+  /**
+   * The readiness projection running in this process, if any: its in-memory states of active
+   * missions answer world-time and record-time questions without reading a snapshot.
+   */
+  projection?: Pick<ReadinessProjection, 'latestState'>;
   /** Missions whose latest state stays in memory for world-time questions (default 64). */
   cacheSize?: number;
 }
@@ -190,7 +196,11 @@ export function createReadinessQueries(options: ReadinessQueriesOptions): Readin
   ): Promise<(Latest & { folded: number; snapshot: number | null }) | null> => {
     const head = await store.streamRevision(missionStreamName(missionId));
     if (head === null) return null;
-    const cached = latest.get(missionId);
+    const own = latest.get(missionId);
+    const shared = options.projection?.latestState(missionId);
+    // Whichever is further along: this object's cache or the live projection's memory.
+    const cached =
+      shared && shared.revision <= head && (!own || shared.revision > own.revision) ? shared : own;
     let base: { state: MissionState; revision: number };
     let snapshot: number | null = null;
     let known: Latest | undefined = cached;
@@ -300,7 +310,8 @@ export function createReadinessQueries(options: ReadinessQueriesOptions): Readin
       const stream = missionStreamName(missionId);
       const head = await store.streamRevision(stream);
       if (head === null) return null;
-      const cached = latest.get(missionId);
+      const shared = options.projection?.latestState(missionId);
+      const cached = shared?.revision === head ? shared : latest.get(missionId);
       if (cached && cached.revision === head && cached.maxRecordedAt !== null && cached.maxRecordedAt <= at) {
         return answer(missionId, cached.state, at, {
           mode: 'known-at',

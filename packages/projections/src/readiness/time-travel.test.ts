@@ -128,13 +128,20 @@ describe('time travel from snapshots', () => {
         clock.advance(100 * 60_000);
         await fx.store.appendToStream(missionStreamName('big'), data.slice(i, i + 100));
       }
+      const projection = createReadinessProjection({ store: fx.store, snapshotEvery: 500, snapshotRatio: 0 });
       const runner = await startProjections({
         store: fx.store,
         sql: fx.sql,
-        projections: [createReadinessProjection({ store: fx.store, snapshotEvery: 500, snapshotRatio: 0 })],
+        projections: [projection],
         clock: clock.now,
       });
       await runner.waitForPosition((await fx.store.headPosition()) as string, 30_000);
+      // In the runner's process, the live projection's memory answers without any snapshot.
+      const sharing = createReadinessQueries({ store: fx.store, sql: fx.sql, projection });
+      const shared = await sharing.verdictAsOf('big', '2024-01-02T00:00:00Z');
+      expect(shared?.basis).toMatchObject({ folded: 0, snapshotRevision: null, revision: 2999 });
+      const known = await sharing.verdictKnownAt('big', '2025-01-01T00:00:00Z');
+      expect(known?.basis).toMatchObject({ folded: 0, revision: 2999 });
       await runner.close();
       const queries = createReadinessQueries({ store: fx.store, sql: fx.sql });
       const asOf = await queries.verdictAsOf('big', '2024-01-02T00:00:00Z');
@@ -142,14 +149,14 @@ describe('time travel from snapshots', () => {
       expect(asOf?.basis.folded).toBeLessThan(500);
       const again = await queries.verdictAsOf('big', '2024-01-03T00:00:00Z');
       expect(again?.basis).toMatchObject({ folded: 0, snapshotRevision: null, revision: 2999 });
-      const known = await queries.verdictKnownAt(
+      const then = await queries.verdictKnownAt(
         'big',
         new Date(Date.UTC(2024, 0, 1) + 1600 * 60_000).toISOString(),
       );
       // Events up to revision 1599 were recorded by then; the fold starts at the snapshot below it.
-      expect(known?.basis.revision).toBe(1599);
-      expect(known?.basis.snapshotRevision).toBeGreaterThanOrEqual(1000);
-      expect(known?.basis.folded).toBe(1599 - (known?.basis.snapshotRevision ?? 0));
+      expect(then?.basis.revision).toBe(1599);
+      expect(then?.basis.snapshotRevision).toBeGreaterThanOrEqual(1000);
+      expect(then?.basis.folded).toBe(1599 - (then?.basis.snapshotRevision ?? 0));
     } finally {
       await fx.close();
     }
