@@ -49,7 +49,7 @@ export interface PostgresEventStoreOptions {
   clock?: () => Date;
   /** Polling fallback of live subscriptions, for when a notification is lost (default 1000). */
   pollIntervalMs?: number;
-  /** Rows per page when reading (default 1000). */
+  /** Rows per page when reading, and events per page of a catching-up subscription (default 2500). */
   pageSize?: number;
   /**
    * How long `readAll`, `headPosition` and a subscription about to report `caught-up` wait for
@@ -226,7 +226,7 @@ class PostgresStore implements PostgresEventStore {
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
     this.clock = options.clock ?? (() => new Date());
     this.pollIntervalMs = options.pollIntervalMs ?? 1000;
-    this.pageSize = options.pageSize ?? 1000;
+    this.pageSize = options.pageSize ?? 2500;
     this.visibilityWaitMs = options.visibilityWaitMs ?? 1000;
     this.groupCommit = options.groupCommit ?? true;
     this.chainPipelinedAppends = options.chainPipelinedAppends ?? false;
