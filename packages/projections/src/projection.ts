@@ -58,6 +58,8 @@ export interface Projection {
   nextDue?(sql: SqlClient, ctx: ProjectionContext): Promise<number | null>;
   /** Persists what only memory holds (snapshots) before the runner lets the projection go. */
   flush?(tx: SqlClient, ctx: ProjectionContext): Promise<void>;
+  /** Told of each new live context (a new lease term, a swapped-in generation), and of none (null). */
+  attach?(ctx: ProjectionContext | null): void;
 }
 
 export function generationSuffix(generation: number): string {

@@ -504,6 +504,7 @@ class Worker {
         });
       } catch (error) {
         this.live = null;
+        this.projection.attach?.(null);
         this.caughtUp = false;
         if (this.stopping) break;
         this.fail(error);
@@ -530,6 +531,7 @@ class Worker {
     const live = this.live;
     this.lease = null;
     this.live = null;
+    this.projection.attach?.(null);
     if (!lease) return;
     try {
       if (live && this.projection.flush) {
@@ -551,6 +553,7 @@ class Worker {
     this.generation = checkpoint.generation;
     this.watermark = checkpoint.watermark;
     this.live = this.context('live', checkpoint.generation);
+    this.projection.attach?.(this.live.ctx);
     this.nextDue = undefined;
     this.caughtUp = false;
     await this.resumeInterruptedRebuild(checkpoint);
@@ -1011,6 +1014,7 @@ class Worker {
     this.generation = row.generation;
     // The shadow's states are the new live generation's: the same events folded into the same tables.
     this.live = this.context('live', row.generation, shadow.ctx.memory);
+    this.projection.attach?.(this.live.ctx);
     this.nextDue = undefined;
     this.s.logger.info(
       {

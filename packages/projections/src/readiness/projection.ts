@@ -130,10 +130,8 @@ export function createReadinessProjection(options: ReadinessProjectionOptions): 
   const snapshotRatio = options.snapshotRatio ?? 0.5;
   const flushMinEvents = options.flushMinEvents ?? 50;
   const processor = new MissionProcessor();
+  /** The live context the runner attached, whose memory `latestState` reads. */
   let live: ProjectionContext | null = null;
-  const seen = (ctx: ProjectionContext) => {
-    if (ctx.mode === 'live') live = ctx;
-  };
 
   const cacheOf = (ctx: ProjectionContext): MissionCache => {
     let cache = ctx.memory.get(MEMORY_KEY) as MissionCache | undefined;
@@ -316,6 +314,10 @@ export function createReadinessProjection(options: ReadinessProjectionOptions): 
     tables: readinessTables,
     migrations: changeFeedMigrations,
 
+    attach(ctx: ProjectionContext | null): void {
+      live = ctx;
+    },
+
     latestState(missionId: string): SharedMissionState | undefined {
       const cache = live?.memory.get(MEMORY_KEY) as MissionCache | undefined;
       const rt = cache?.peek(missionId)?.rt;
@@ -330,7 +332,6 @@ export function createReadinessProjection(options: ReadinessProjectionOptions): 
     },
 
     async handle(events: readonly RecordedEvent[], tx: SqlClient, ctx: ProjectionContext): Promise<void> {
-      seen(ctx);
       const touched = new Map<string, CachedMission>();
       const sink = newSink();
       for (const event of events) {
@@ -357,7 +358,6 @@ export function createReadinessProjection(options: ReadinessProjectionOptions): 
     },
 
     async advanceTime(until: number, tx: SqlClient, ctx: ProjectionContext): Promise<void> {
-      seen(ctx);
       const done = new Set<string>();
       for (;;) {
         const rows = await tx.query(

@@ -147,6 +147,29 @@ describe('rebuilding the readiness projection', () => {
     expect(feed.map((c) => c.changeId).sort()).toEqual(expected.sort());
   });
 
+  it("hands the rebuild's in-memory states to the live generation it swaps in", async () => {
+    const { fx, clock } = await setup('rebuild-memory');
+    await fillSynthetic(fx.store, clock, { missions: MISSIONS_UNDER_TEST, eventsPerMission: 200 });
+    const projection = createReadinessProjection({ store: fx.store });
+    const runner = await startProjections({
+      store: fx.store,
+      sql: fx.sql,
+      projections: [projection],
+      clock: clock.now,
+    });
+    cleanups.push(() => runner.close());
+    await caughtUp(runner, fx);
+    const queries = createReadinessQueries({ store: fx.store, sql: fx.sql, projection });
+    await runner.rebuild('readiness');
+    for (const id of MISSIONS_UNDER_TEST) {
+      expect(projection.latestState(id)?.revision).toBe(199);
+      expect((await queries.verdictAsOf(id, '2024-03-01T00:00:00Z'))?.basis).toMatchObject({
+        folded: 0,
+        snapshotRevision: null,
+      });
+    }
+  });
+
   it('resumes a rebuild interrupted half-way when the next runner starts', async () => {
     const { fx, clock, start } = await setup('rebuild-resume');
     await fillSynthetic(fx.store, clock, { missions: MISSIONS_UNDER_TEST, eventsPerMission: 1000 });
