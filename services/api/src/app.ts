@@ -34,6 +34,8 @@ export interface AppDependencies {
   logger: Logger;
   /** The service's clock; tests pass a controlled one. */
   clock?: () => Date;
+  /** See OpenedStores.pipelineAppends; true for the embedded store. */
+  pipelineAppends?: boolean;
 }
 
 export const API_VERSION = '1.0.0';
@@ -95,6 +97,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   }
   const writer = new MissionWriter({
     store,
+    pipeline: deps.pipelineAppends ?? store.kind === 'sqlite',
     onAppend: (seconds, ok) => metrics.appendDuration.observe({ outcome: ok ? 'ok' : 'error' }, seconds),
   });
   const readModel = new FoldingReadModel(store, writer, clock);

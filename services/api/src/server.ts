@@ -23,7 +23,13 @@ async function main(): Promise<void> {
     );
     process.exit(1);
   });
-  const app = await buildApp({ config, store: stores.store, sql: stores.sql, logger });
+  const app = await buildApp({
+    config,
+    store: stores.store,
+    sql: stores.sql,
+    logger,
+    pipelineAppends: stores.pipelineAppends,
+  });
   await bootstrapAdmin(app.services, config);
   const demo = config.demo ? await loadDemo(app.services, config) : null;
 

@@ -7,6 +7,8 @@ import type { Config } from './config.js';
 export interface OpenedStores {
   store: EventStore;
   sql: SqlClient;
+  /** Whether the store refuses an append whose pipelined predecessor failed (see MissionWriter). */
+  pipelineAppends: boolean;
   /** Closes the store and, when separate, the SQL database. */
   close(): Promise<void>;
 }
@@ -35,13 +37,18 @@ export async function openStores(config: Readonly<Config>): Promise<OpenedStores
       const store = await named('MUSTER_SQLITE_PATH', () =>
         openSqliteEventStore({ path: config.sqlitePath, limits }),
       );
-      return { store, sql: store.sql, close: () => store.close() };
+      return { store, sql: store.sql, pipelineAppends: true, close: () => store.close() };
     }
     case 'postgres': {
       const store = await named('DATABASE_URL', () =>
-        openPostgresEventStore({ connectionString: config.databaseUrl as string, limits }),
+        openPostgresEventStore({
+          connectionString: config.databaseUrl as string,
+          limits,
+          // The mission writer pipelines commands: an append must land only on its predecessor.
+          chainPipelinedAppends: true,
+        }),
       );
-      return { store, sql: store.sql, close: () => store.close() };
+      return { store, sql: store.sql, pipelineAppends: true, close: () => store.close() };
     }
     case 'esdb': {
       const store = await named('ESDB_CONNECTION_STRING', () =>
@@ -57,6 +64,7 @@ export async function openStores(config: Readonly<Config>): Promise<OpenedStores
       return {
         store,
         sql,
+        pipelineAppends: false,
         close: async () => {
           await store.close();
           await sql.close();

@@ -50,6 +50,12 @@ export interface CommandOutcome {
   replayed: boolean;
 }
 
+/** A cached mission: its load (or reload) and, once loaded, the entry itself. */
+interface Slot {
+  promise: Promise<MissionEntry>;
+  entry: MissionEntry | null;
+}
+
 interface Folded {
   state: MissionState;
   revision: number | null;
@@ -84,6 +90,19 @@ class MissionEntry {
     }
   }
 
+  /** Takes this mission's turn (when commands must not overlap); resolves with its release. */
+  async turn(): Promise<() => void> {
+    const previous = this.queue;
+    let release: () => void = () => {};
+    this.queue = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    await previous;
+    return release;
+  }
+
+  private queue: Promise<void> = Promise.resolve();
+
   drained(): Promise<void> {
     if (this.inFlight === 0) return Promise.resolve();
     return new Promise((resolve) => this.drainWaiters.push(resolve));
@@ -92,6 +111,12 @@ class MissionEntry {
 
 export interface MissionWriterOptions {
   store: EventStore;
+  /**
+   * Decide a mission's next command before the previous append has settled (default true). Safe
+   * only where the store refuses an append whose predecessor failed: the embedded store (the only
+   * writer), PostgreSQL with `chainPipelinedAppends`. Elsewhere commands on a mission take turns.
+   */
+  pipeline?: boolean;
   maxRetries?: number;
   maxCachedMissions?: number;
   /** Observes each append's duration (seconds) for metrics. */
@@ -99,16 +124,18 @@ export interface MissionWriterOptions {
 }
 
 export class MissionWriter {
-  private readonly entries = new Map<string, Promise<MissionEntry>>();
+  private readonly entries = new Map<string, Slot>();
   private readonly store: EventStore;
   private readonly maxRetries: number;
   private readonly maxCached: number;
+  private readonly pipeline: boolean;
   private readonly onAppend: (seconds: number, ok: boolean) => void;
 
   constructor(options: MissionWriterOptions) {
     this.store = options.store;
     this.maxRetries = options.maxRetries ?? 8;
     this.maxCached = options.maxCachedMissions ?? 1000;
+    this.pipeline = options.pipeline ?? true;
     this.onAppend = options.onAppend ?? (() => {});
   }
 
@@ -130,67 +157,85 @@ export class MissionWriter {
   async execute(command: MissionCommand, context: CommandContext): Promise<CommandOutcome> {
     const { missionId } = command;
     for (let attempt = 0; ; attempt++) {
-      const entry = await this.entry(missionId);
-      // From here to the append call nothing awaits: commands on this mission are decided in order.
-      const base = entry.tentative;
-      if (context.ifMatch !== undefined && context.ifMatch !== (base.revision ?? -1)) {
-        throw staleRevision(context.ifMatch, base.revision);
-      }
-      context.authorize?.(command, base.state);
-      const decided = decide(command, base.state);
-      if (decided.length === 0) {
-        return {
-          missionId,
-          commandId: command.commandId,
-          revision: base.revision,
-          position: base.position,
-          events: [],
-          replayed: false,
-        };
-      }
-      const state = decided.reduce<MissionState>((s, e) => evolve(s, e), base.state);
-      const expected = base.revision ?? 'no_stream';
-      const nextRevision = (base.revision ?? -1) + decided.length;
-      entry.tentative = { state, revision: nextRevision, position: base.position };
-      entry.begin();
-      const started = performance.now();
-      let result: Awaited<ReturnType<EventStore['appendToStream']>>;
+      let entry = await this.entry(missionId);
+      const release = this.pipeline ? null : await entry.turn();
       try {
-        result = await this.store.appendToStream(
-          missionStreamName(missionId),
-          decided.map((event) => toAppend(event, command, context)),
-          { expectedRevision: expected },
-        );
-      } catch (error) {
-        this.onAppend((performance.now() - started) / 1000, false);
-        entry.end();
-        this.forget(missionId, entry);
-        if (!(error instanceof WrongExpectedRevisionError)) throw error;
-        if (context.ifMatch !== undefined) {
-          const fresh = await this.entry(missionId);
-          throw staleRevision(context.ifMatch, fresh.committed.revision);
-        }
-        if (attempt >= this.maxRetries) {
-          throw new ApiError('conflict', 'The mission kept changing under this command; retry it', {
-            attempts: attempt + 1,
-          });
-        }
-        if (attempt >= 2) await sleep(Math.random() * 5 * attempt);
-        continue;
+        if (release) entry = await this.entry(missionId);
+        const outcome = await this.attempt(command, context, entry, attempt);
+        if (outcome) return outcome;
+      } finally {
+        release?.();
       }
-      this.onAppend((performance.now() - started) / 1000, true);
-      entry.end();
-      if (result.idempotent) {
-        // The events were already there: a retry of a command whose first attempt landed.
-        this.forget(missionId, entry);
-        return outcome(missionId, command.commandId, result.events, true);
-      }
-      const folded = { state, revision: result.nextExpectedRevision, position: result.position };
-      if (entry.committed.revision === base.revision) entry.committed = folded;
-      if (entry.tentative.revision === nextRevision && entry.tentative.state === state)
-        entry.tentative = folded;
-      return outcome(missionId, command.commandId, result.events, false);
     }
+  }
+
+  /** One decision and append; null when it must be tried again on a refreshed state. */
+  private async attempt(
+    command: MissionCommand,
+    context: CommandContext,
+    entry: MissionEntry,
+    attempt: number,
+  ): Promise<CommandOutcome | null> {
+    const { missionId } = command;
+    // From here to the append call nothing awaits: commands on this mission are decided in order.
+    const base = entry.tentative;
+    if (context.ifMatch !== undefined && context.ifMatch !== (base.revision ?? -1)) {
+      throw staleRevision(context.ifMatch, base.revision);
+    }
+    context.authorize?.(command, base.state);
+    const decided = decide(command, base.state);
+    if (decided.length === 0) {
+      return {
+        missionId,
+        commandId: command.commandId,
+        revision: base.revision,
+        position: base.position,
+        events: [],
+        replayed: false,
+      };
+    }
+    const state = decided.reduce<MissionState>((s, e) => evolve(s, e), base.state);
+    const expected = base.revision ?? 'no_stream';
+    const nextRevision = (base.revision ?? -1) + decided.length;
+    entry.tentative = { state, revision: nextRevision, position: base.position };
+    entry.begin();
+    const started = performance.now();
+    let result: Awaited<ReturnType<EventStore['appendToStream']>>;
+    try {
+      result = await this.store.appendToStream(
+        missionStreamName(missionId),
+        decided.map((event) => toAppend(event, command, context)),
+        { expectedRevision: expected },
+      );
+    } catch (error) {
+      this.onAppend((performance.now() - started) / 1000, false);
+      entry.end();
+      this.forget(missionId, entry);
+      if (!(error instanceof WrongExpectedRevisionError)) throw error;
+      if (context.ifMatch !== undefined) {
+        const fresh = await this.entry(missionId);
+        throw staleRevision(context.ifMatch, fresh.committed.revision);
+      }
+      if (attempt >= this.maxRetries) {
+        throw new ApiError('conflict', 'The mission kept changing under this command; retry it', {
+          attempts: attempt + 1,
+        });
+      }
+      if (attempt >= 2) await sleep(Math.random() * 5 * attempt);
+      return null;
+    }
+    this.onAppend((performance.now() - started) / 1000, true);
+    entry.end();
+    if (result.idempotent) {
+      // The events were already there: a retry of a command whose first attempt landed.
+      this.forget(missionId, entry);
+      return outcome(missionId, command.commandId, result.events, true);
+    }
+    const folded = { state, revision: result.nextExpectedRevision, position: result.position };
+    if (entry.committed.revision === base.revision) entry.committed = folded;
+    if (entry.tentative.revision === nextRevision && entry.tentative.state === state)
+      entry.tentative = folded;
+    return outcome(missionId, command.commandId, result.events, false);
   }
 
   /** Events a dead attempt of this command appended after `baseRevision`, if any. */
@@ -214,37 +259,43 @@ export class MissionWriter {
   }
 
   private entry(missionId: string): Promise<MissionEntry> {
-    let pending = this.entries.get(missionId);
-    if (!pending) {
-      pending = this.load(missionId, null);
-      this.entries.set(missionId, pending);
-      pending.catch(() => {
-        if (this.entries.get(missionId) === pending) this.entries.delete(missionId);
-      });
+    let slot = this.entries.get(missionId);
+    if (!slot) {
+      slot = this.slot(missionId, this.load(missionId, null));
       this.evict();
     }
-    return pending.then((entry) => {
+    return slot.promise.then((entry) => {
       entry.lastUsed = Date.now();
       return entry;
     });
   }
 
+  private slot(missionId: string, promise: Promise<MissionEntry>): Slot {
+    const slot: Slot = { promise, entry: null };
+    this.entries.set(missionId, slot);
+    promise.then(
+      (entry) => {
+        slot.entry = entry;
+      },
+      () => {
+        if (this.entries.get(missionId) === slot) this.entries.delete(missionId);
+      },
+    );
+    return slot;
+  }
+
   /**
-   * Replaces a cached entry that may be wrong (a failed or conflicting append): the new one
-   * starts from what was certainly committed and reads the rest from the store, once every
-   * append in flight has settled.
+   * Replaces a cached entry that may be wrong (a failed or conflicting append), at once, so that a
+   * retry never decides on it again: the new one starts from what was certainly committed and
+   * reads the rest from the store, once every append in flight has settled.
    */
   private forget(missionId: string, entry: MissionEntry): void {
-    const cached = this.entries.get(missionId);
-    if (!cached) return;
-    void cached.then((current) => {
-      if (current !== entry || this.entries.get(missionId) !== cached) return;
-      const replacement = entry.drained().then(() => this.load(missionId, entry.committed));
-      this.entries.set(missionId, replacement);
-      replacement.catch(() => {
-        if (this.entries.get(missionId) === replacement) this.entries.delete(missionId);
-      });
-    });
+    const slot = this.entries.get(missionId);
+    if (!slot || slot.entry !== entry) return;
+    this.slot(
+      missionId,
+      entry.drained().then(() => this.load(missionId, entry.committed)),
+    );
   }
 
   private async refresh(missionId: string, entry: MissionEntry): Promise<MissionEntry> {
@@ -272,11 +323,9 @@ export class MissionWriter {
 
   private evict(): void {
     if (this.entries.size <= this.maxCached) return;
-    for (const [missionId, pending] of this.entries) {
+    for (const [missionId, slot] of this.entries) {
       if (this.entries.size <= this.maxCached) break;
-      void pending.then((entry) => {
-        if (entry.inFlight === 0 && this.entries.get(missionId) === pending) this.entries.delete(missionId);
-      });
+      if (slot.entry && slot.entry.inFlight === 0) this.entries.delete(missionId);
     }
   }
 }
