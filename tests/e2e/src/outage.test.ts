@@ -17,9 +17,8 @@ import {
  * the service only (through a proxy this test controls; the cluster stays up for everyone else),
  * and a wrong connection string at start-up.
  *
- * Needs a change in services/api (see docs/event-store-postgres.md, "Pipelined writers"): today
- * MissionWriter.forget chains on a cached entry whose reload fails while the database is away,
- * without a rejection handler, and the unhandled rejection ends the process (exit code 1).
+ * Before services/api 838e150 the process died here: a mission state reloaded while the database
+ * was away failed into a promise nobody handled (see docs/event-store-postgres.md).
  */
 const postgres = postgresAvailability();
 const suite = postgres.available ? describe : describe.skip;

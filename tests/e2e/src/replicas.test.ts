@@ -260,11 +260,10 @@ suite('two service processes on one PostgreSQL database', () => {
    * A's pledge then fails its expected revision and must be decided again on a fresh state; A's
    * confirmation must not land on B's event, which holds the revision it expected.
    *
-   * Needs two changes in services/api (see docs/event-store-postgres.md, "Pipelined writers"):
-   * MissionWriter.forget must replace the cached entry at once (today the retry runs on the stale
-   * entry and answers 409 `pledge-already-exists` for a pledge that is not in the log), and the store
-   * must be opened with `chainPipelinedAppends: true` (today the confirmation is written before the
-   * pledge).
+   * Both faults showed before services/api 838e150 (see docs/event-store-postgres.md, "Pipelined
+   * writers"): the pledge's retry ran on the stale cached state and answered 409
+   * `pledge-already-exists` for a pledge not in the log, and the confirmation was written before the
+   * pledge, until the store was opened with `chainPipelinedAppends`.
    */
   it('answer truthfully under contention: a refusal means the log says so, and no command lands on a state it was not decided on', async () => {
     const mission = 'twin-truth';
