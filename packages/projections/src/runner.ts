@@ -893,6 +893,8 @@ class Worker {
           await this.s.sql.transaction(async (tx) => {
             await fenceLease(tx, lease, this.now(), this.s.ttl);
             if (batch.length > 0) await this.projection.handle(batch, tx, shadow.ctx);
+            // A finished generation starts with snapshots as fresh as a clean shutdown leaves them.
+            if (done) await this.projection.flush?.(tx, shadow.ctx);
             const moved = await tx.execute(
               `UPDATE projection_rebuilds SET position = $1, events = events + $2, updated_at = $3, status = $4
                WHERE name = $5 AND generation = $6 AND ${sameAs(tx.dialect, 'position', '$7')}`,

@@ -220,7 +220,10 @@ async function child(path: string): Promise<void> {
     await fn();
     return performance.now() - s;
   };
-  const asOfCold = await time(() => queries.verdictAsOf(BIG, instant(1)));
+  let coldBasis: unknown = null;
+  const asOfCold = await time(async () => {
+    coldBasis = (await queries.verdictAsOf(BIG, instant(1)))?.basis ?? null;
+  });
   // A process with no projection running (another replica): the latest snapshot and the tail.
   const elsewhere = createReadinessQueries({ store, sql: store.sql });
   const asOfColdFromSnapshot = await time(() => elsewhere.verdictAsOf(BIG, instant(2)));
@@ -240,6 +243,9 @@ async function child(path: string): Promise<void> {
   const verified = await verifyExport(exported);
   const verifySeconds = (performance.now() - t0) / 1000;
   const [status] = await runner.status();
+  const [snapshots] = await store.sql.query(
+    'SELECT COUNT(*) AS n, COALESCE(SUM(LENGTH(state)), 0) AS bytes FROM readiness_snapshots',
+  );
   await runner.close();
   await store.close();
 
@@ -247,6 +253,7 @@ async function child(path: string): Promise<void> {
   const catchUpRate = read / catchUpSeconds;
   const asOf = {
     coldMs: round(asOfCold),
+    coldBasis,
     coldFromSnapshotMs: round(asOfColdFromSnapshot),
     warm: latencySummary(asOfWarm),
   };
@@ -276,6 +283,7 @@ async function child(path: string): Promise<void> {
       eventsPerSecond: round(verified.events / verifySeconds, 0),
     },
     projection: { position: status?.position, lagEvents: status?.lagEvents },
+    snapshots: { rows: Number(snapshots?.n), MiB: round(Number(snapshots?.bytes) / 1024 / 1024, 1) },
     targets: { eventsPerSecond: 100_000, ratioToRawRead: 0.5, peakRssMiB: 300, asOfMs: 20 },
     met: {
       eventsPerSecond: rebuildRate >= 100_000,
