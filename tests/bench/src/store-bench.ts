@@ -41,7 +41,9 @@ async function runSqlite(): Promise<void> {
       const store = await openSqliteEventStore({ path: join(dir, `${name}.db`), groupCommit });
       log(`${name}: ${producers} producers for ${seconds}s (group commit ${groupCommit ? 'on' : 'off'})`);
       const result = await closedLoop(producers, seconds, (p, i) =>
-        store.appendToStream(hot ? 'hot-stream' : `stream-${p}`, [{ type: 'Benchmarked', data: { p, i, note: 'x'.repeat(64) } }]),
+        store.appendToStream(hot ? 'hot-stream' : `stream-${p}`, [
+          { type: 'Benchmarked', data: { p, i, note: 'x'.repeat(64) } },
+        ]),
       );
       await store.close();
       return { eventsPerSecond: result.perSecond, events: result.ops, ...result.latency };
@@ -74,14 +76,16 @@ async function runSqlite(): Promise<void> {
     }
     await fill.close();
     log('reading them back in a fresh process');
-    const read = await new Promise<{ events: number; seconds: number; peakRssMiB: number }>((resolve, reject) => {
-      const child = fork(new URL(import.meta.url).pathname, ['--read-child', readPath], {
-        execArgv: ['--conditions=@muster/source', '--import', 'tsx'],
-        stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
-      });
-      child.on('message', (m) => resolve(m as { events: number; seconds: number; peakRssMiB: number }));
-      child.on('error', reject);
-    });
+    const read = await new Promise<{ events: number; seconds: number; peakRssMiB: number }>(
+      (resolve, reject) => {
+        const child = fork(new URL(import.meta.url).pathname, ['--read-child', readPath], {
+          execArgv: ['--conditions=@muster/source', '--import', 'tsx'],
+          stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+        });
+        child.on('message', (m) => resolve(m as { events: number; seconds: number; peakRssMiB: number }));
+        child.on('error', reject);
+      },
+    );
 
     print({
       benchmark: 'store',
