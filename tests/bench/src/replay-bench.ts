@@ -30,6 +30,8 @@ const args = options({
   'per-mission': { type: 'string', default: '10000' },
   dir: { type: 'string', default: '' },
   keep: { type: 'boolean', default: false },
+  /** Caps V8's old space in the measuring process (--max-old-space-size), as a container would. */
+  'heap-mb': { type: 'string', default: '' },
   child: { type: 'string', default: '' },
 });
 
@@ -63,7 +65,13 @@ async function parent(): Promise<void> {
     log(`filled in ${fill.seconds}s (${fill.eventsPerSecond} events/s); measuring in a fresh process`);
     const measured = await new Promise<Record<string, unknown>>((resolve, reject) => {
       const proc = fork(new URL(import.meta.url).pathname, ['--child', path, '--big', String(big)], {
-        execArgv: ['--conditions=@muster/source', '--import', 'tsx', '--expose-gc'],
+        execArgv: [
+          '--conditions=@muster/source',
+          '--import',
+          'tsx',
+          '--expose-gc',
+          ...(args['heap-mb'] ? [`--max-old-space-size=${args['heap-mb']}`] : []),
+        ],
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       });
       proc.once('message', (m) => resolve(m as Record<string, unknown>));
@@ -75,6 +83,7 @@ async function parent(): Promise<void> {
     print({
       benchmark: 'replay',
       store: 'sqlite',
+      maxOldSpaceMiB: args['heap-mb'] ? Number(args['heap-mb']) : 'V8 default',
       events: total,
       missions: missions.length,
       largestMission: { id: BIG, events: big },

@@ -184,14 +184,24 @@ export function createReadinessProjection(options: ReadinessProjectionOptions): 
     return since >= Math.max(snapshotEvery, Math.floor((entry.snapshotRevision + 1) * snapshotRatio));
   };
 
-  const snapshotRow = (rt: MissionRuntime): unknown[] => [
-    rt.missionId,
-    rt.revision,
-    rt.position,
-    rt.lastRecordedAt,
-    rt.maxRecordedAt,
-    serializeState(rt.state),
-  ];
+  // One row per statement, serialised just before it is written: a state can weigh megabytes.
+  const writeSnapshot = (tx: SqlClient, ctx: ProjectionContext, rt: MissionRuntime) =>
+    insertRows(
+      tx,
+      ctx.table(SNAPSHOTS),
+      SNAPSHOT_COLUMNS,
+      [
+        [
+          rt.missionId,
+          rt.revision,
+          rt.position,
+          rt.lastRecordedAt,
+          rt.maxRecordedAt,
+          serializeState(rt.state),
+        ],
+      ],
+      'ON CONFLICT DO NOTHING',
+    );
 
   const write = async (
     tx: SqlClient,
@@ -203,7 +213,7 @@ export function createReadinessProjection(options: ReadinessProjectionOptions): 
     const missions: unknown[][] = [];
     const verdictMissions: string[] = [];
     const verdictRows: unknown[][] = [];
-    const snapshots: unknown[][] = [];
+    const snapshots: MissionRuntime[] = [];
     for (const entry of touched.values()) {
       const { rt } = entry;
       const info = rt.state.mission;
@@ -244,7 +254,7 @@ export function createReadinessProjection(options: ReadinessProjectionOptions): 
         entry.written = rt.verdict;
       }
       if (snapshotDue(entry)) {
-        snapshots.push(snapshotRow(rt));
+        snapshots.push(rt);
         entry.snapshotRevision = rt.revision;
       }
     }
@@ -292,9 +302,7 @@ export function createReadinessProjection(options: ReadinessProjectionOptions): 
         ]),
       );
     }
-    if (snapshots.length > 0) {
-      await insertRows(tx, ctx.table(SNAPSHOTS), SNAPSHOT_COLUMNS, snapshots, 'ON CONFLICT DO NOTHING');
-    }
+    for (const rt of snapshots) await writeSnapshot(tx, ctx, rt);
     // A rebuild recomputes history but never replays notifications: the feed is append-only.
     if (ctx.mode === 'live' && sink.changes.length > 0) {
       ctx.publish(await appendChanges(tx, sink.changes));
@@ -382,14 +390,12 @@ export function createReadinessProjection(options: ReadinessProjectionOptions): 
     async flush(tx: SqlClient, ctx: ProjectionContext): Promise<void> {
       const cache = ctx.memory.get(MEMORY_KEY) as MissionCache | undefined;
       if (!cache) return;
-      const rows: unknown[][] = [];
-      for (const entry of cache.values()) {
+      for (const entry of [...cache.values()]) {
         if (entry.rt.revision - entry.snapshotRevision >= flushMinEvents) {
-          rows.push(snapshotRow(entry.rt));
+          await writeSnapshot(tx, ctx, entry.rt);
           entry.snapshotRevision = entry.rt.revision;
         }
       }
-      await insertRows(tx, ctx.table(SNAPSHOTS), SNAPSHOT_COLUMNS, rows, 'ON CONFLICT DO NOTHING');
     },
   };
 }
