@@ -533,11 +533,11 @@ describe('the readiness API', () => {
         headers: { accept: 'application/x-ndjson' },
       });
       expect(exported.headers['content-type']).toContain('application/x-ndjson');
-      const lines = exported.body
+      const [header, ...events] = exported.body
         .trim()
         .split('\n')
         .map((l) => JSON.parse(l));
-      const events = lines.filter((l) => l.stream === 'mission-mss-haiti');
+      expect(header).toMatchObject({ kind: 'muster-export', missionId: 'mss-haiti', events: 6 });
       expect(events).toHaveLength(6);
       expect(events[1].previousHash).toBe(events[0].hash);
     });

@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { type EventStore, type SqlClient, uuidv7 } from '@muster/event-store';
+import { createReadinessProjection, createReadinessQueries, startProjections } from '@muster/projections';
+import { createWebhookService } from '@muster/webhooks';
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
@@ -16,13 +18,15 @@ import type { Config } from './config.js';
 import { ApiError, registerErrorHandling, sendProblem } from './errors.js';
 import { HEARTBEAT_EVERY_MS, IdempotencyStore } from './idempotency.js';
 import { Metrics } from './metrics.js';
-import { FoldingReadModel } from './missions/mission-queries.js';
 import { MissionWriter } from './missions/mission-writer.js';
+import { ProjectedReadModel } from './missions/projected-read-model.js';
 import { type RateDecision, RateLimiter } from './rate-limit.js';
+import { registerAdminRoutes } from './routes/admin.js';
 import { registerAgencyRoutes } from './routes/agencies.js';
 import { registerCommandRoutes } from './routes/commands.js';
 import { registerMissionRoutes } from './routes/missions.js';
 import { registerOperationRoutes } from './routes/operations.js';
+import { registerWebhookRoutes } from './routes/webhooks.js';
 import { openApiDocument, RouteRegistry } from './routing.js';
 import type { Services } from './services.js';
 
@@ -95,14 +99,37 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     // The embedded store has a single process: claims left in progress belong to a dead one.
     await idempotency.expireInProgress();
   }
+  const readinessProjection = createReadinessProjection({ store });
+  const projections = await startProjections({
+    store,
+    sql,
+    projections: [readinessProjection],
+    logger: logger.child({ component: 'projections' }),
+    clock,
+  });
+  const queries = createReadinessQueries({ store, sql, projection: readinessProjection });
+  let readModel: ProjectedReadModel | null = null;
   const writer = new MissionWriter({
     store,
+    onCommitted: (position) => readModel?.committed(position),
     pipeline: deps.pipelineAppends ?? store.kind === 'sqlite',
     onAppend: (seconds, ok) => metrics.appendDuration.observe({ outcome: ok ? 'ok' : 'error' }, seconds),
   });
-  const readModel = new FoldingReadModel(store, writer, clock);
+  readModel = new ProjectedReadModel(writer, queries, projections, clock);
   await registry.start((error) => logger.error({ err: error }, 'agency subscription dropped; resubscribing'));
-  await readModel.start();
+  const webhooks = createWebhookService({
+    sql,
+    publicUrl:
+      config.publicUrl ?? `http://${config.host === '0.0.0.0' ? 'localhost' : config.host}:${config.port}`,
+    allowHttp: config.webhookAllowHttp,
+    allowCidrs: config.webhookAllowCidrs,
+    clock: { now: () => clock().getTime() },
+    logger: logger.child({ component: 'webhooks' }),
+    ...(config.webhookSecretKey ? { secretKey: config.webhookSecretKey } : {}),
+    changeSignal: projections,
+  });
+  await webhooks.migrate();
+  await webhooks.start();
   const services: Services = {
     config,
     store,
@@ -115,6 +142,9 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     idempotency,
     writer,
     readModel,
+    projections,
+    queries,
+    webhooks,
   };
   app.decorate('services', services);
 
@@ -134,7 +164,8 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     clearInterval(heartbeat);
     await idempotency.retire().catch(() => {});
     await registry.stop();
-    await readModel.close();
+    await webhooks.stop();
+    await projections.close();
   });
 
   app.addHook('onRequest', async (request, reply) => {
@@ -201,6 +232,8 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   registerCommandRoutes(routes, services);
   registerMissionRoutes(routes, services);
   registerAgencyRoutes(routes, services);
+  registerWebhookRoutes(routes, services);
+  registerAdminRoutes(routes, services);
 
   await app.register(swagger, { mode: 'static', specification: { document: getDocument() as never } });
   await app.register(swaggerUi, {

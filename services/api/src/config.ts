@@ -50,6 +50,8 @@ const variables = z.object({
   MUSTER_PUBLIC_URL: optionalString,
   MUSTER_WEBHOOK_ALLOW_HTTP: booleanFlag,
   MUSTER_WEBHOOK_ALLOW_CIDRS: cidrList,
+  /** Base64 of 32 random bytes: webhook signing secrets are kept encrypted with it. */
+  MUSTER_WEBHOOK_SECRET_KEY: optionalString,
 });
 
 type Problem = { variable: string; message: string };
@@ -87,6 +89,15 @@ function crossFieldProblems(env: Record<string, string | undefined>): Problem[] 
       message: 'must start with esdb://, esdb+discover://, kurrentdb:// or kurrentdb+discover://',
     });
   }
+  if (
+    set('MUSTER_WEBHOOK_SECRET_KEY') &&
+    Buffer.from(value('MUSTER_WEBHOOK_SECRET_KEY'), 'base64').length !== 32
+  ) {
+    problems.push({
+      variable: 'MUSTER_WEBHOOK_SECRET_KEY',
+      message: 'must be the base64 of 32 random bytes',
+    });
+  }
   if (set('MUSTER_BOOTSTRAP_ADMIN_KEY') && value('MUSTER_BOOTSTRAP_ADMIN_KEY').length < 32) {
     problems.push({
       variable: 'MUSTER_BOOTSTRAP_ADMIN_KEY',
@@ -116,6 +127,7 @@ export interface Config {
   publicUrl: string | undefined;
   webhookAllowHttp: boolean;
   webhookAllowCidrs: readonly string[];
+  webhookSecretKey: string | undefined;
 }
 
 /** Every problem with the environment at once, one line per variable. */
@@ -162,6 +174,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     publicUrl: e.MUSTER_PUBLIC_URL,
     webhookAllowHttp: e.MUSTER_WEBHOOK_ALLOW_HTTP,
     webhookAllowCidrs: Object.freeze([...e.MUSTER_WEBHOOK_ALLOW_CIDRS]),
+    webhookSecretKey: e.MUSTER_WEBHOOK_SECRET_KEY,
   });
 }
 

@@ -78,11 +78,20 @@ interface CodedError {
   details?: unknown;
 }
 
+/** The other packages' registries: each error carries a stable code and the status to answer with. */
+const CODED_ERRORS: Readonly<Record<string, string>> = {
+  DomainError: 'The command was refused',
+  WebhookError: 'The webhook request was refused',
+  ProjectionError: 'The read model request was refused',
+  EsdbAdapterError: 'The event store refused the request',
+  InvalidConnectionStringError: 'The connection string is not valid',
+};
+
 function isCodedDomainError(error: unknown): error is CodedError {
   const e = error as CodedError;
   return (
     error instanceof Error &&
-    e.name === 'DomainError' &&
+    Object.hasOwn(CODED_ERRORS, e.name) &&
     typeof e.code === 'string' &&
     (typeof e.status === 'number' || typeof e.httpStatus === 'number')
   );
@@ -134,11 +143,24 @@ export function toProblem(
   }
   if (isCodedDomainError(error)) {
     const status = error.status ?? error.httpStatus ?? 422;
+    const title = (error as { title?: unknown }).title;
+    const details = (error.details ?? {}) as Record<string, unknown>;
+    // A list of bad fields is shown as `errors`, as for the service's own validation failures.
+    const extensions =
+      Array.isArray(details.errors) && Object.keys(details).length === 1
+        ? { errors: details.errors }
+        : Object.keys(details).length > 0
+          ? { details }
+          : {};
     return {
-      problem: base(error.code, status, 'The command was refused', error.message, {
-        ...(error.details !== undefined ? { details: error.details } : {}),
-      }),
-      headers: {},
+      problem: base(
+        error.code,
+        status,
+        typeof title === 'string' ? title : (CODED_ERRORS[error.name] as string),
+        error.message,
+        extensions,
+      ),
+      headers: status === 503 ? { 'retry-after': '1' } : {},
     };
   }
   const fastifyError = error as FastifyError;

@@ -24,6 +24,9 @@ export const REDACTED_PATHS = [
   '*.bootstrapAdminKey',
   '*.databaseUrl',
   '*.esdbConnectionString',
+  '*.webhookSecretKey',
+  'secretKey',
+  '*.secretKey',
 ];
 
 export function createLogger(config: Pick<Config, 'logLevel'>, destination?: DestinationStream): Logger {

@@ -24,6 +24,18 @@ export class Metrics {
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
     registers: [this.registry],
   });
+  readonly projectionLag = new Gauge({
+    name: 'muster_projection_lag_events',
+    help: 'Events between a projection checkpoint and the head of the log',
+    labelNames: ['projection'] as const,
+    registers: [this.registry],
+  });
+  readonly projectionCaughtUp = new Gauge({
+    name: 'muster_projection_caught_up',
+    help: '1 once the projection has processed the log up to its head in this process',
+    labelNames: ['projection'] as const,
+    registers: [this.registry],
+  });
   readonly storeUp = new Gauge({
     name: 'muster_store_up',
     help: '1 when the event store answered the last readiness probe',

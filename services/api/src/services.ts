@@ -1,4 +1,6 @@
 import type { EventStore, SqlClient } from '@muster/event-store';
+import type { ProjectionsHandle, ReadinessQueries } from '@muster/projections';
+import type { WebhookService } from '@muster/webhooks';
 import type { Logger } from 'pino';
 import type { AgencyRegistry, AgencyService } from './auth/agencies.js';
 import type { Config } from './config.js';
@@ -20,4 +22,7 @@ export interface Services {
   idempotency: IdempotencyStore;
   writer: MissionWriter;
   readModel: MissionReadModel;
+  projections: ProjectionsHandle;
+  queries: ReadinessQueries;
+  webhooks: WebhookService;
 }

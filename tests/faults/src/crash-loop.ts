@@ -143,7 +143,7 @@ export async function crashLoop(options: CrashLoopOptions): Promise<CrashLoopRep
       .split('\n')
       .filter((line) => line.trim().length > 0)
       .map((line) => JSON.parse(line))
-      .filter((record: { stream?: unknown }) => typeof record.stream === 'string');
+      .filter((record: { kind?: unknown }) => record.kind !== 'muster-export');
     const verifier = new ChainVerifier();
     let chain: CrashLoopReport['chain'] = { ok: true };
     for (const event of events) {

@@ -121,6 +121,8 @@ export interface MissionWriterOptions {
   maxCachedMissions?: number;
   /** Observes each append's duration (seconds) for metrics. */
   onAppend?: (seconds: number, ok: boolean) => void;
+  /** Told the position of every append that succeeded (read-your-writes for the read models). */
+  onCommitted?: (position: string) => void;
 }
 
 export class MissionWriter {
@@ -130,6 +132,7 @@ export class MissionWriter {
   private readonly maxCached: number;
   private readonly pipeline: boolean;
   private readonly onAppend: (seconds: number, ok: boolean) => void;
+  private readonly onCommitted: (position: string) => void;
 
   constructor(options: MissionWriterOptions) {
     this.store = options.store;
@@ -137,6 +140,7 @@ export class MissionWriter {
     this.maxCached = options.maxCachedMissions ?? 1000;
     this.pipeline = options.pipeline ?? true;
     this.onAppend = options.onAppend ?? (() => {});
+    this.onCommitted = options.onCommitted ?? (() => {});
   }
 
   /** The current state of a mission (fresh: its revision is checked against the store). */
@@ -225,6 +229,7 @@ export class MissionWriter {
       return null;
     }
     this.onAppend((performance.now() - started) / 1000, true);
+    this.onCommitted(result.position);
     entry.end();
     if (result.idempotent) {
       // The events were already there: a retry of a command whose first attempt landed.

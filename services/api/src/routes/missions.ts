@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
-import { canonicalJson, isIsoInstant, normaliseInstant, StreamNotFoundError } from '@muster/event-store';
+import { isIsoInstant, normaliseInstant, StreamNotFoundError } from '@muster/event-store';
+import { auditMission, EXPORT_CONTENT_TYPE, exportMission } from '@muster/projections';
 import { missionStreamName } from '@muster/readiness';
 import { z } from 'zod';
 import { canRead, type Principal } from '../auth/roles.js';
@@ -74,6 +75,31 @@ const eventSchema = z.object({
   recordedAt: z.string(),
   hash: z.string(),
   previousHash: z.string().nullable(),
+});
+
+const historyQuery = z.strictObject({
+  afterSeq: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(0),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+});
+
+const historyEntrySchema = z.object({
+  seq: z.int(),
+  phase: z.string(),
+  title: z.string(),
+  from: z.enum(['ready', 'not-ready', 'blocked']).nullable(),
+  to: z.enum(['ready', 'not-ready', 'blocked']).nullable(),
+  occurredAt: z.string().describe('World time of the change'),
+  recordedAt: z.string().describe('Record time of the change'),
+  evaluatedAt: z.string(),
+  cause: z.string().describe('"event", or "time" when no event caused it (a mandate expired)'),
+  causeEventId: z.string().nullable(),
+  causeEventType: z.string().nullable(),
+  causeRevision: z.int().nullable(),
+  causePosition: z.string().nullable(),
+  policyVersion: z.int().nullable(),
+  unmetBefore: z.array(z.string()),
+  unmetAfter: z.array(z.string()),
+  changeId: z.string(),
 });
 
 const eventsQuery = z.strictObject({
@@ -195,11 +221,11 @@ export function registerMissionRoutes(routes: RouteRegistry, services: Services)
       const stream = missionStreamName(params.missionId);
       const { afterRevision, limit } = query as { afterRevision: number; limit: number };
       if (String(request.headers.accept ?? '').includes('application/x-ndjson')) {
-        const revision = await services.store.streamRevision(stream);
-        if (revision === null) throw new ApiError('mission-not-found', `No mission '${params.missionId}'`);
-        reply.header('content-type', 'application/x-ndjson; charset=utf-8');
+        const lines = await exportMission(services.store, params.missionId);
+        if (!lines) throw new ApiError('mission-not-found', `No mission '${params.missionId}'`);
+        reply.header('content-type', `${EXPORT_CONTENT_TYPE}; charset=utf-8`);
         reply.header('content-disposition', `attachment; filename="${params.missionId}.ndjson"`);
-        return reply.send(Readable.from(ndjson(services, stream)));
+        return reply.send(Readable.from(lines));
       }
       const events = [];
       try {
@@ -221,9 +247,85 @@ export function registerMissionRoutes(routes: RouteRegistry, services: Services)
       };
     },
   });
-}
 
-/** The export: one recorded event per line, exactly as stored, so a verifier can recompute hashes. */
-async function* ndjson(services: Services, stream: string): AsyncGenerator<string> {
-  for await (const event of services.store.readStream(stream)) yield `${canonicalJson(event)}\n`;
+  routes.add({
+    method: 'GET',
+    url: '/v1/missions/:missionId/readiness/history',
+    operationId: 'getReadinessHistory',
+    summary:
+      'Every change of a phase verdict: from, to, when (world and record time), the cause, what was unmet before and after',
+    description:
+      'Changes no event causes (a mandate expiring) are recorded at the instant they take effect, with `cause: "time"`. Pages by `afterSeq`.',
+    tags: ['missions', 'audit'],
+    params: z.object({ missionId: missionIdParam }),
+    query: historyQuery,
+    responses: {
+      200: {
+        description: 'A page of changes, oldest first',
+        schema: z.object({
+          missionId: z.string(),
+          entries: z.array(historyEntrySchema),
+          nextAfterSeq: z.int().nullable(),
+        }),
+      },
+      403: { description: 'Out of scope' },
+      404: { description: 'No such mission' },
+    },
+    handler: async ({ params, query, principal }) => {
+      requireRead(principal, params.missionId);
+      await services.readModel.caughtUp();
+      const { afterSeq, limit } = query as { afterSeq: number; limit: number };
+      const page = await services.queries.history(params.missionId, { afterSeq, limit });
+      if (!page) throw new ApiError('mission-not-found', `No mission '${params.missionId}'`);
+      return {
+        missionId: page.missionId,
+        nextAfterSeq: page.nextAfterSeq,
+        entries: page.entries.map((e) => ({
+          ...e,
+          occurredAt: new Date(e.occurredAt).toISOString(),
+          recordedAt: new Date(e.recordedAt).toISOString(),
+          evaluatedAt: new Date(e.evaluatedAt).toISOString(),
+        })),
+      };
+    },
+  });
+
+  routes.add({
+    method: 'GET',
+    url: '/v1/missions/:missionId/audit',
+    operationId: 'auditMission',
+    summary:
+      'Replays the mission from the log alone: verifies the hash chain, recomputes every verdict change and compares with the read models',
+    tags: ['audit'],
+    params: z.object({ missionId: missionIdParam }),
+    responses: {
+      200: {
+        description:
+          'The audit: ok when the chain holds and the read models say what the log says; each mismatch otherwise',
+        schema: z.object({
+          missionId: z.string(),
+          ok: z.boolean(),
+          events: z.int(),
+          chain: z.record(z.string(), z.unknown()),
+          projectionBehind: z.boolean(),
+          comparedUpTo: z.record(z.string(), z.unknown()),
+          history: z.object({ stored: z.int(), recomputed: z.int() }),
+          mismatches: z.array(z.record(z.string(), z.unknown())),
+        }),
+      },
+      403: { description: 'Out of scope' },
+      404: { description: 'No such mission' },
+    },
+    handler: async ({ params, principal }) => {
+      requireRead(principal, params.missionId);
+      await services.readModel.caughtUp();
+      const report = await auditMission({
+        store: services.store,
+        sql: services.sql,
+        missionId: params.missionId,
+      });
+      if (!report) throw new ApiError('mission-not-found', `No mission '${params.missionId}'`);
+      return report;
+    },
+  });
 }

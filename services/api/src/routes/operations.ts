@@ -48,7 +48,28 @@ export function registerOperationRoutes(
           { 'retry-after': '1' },
         );
       }
-      return { status: 'ok' as const, checks: { store: { status: 'up', kind: services.store.kind } } };
+      const projections = await services.projections.status();
+      // A projection that keeps failing while behind cannot serve the read side: not ready.
+      const failing = projections.filter((p) => p.lastError !== null && p.behind);
+      const checks = {
+        store: { status: 'up', kind: services.store.kind },
+        projections: projections.map((p) => ({
+          name: p.name,
+          status: p.lastError !== null && p.behind ? 'failing' : p.behind ? 'catching-up' : 'up',
+          lagEvents: p.lagEvents,
+          isLeader: p.isLeader,
+          lastError: p.lastError?.message ?? null,
+        })),
+      };
+      if (failing.length > 0) {
+        throw new ApiError(
+          'not-ready',
+          `Projection ${failing.map((p) => p.name).join(', ')} is failing`,
+          { checks },
+          { 'retry-after': '5' },
+        );
+      }
+      return { status: 'ok' as const, checks };
     },
   });
 
@@ -63,6 +84,10 @@ export function registerOperationRoutes(
       200: { description: 'Prometheus text exposition', contentType: 'text/plain; version=0.0.4' },
     },
     handler: async ({ reply }) => {
+      for (const p of await services.projections.status()) {
+        if (p.lagEvents !== null) services.metrics.projectionLag.set({ projection: p.name }, p.lagEvents);
+        services.metrics.projectionCaughtUp.set({ projection: p.name }, p.caughtUp ? 1 : 0);
+      }
       reply.type(services.metrics.registry.contentType);
       return services.metrics.registry.metrics();
     },
