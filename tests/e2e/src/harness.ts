@@ -21,7 +21,9 @@ export type StoreKind = 'sqlite' | 'postgres';
 export function postgresAvailability(): { available: boolean; reason: string } {
   if (process.env.DATABASE_URL) return { available: true, reason: '' };
   if (process.env.MUSTER_REQUIRE_POSTGRES === '1') {
-    throw new Error('MUSTER_REQUIRE_POSTGRES=1 but DATABASE_URL is not set: the PostgreSQL end-to-end suite cannot run');
+    throw new Error(
+      'MUSTER_REQUIRE_POSTGRES=1 but DATABASE_URL is not set: the PostgreSQL end-to-end suite cannot run',
+    );
   }
   return { available: false, reason: 'DATABASE_URL is not set' };
 }
@@ -67,7 +69,9 @@ export function freePort(): Promise<number> {
     const server = createServer();
     server.listen(0, '127.0.0.1', () => {
       const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+      server.close(() =>
+        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
+      );
     });
   });
 }
@@ -82,7 +86,10 @@ export interface ServiceProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-export async function startService(store: StoreHandle, env: Record<string, string> = {}): Promise<ServiceProcess> {
+export async function startService(
+  store: StoreHandle,
+  env: Record<string, string> = {},
+): Promise<ServiceProcess> {
   const port = await freePort();
   const child = spawn(process.execPath, [SERVER], {
     env: {
@@ -103,7 +110,8 @@ export async function startService(store: StoreHandle, env: Record<string, strin
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 30_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`service exited with ${child.exitCode}:\n${output.join('')}`);
+    if (child.exitCode !== null)
+      throw new Error(`service exited with ${child.exitCode}:\n${output.join('')}`);
     try {
       const res = await fetch(`${url}/health/ready`);
       if (res.status === 200) break;
@@ -133,6 +141,7 @@ export interface ApiResponse {
   status: number;
   headers: Headers;
   body: string;
+  // biome-ignore lint/suspicious/noExplicitAny: tests read whatever JSON the service answered, field by field.
   json(): any;
 }
 
@@ -150,15 +159,23 @@ export async function call(
       ...(options.body !== undefined ? { 'content-type': 'application/json' } : {}),
       ...options.headers,
     },
-    ...(options.body !== undefined ? { body: typeof options.body === 'string' ? options.body : JSON.stringify(options.body) } : {}),
+    ...(options.body !== undefined
+      ? { body: typeof options.body === 'string' ? options.body : JSON.stringify(options.body) }
+      : {}),
   });
   const body = await res.text();
   return { status: res.status, headers: res.headers, body, json: () => JSON.parse(body) };
 }
 
-export async function registerAgency(service: { url: string }, id: string, roles: string[], missions = ['*']): Promise<string> {
+export async function registerAgency(
+  service: { url: string },
+  id: string,
+  roles: string[],
+  missions = ['*'],
+): Promise<string> {
   const created = await call(service, 'POST', '/v1/agencies', { body: { id, name: id, roles, missions } });
-  if (created.status !== 201 && created.status !== 409) throw new Error(`agency ${id}: ${created.status} ${created.body}`);
+  if (created.status !== 201 && created.status !== 409)
+    throw new Error(`agency ${id}: ${created.status} ${created.body}`);
   const key = await call(service, 'POST', `/v1/agencies/${id}/keys`, { body: { label: 'e2e' } });
   if (key.status !== 201) throw new Error(`key for ${id}: ${key.status} ${key.body}`);
   return key.json().key;

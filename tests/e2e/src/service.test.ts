@@ -38,26 +38,42 @@ for (const { kind, skip } of stores) {
     it('replays the MSS Haiti story and reaches the expected verdict after every step', async () => {
       const { missionId, steps } = mssHaitiScenario;
       for (const [index, step] of steps.entries()) {
-        const { type, missionId: _mission, ...body } = step.command as { type: string; missionId: string } & Record<string, unknown>;
+        const {
+          type,
+          missionId: _mission,
+          ...body
+        } = step.command as { type: string; missionId: string } & Record<string, unknown>;
         const path =
           type === 'DefineMission' ? '/v1/missions' : `/v1/missions/${missionId}/commands/${kebab(type)}`;
-        const res = await call(service, 'POST', path, { body: type === 'DefineMission' ? { id: missionId, ...body } : body });
+        const res = await call(service, 'POST', path, {
+          body: type === 'DefineMission' ? { id: missionId, ...body } : body,
+        });
         const label = `step ${index + 1}: ${step.title}`;
         if (step.expected.error) {
           expect({ label, code: res.json().code }).toEqual({ label, code: step.expected.error });
           expect(res.headers.get('content-type')).toContain('application/problem+json');
         } else {
-          expect({ label, status: res.status, body: res.status === 201 ? '' : res.body }).toEqual({ label, status: 201, body: '' });
+          expect({ label, status: res.status, body: res.status === 201 ? '' : res.body }).toEqual({
+            label,
+            status: 201,
+            body: '',
+          });
         }
-        const readiness = await call(service, 'GET', `/v1/missions/${missionId}/readiness?asOf=${step.expected.at}`);
+        const readiness = await call(
+          service,
+          'GET',
+          `/v1/missions/${missionId}/readiness?asOf=${step.expected.at}`,
+        );
         expect(readiness.status).toBe(200);
         const phases = readiness
           .json()
-          .phases.map((p: { phase: string; status: string; preconditions: Array<{ id: string; met: boolean }> }) => ({
-            phase: p.phase,
-            status: p.status,
-            unmet: p.preconditions.filter((c) => !c.met).map((c) => c.id),
-          }));
+          .phases.map(
+            (p: { phase: string; status: string; preconditions: Array<{ id: string; met: boolean }> }) => ({
+              phase: p.phase,
+              status: p.status,
+              unmet: p.preconditions.filter((c) => !c.met).map((c) => c.id),
+            }),
+          );
         expect({ label, phases }).toEqual({ label, phases: step.expected.phases });
       }
     });
@@ -67,10 +83,22 @@ for (const { kind, skip } of stores) {
       const url = '/v1/missions/mss-haiti/commands/pledge-funding';
       const cases: Array<[string, Parameters<typeof call>[3], number]> = [
         ['malformed JSON', { body: '{"pledgeId": ' }, 400],
-        ['wrong types', { body: { pledgeId: 1, pledger: 2, amount: 'lots', currency: 'usd', baseCurrencyAmount: -5 } }, 400],
+        [
+          'wrong types',
+          { body: { pledgeId: 1, pledger: 2, amount: 'lots', currency: 'usd', baseCurrencyAmount: -5 } },
+          400,
+        ],
         ['missing fields', { body: {} }, 400],
-        ['a huge body', { body: JSON.stringify({ pledgeId: 'x', purpose: 'y'.repeat(3 * 1024 * 1024) }) }, 413],
-        ['not JSON', { body: 'amount=5', headers: { 'content-type': 'application/x-www-form-urlencoded' } }, 415],
+        [
+          'a huge body',
+          { body: JSON.stringify({ pledgeId: 'x', purpose: 'y'.repeat(3 * 1024 * 1024) }) },
+          413,
+        ],
+        [
+          'not JSON',
+          { body: 'amount=5', headers: { 'content-type': 'application/x-www-form-urlencoded' } },
+          415,
+        ],
         ['no key', { key: null, body: {} }, 401],
       ];
       for (const [name, options, status] of cases) {
@@ -87,7 +115,13 @@ for (const { kind, skip } of stores) {
 
     it('keeps idempotency keys across a restart', async () => {
       const donor = await registerAgency(service, 'canada', ['donor'], ['mss-haiti']);
-      const body = { pledgeId: 'ca-medical-e2e', pledger: 'canada', capability: 'medical', quantity: 1, unit: 'teams' };
+      const body = {
+        pledgeId: 'ca-medical-e2e',
+        pledger: 'canada',
+        capability: 'medical',
+        quantity: 1,
+        unit: 'teams',
+      };
       const first = await call(service, 'POST', '/v1/missions/mss-haiti/commands/pledge-logistics', {
         key: donor,
         body,
@@ -142,7 +176,9 @@ for (const { kind, skip } of stores) {
       const events: string[] = [];
       let after = -1;
       for (;;) {
-        const page = (await call(service, 'GET', `/v1/missions/mss-haiti/events?afterRevision=${after}&limit=1000`)).json();
+        const page = (
+          await call(service, 'GET', `/v1/missions/mss-haiti/events?afterRevision=${after}&limit=1000`)
+        ).json();
         events.push(...page.events.map((e: { id: string }) => e.id));
         if (page.nextAfterRevision === null) break;
         after = page.nextAfterRevision;
