@@ -99,7 +99,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     // The embedded store has a single process: claims left in progress belong to a dead one.
     await idempotency.expireInProgress();
   }
-  const readinessProjection = createReadinessProjection({ store });
+  const readinessProjection = createReadinessProjection({ store, cacheEvents: config.stateCacheEvents });
   const projections = await startProjections({
     store,
     sql,
@@ -113,6 +113,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     store,
     onCommitted: (position) => readModel?.committed(position),
     pipeline: deps.pipelineAppends ?? store.kind === 'sqlite',
+    maxCachedEvents: config.stateCacheEvents,
     onAppend: (seconds, ok) => metrics.appendDuration.observe({ outcome: ok ? 'ok' : 'error' }, seconds),
   });
   readModel = new ProjectedReadModel(writer, queries, projections, clock);

@@ -47,6 +47,7 @@ const variables = z.object({
   MUSTER_SHUTDOWN_TIMEOUT_MS: positiveInt(15_000),
   MUSTER_REQUEST_TIMEOUT_MS: positiveInt(30_000),
   MUSTER_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(0).default(6000),
+  MUSTER_STATE_CACHE_EVENTS: z.coerce.number().int().min(1000).default(200_000),
   MUSTER_PUBLIC_URL: optionalString,
   MUSTER_WEBHOOK_ALLOW_HTTP: booleanFlag,
   MUSTER_WEBHOOK_ALLOW_CIDRS: cidrList,
@@ -124,6 +125,8 @@ export interface Config {
   shutdownTimeoutMs: number;
   requestTimeoutMs: number;
   rateLimitPerMinute: number;
+  /** Most events held in memory by each cache of mission states (the writer's, the projection's). */
+  stateCacheEvents: number;
   publicUrl: string | undefined;
   webhookAllowHttp: boolean;
   webhookAllowCidrs: readonly string[];
@@ -171,6 +174,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     shutdownTimeoutMs: e.MUSTER_SHUTDOWN_TIMEOUT_MS,
     requestTimeoutMs: e.MUSTER_REQUEST_TIMEOUT_MS,
     rateLimitPerMinute: e.MUSTER_RATE_LIMIT_PER_MINUTE,
+    stateCacheEvents: e.MUSTER_STATE_CACHE_EVENTS,
     publicUrl: e.MUSTER_PUBLIC_URL,
     webhookAllowHttp: e.MUSTER_WEBHOOK_ALLOW_HTTP,
     webhookAllowCidrs: Object.freeze([...e.MUSTER_WEBHOOK_ALLOW_CIDRS]),

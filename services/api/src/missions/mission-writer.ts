@@ -119,6 +119,12 @@ export interface MissionWriterOptions {
   pipeline?: boolean;
   maxRetries?: number;
   maxCachedMissions?: number;
+  /**
+   * Most events folded into the cached states together (default 200,000): memory stays bounded
+   * however long the streams grow. The least recently used missions go first and are read again
+   * when next needed.
+   */
+  maxCachedEvents?: number;
   /** Observes each append's duration (seconds) for metrics. */
   onAppend?: (seconds: number, ok: boolean) => void;
   /** Told the position of every append that succeeded (read-your-writes for the read models). */
@@ -130,6 +136,8 @@ export class MissionWriter {
   private readonly store: EventStore;
   private readonly maxRetries: number;
   private readonly maxCached: number;
+  private readonly maxCachedEvents: number;
+  private commitsSinceEviction = 0;
   private readonly pipeline: boolean;
   private readonly onAppend: (seconds: number, ok: boolean) => void;
   private readonly onCommitted: (position: string) => void;
@@ -138,6 +146,7 @@ export class MissionWriter {
     this.store = options.store;
     this.maxRetries = options.maxRetries ?? 8;
     this.maxCached = options.maxCachedMissions ?? 1000;
+    this.maxCachedEvents = options.maxCachedEvents ?? 200_000;
     this.pipeline = options.pipeline ?? true;
     this.onAppend = options.onAppend ?? (() => {});
     this.onCommitted = options.onCommitted ?? (() => {});
@@ -231,6 +240,7 @@ export class MissionWriter {
     this.onAppend((performance.now() - started) / 1000, true);
     this.onCommitted(result.position);
     entry.end();
+    if (++this.commitsSinceEviction >= 100) this.evict();
     if (result.idempotent) {
       // The events were already there: a retry of a command whose first attempt landed.
       this.forget(missionId, entry);
@@ -326,11 +336,20 @@ export class MissionWriter {
     return new MissionEntry(missionId, { state, revision, position });
   }
 
+  /** Keeps the cache within its bounds: missions and events folded; least recently used first. */
   private evict(): void {
-    if (this.entries.size <= this.maxCached) return;
-    for (const [missionId, slot] of this.entries) {
-      if (this.entries.size <= this.maxCached) break;
-      if (slot.entry && slot.entry.inFlight === 0) this.entries.delete(missionId);
+    this.commitsSinceEviction = 0;
+    const loaded = [...this.entries].filter(([, slot]) => slot.entry !== null) as Array<
+      [string, Slot & { entry: MissionEntry }]
+    >;
+    let events = loaded.reduce((sum, [, slot]) => sum + slot.entry.committed.state.eventCount, 0);
+    if (this.entries.size <= this.maxCached && events <= this.maxCachedEvents) return;
+    loaded.sort(([, a], [, b]) => a.entry.lastUsed - b.entry.lastUsed);
+    for (const [missionId, slot] of loaded) {
+      if (this.entries.size <= this.maxCached && events <= this.maxCachedEvents) break;
+      if (slot.entry.inFlight > 0 || this.entries.get(missionId) !== slot) continue;
+      this.entries.delete(missionId);
+      events -= slot.entry.committed.state.eventCount;
     }
   }
 }
