@@ -1,0 +1,25 @@
+import { parseArgs } from 'node:util';
+import { soak } from './soak.js';
+
+/** `pnpm --filter @muster/faults soak [--minutes 10] [--rate N]`: prints the figures as JSON. */
+const { values } = parseArgs({
+  options: {
+    minutes: { type: 'string', default: '10' },
+    rate: { type: 'string' },
+    missions: { type: 'string', default: '40' },
+  },
+});
+const report = await soak({
+  seconds: Math.round(Number(values.minutes) * 60),
+  ...(values.rate ? { rate: Number(values.rate) } : {}),
+  missions: Number(values.missions),
+  probeSeconds: 10,
+  log: (message) => process.stderr.write(`[soak] ${message}\n`),
+});
+process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+const steady =
+  report.errors === 0 &&
+  report.memory.growthPercent < 10 &&
+  report.latency.worstWindowP99Ms <= Math.max(3 * report.latency.medianWindowP99Ms, 100) &&
+  report.deliveries > 0;
+process.exit(steady ? 0 : 1);
