@@ -106,6 +106,8 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     projections: [readinessProjection],
     logger: logger.child({ component: 'projections' }),
     clock,
+    // After a store outage the read side must come back within seconds, not half a minute.
+    backoff: { initialMs: 200, maxMs: 5_000 },
   });
   const queries = createReadinessQueries({ store, sql, projection: readinessProjection });
   let readModel: ProjectedReadModel | null = null;

@@ -251,3 +251,12 @@ export class TcpProxy {
     return url.toString();
   }
 }
+
+/** The events of a mission export (`Accept: application/x-ndjson`): every line after the header. */
+export function parseExport<T = Record<string, unknown>>(text: string): T[] {
+  return text
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => JSON.parse(line) as T & { kind?: string })
+    .filter((line) => line.kind !== 'muster-export');
+}

@@ -5,6 +5,7 @@ import {
   type ApiResponse,
   call,
   createStore,
+  parseExport,
   postgresAvailability,
   type ServiceProcess,
   type StoreHandle,
@@ -55,6 +56,7 @@ suite('the database going away under load (PostgreSQL, through a proxy)', () => 
     store = await createStore('postgres');
     proxy = await TcpProxy.forUrl(store.env.DATABASE_URL as string);
     service = await startService(store, {
+      MUSTER_RATE_LIMIT_PER_MINUTE: '0',
       DATABASE_URL: proxy.url(store.env.DATABASE_URL as string),
       MUSTER_REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS),
     });
@@ -194,10 +196,7 @@ suite('the database going away under load (PostgreSQL, through a proxy)', () => 
       headers: { accept: 'application/x-ndjson' },
     });
     expect(exported.status).toBe(200);
-    const log = exported.body
-      .split('\n')
-      .filter((line) => line !== '')
-      .map((line) => JSON.parse(line) as RecordedEvent);
+    const log = parseExport<RecordedEvent>(exported.body);
     expect(log.map((e) => e.revision)).toEqual(log.map((_, i) => i));
     expect(await verifyStream(log)).toMatchObject({ ok: true, count: log.length });
     expect(new Set(log.map((e) => e.id)).size).toBe(log.length);

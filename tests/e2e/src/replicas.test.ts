@@ -6,6 +6,7 @@ import {
   type ApiResponse,
   call,
   createStore,
+  parseExport,
   postgresAvailability,
   type ServiceProcess,
   type StoreHandle,
@@ -78,10 +79,7 @@ suite('two service processes on one PostgreSQL database', () => {
     });
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toContain('application/x-ndjson');
-    const events = res.body
-      .split('\n')
-      .filter((line) => line !== '')
-      .map((line) => JSON.parse(line) as RecordedEvent);
+    const events = parseExport<RecordedEvent>(res.body);
     return { text: res.body, events };
   };
 
@@ -96,7 +94,8 @@ suite('two service processes on one PostgreSQL database', () => {
   beforeAll(async () => {
     store = await createStore('postgres');
     // Started together: both migrate the fresh database at once.
-    [a, b] = await Promise.all([startService(store), startService(store)]);
+    const unlimited = { MUSTER_RATE_LIMIT_PER_MINUTE: '0' };
+    [a, b] = await Promise.all([startService(store, unlimited), startService(store, unlimited)]);
   });
   afterAll(async () => {
     const codes = await Promise.all([a?.stop(), b?.stop()]);

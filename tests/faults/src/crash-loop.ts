@@ -1,4 +1,11 @@
-import { call, createStore, type ServiceProcess, type StoreKind, startService } from '@muster/e2e';
+import {
+  call,
+  createStore,
+  parseExport,
+  type ServiceProcess,
+  type StoreKind,
+  startService,
+} from '@muster/e2e';
 import { ChainVerifier, type RecordedEvent } from '@muster/event-store';
 
 /**
@@ -139,11 +146,7 @@ export async function crashLoop(options: CrashLoopOptions): Promise<CrashLoopRep
     const exported = await call(service, 'GET', `/v1/missions/${MISSION}/events`, {
       headers: { accept: 'application/x-ndjson' },
     });
-    const events: RecordedEvent[] = exported.body
-      .split('\n')
-      .filter((line) => line.trim().length > 0)
-      .map((line) => JSON.parse(line))
-      .filter((record: { kind?: unknown }) => record.kind !== 'muster-export');
+    const events = parseExport<RecordedEvent>(exported.body);
     const verifier = new ChainVerifier();
     let chain: CrashLoopReport['chain'] = { ok: true };
     for (const event of events) {

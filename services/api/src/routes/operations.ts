@@ -3,6 +3,9 @@ import { ApiError } from '../errors.js';
 import type { RouteRegistry } from '../routing.js';
 import type { Services } from '../services.js';
 
+/** A projection error older than this, with the projection running again, no longer fails readiness. */
+const PROJECTION_ERROR_WINDOW_MS = 10_000;
+
 export function registerOperationRoutes(
   routes: RouteRegistry,
   services: Services,
@@ -49,13 +52,17 @@ export function registerOperationRoutes(
         );
       }
       const projections = await services.projections.status();
-      // A projection that keeps failing while behind cannot serve the read side: not ready.
-      const failing = projections.filter((p) => p.lastError !== null && p.behind);
+      // A projection that failed within the last seconds and is behind cannot serve the read side:
+      // not ready. An older error it has since recovered from (its supervisor restarted it) is not.
+      const recent = services.clock().getTime() - PROJECTION_ERROR_WINDOW_MS;
+      const isFailing = (p: (typeof projections)[number]) =>
+        p.lastError !== null && Date.parse(p.lastError.at) >= recent && p.behind;
+      const failing = projections.filter(isFailing);
       const checks = {
         store: { status: 'up', kind: services.store.kind },
         projections: projections.map((p) => ({
           name: p.name,
-          status: p.lastError !== null && p.behind ? 'failing' : p.behind ? 'catching-up' : 'up',
+          status: isFailing(p) ? 'failing' : p.behind ? 'catching-up' : 'up',
           lagEvents: p.lagEvents,
           isLeader: p.isLeader,
           lastError: p.lastError?.message ?? null,
