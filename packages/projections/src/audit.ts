@@ -79,7 +79,7 @@ export async function auditMission(options: {
   let chain: ChainVerdict | null = null;
   const processor = new MissionProcessor();
   const runtime = newRuntime(missionId);
-  const sink = newSink();
+  const sink = newSink({ changes: false });
   let events = 0;
   try {
     for await (const event of store.readStream(missionStreamName(missionId))) {

@@ -172,7 +172,7 @@ export async function verifyExport(
     throw new ProjectionError('invalid-instant', { value: options.until });
   const chain = new ChainVerifier();
   const processor = new MissionProcessor();
-  const sink = newSink();
+  const sink = newSink({ changes: false });
   let runtime: ReturnType<typeof newRuntime> | null = null;
   let header: ExportHeader | null = null;
   let stream: string | null = null;

@@ -1,6 +1,26 @@
-import type { MissionVerdict, PhaseVerdict, PreconditionResult } from './evaluate.js';
 import type { PreconditionKind } from './policy.js';
 import type { PhaseStatus } from './vocabulary.js';
+
+/**
+ * What diffVerdicts reads of a verdict: a `MissionVerdict`, or a `VerdictStatus` (whose
+ * preconditions have no `missing`).
+ */
+export interface ComparableVerdict {
+  readonly phases: readonly ComparablePhase[];
+}
+export interface ComparablePhase {
+  readonly phase: string;
+  readonly title: string;
+  readonly status: PhaseStatus;
+  readonly preconditions: readonly ComparablePrecondition[];
+}
+export interface ComparablePrecondition {
+  readonly id: string;
+  readonly kind: PreconditionKind;
+  readonly title: string;
+  readonly met: boolean;
+  readonly missing?: string | null;
+}
 
 export interface PhaseChange {
   readonly phase: string;
@@ -33,20 +53,20 @@ export interface VerdictDiff {
  * that flips nothing ("officers ready 400 of 1,000" → "600 of 1,000") is not a change. Ordered
  * as in `after`, then what only `before` had, in its order.
  */
-export function diffVerdicts(before: MissionVerdict, after: MissionVerdict): VerdictDiff {
+export function diffVerdicts(before: ComparableVerdict, after: ComparableVerdict): VerdictDiff {
   const phases: PhaseChange[] = [];
   const preconditions: PreconditionChange[] = [];
   const beforePhases = new Map(before.phases.map((phase) => [phase.phase, phase]));
   const afterIds = new Set(after.phases.map((phase) => phase.phase));
   const comparePreconditions = (
     phase: string,
-    old: PhaseVerdict | undefined,
-    next: PhaseVerdict | undefined,
+    old: ComparablePhase | undefined,
+    next: ComparablePhase | undefined,
   ) => {
     const oldById = new Map((old?.preconditions ?? []).map((p) => [p.id, p]));
     const nextIds = new Set((next?.preconditions ?? []).map((p) => p.id));
-    const change = (was: PreconditionResult | undefined, now: PreconditionResult | undefined) => {
-      const shown = (now ?? was) as PreconditionResult;
+    const change = (was: ComparablePrecondition | undefined, now: ComparablePrecondition | undefined) => {
+      const shown = (now ?? was) as ComparablePrecondition;
       const metBefore = was?.met ?? null;
       const metAfter = now?.met ?? null;
       if (metBefore !== metAfter) {
@@ -87,7 +107,7 @@ export function diffVerdicts(before: MissionVerdict, after: MissionVerdict): Ver
 }
 
 /** True when some phase's status or some precondition's met flag differs. */
-export function verdictChanged(before: MissionVerdict, after: MissionVerdict): boolean {
+export function verdictChanged(before: ComparableVerdict, after: ComparableVerdict): boolean {
   const diff = diffVerdicts(before, after);
   return diff.phases.length > 0 || diff.preconditions.length > 0;
 }

@@ -1,7 +1,7 @@
 import { DomainError } from './errors.js';
 import { groupDigits } from './format.js';
 import { canonicalInstant, toIso, toMs } from './instant.js';
-import { mapEntries, mapGet, mapValues, type PMap } from './pmap.js';
+import { mapEntries, mapGet, mapValues, mapValuesUnordered, type PMap } from './pmap.js';
 import type {
   CoveragePrecondition,
   FactPrecondition,
@@ -432,42 +432,63 @@ function evaluatePhase(context: Context, precondition: PhasePrecondition): Preco
  */
 export function nextChangeAt(state: MissionState, at: string): string | null {
   requireMission(state);
-  const t = toMs(at, 'at');
-  let next = Number.POSITIVE_INFINITY;
-  const consider = (candidate: number): void => {
-    if (candidate > t && candidate < next) {
-      next = candidate;
-    }
-  };
-  const considerTimeline = (points: PVec<{ readonly at: number }>): void => {
-    const index = vecLastIndexAtOrBefore(points, t, byAt) + 1;
-    if (index < points.n) {
-      consider(vecGet(points, index).at);
-    }
-  };
-  for (const version of state.policies) {
-    consider(version.effectiveFrom);
-  }
-  for (const collection of [state.facts, state.blockers]) {
-    for (const subjects of mapValues(collection)) {
-      for (const record of mapValues(subjects)) {
-        considerTimeline(record.points);
+  const next = nextChangeAfter(state, toMs(at, 'at'));
+  return next === null ? null : toIso(next);
+}
+
+/** The first point of a timeline dated after t, or +Infinity. */
+function firstAfter(points: PVec<{ readonly at: number }>, t: number): number {
+  const index = vecLastIndexAtOrBefore(points, t, byAt) + 1;
+  return index < points.n ? vecGet(points, index).at : Number.POSITIVE_INFINITY;
+}
+
+function firstSwitchAfter(collection: PMap<PMap<SwitchRecord>>, t: number, next: number): number {
+  let found = next;
+  for (const subjects of mapValuesUnordered(collection)) {
+    for (const record of mapValuesUnordered(subjects)) {
+      const candidate = firstAfter(record.points, t);
+      if (candidate < found) {
+        found = candidate;
       }
     }
   }
-  for (const reports of mapValues(state.units)) {
-    considerTimeline(reports);
+  return found;
+}
+
+/** `nextChangeAt` in epoch milliseconds. */
+export function nextChangeAfter(state: MissionState, t: number): number | null {
+  requireMission(state);
+  let next = Number.POSITIVE_INFINITY;
+  for (const version of state.policies) {
+    if (version.effectiveFrom > t && version.effectiveFrom < next) {
+      next = version.effectiveFrom;
+    }
   }
-  for (const points of mapValues(state.pools)) {
-    considerTimeline(points);
+  next = firstSwitchAfter(state.facts, t, next);
+  next = firstSwitchAfter(state.blockers, t, next);
+  for (const reports of mapValuesUnordered(state.units)) {
+    const candidate = firstAfter(reports, t);
+    if (candidate < next) {
+      next = candidate;
+    }
   }
-  for (const mandate of mapValues(state.mandates)) {
-    consider(mandate.at);
-    consider(mandate.validFrom);
-    consider(mandate.validUntil);
+  for (const points of mapValuesUnordered(state.pools)) {
+    const candidate = firstAfter(points, t);
+    if (candidate < next) {
+      next = candidate;
+    }
   }
-  for (const authorisation of mapValues(state.authorisations)) {
-    consider(authorisation.at);
+  for (const mandate of mapValuesUnordered(state.mandates)) {
+    for (const candidate of [mandate.at, mandate.validFrom, mandate.validUntil]) {
+      if (candidate > t && candidate < next) {
+        next = candidate;
+      }
+    }
   }
-  return Number.isFinite(next) ? toIso(next) : null;
+  for (const authorisation of mapValuesUnordered(state.authorisations)) {
+    if (authorisation.at > t && authorisation.at < next) {
+      next = authorisation.at;
+    }
+  }
+  return Number.isFinite(next) ? next : null;
 }

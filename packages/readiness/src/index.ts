@@ -15,6 +15,9 @@ export {
 } from './commands.js';
 export { decide } from './decide.js';
 export {
+  type ComparablePhase,
+  type ComparablePrecondition,
+  type ComparableVerdict,
   diffVerdicts,
   type PhaseChange,
   type PreconditionChange,
@@ -32,6 +35,7 @@ export {
   evaluate,
   MAX_EVIDENCE,
   type MissionVerdict,
+  nextChangeAfter,
   nextChangeAt,
   type PhaseVerdict,
   type PreconditionResult,
@@ -50,7 +54,7 @@ export {
   toStoredEvent,
 } from './events.js';
 export { eventIdFor, MISSION_ID_PATTERN, missionStreamName } from './ids.js';
-export { instantSchema } from './instant.js';
+export { instantMs, instantSchema } from './instant.js';
 export {
   type CoveragePrecondition,
   type FactPrecondition,
@@ -75,6 +79,13 @@ export {
   type MissionState,
   serializeState,
 } from './state.js';
+export {
+  evaluateStatus,
+  type PhaseStatusSummary,
+  type PreconditionStatus,
+  unmetPreconditions,
+  type VerdictStatus,
+} from './status.js';
 export { type MissionTemplate, MSS_HAITI_AGREEMENT_ID, missionTemplates } from './templates.js';
 export {
   BLOCKER_KINDS,

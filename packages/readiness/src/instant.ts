@@ -18,13 +18,13 @@ const digit = (text: string, index: number): number => {
 function canonicalMs(instant: string): number | undefined {
   if (
     instant.length !== 24 ||
-    instant[4] !== '-' ||
-    instant[7] !== '-' ||
-    instant[10] !== 'T' ||
-    instant[13] !== ':' ||
-    instant[16] !== ':' ||
-    instant[19] !== '.' ||
-    instant[23] !== 'Z'
+    instant.charCodeAt(4) !== 45 || // -
+    instant.charCodeAt(7) !== 45 ||
+    instant.charCodeAt(10) !== 84 || // T
+    instant.charCodeAt(13) !== 58 || // :
+    instant.charCodeAt(16) !== 58 ||
+    instant.charCodeAt(19) !== 46 || // .
+    instant.charCodeAt(23) !== 90 // Z
   ) {
     return undefined;
   }
@@ -39,7 +39,7 @@ function canonicalMs(instant: string): number | undefined {
   if (
     !(year >= 1000) ||
     !(month >= 1 && month <= 12) ||
-    !(day >= 1) ||
+    !(day >= 1 && day <= daysInMonth(year, month)) ||
     !(hour <= 23) ||
     !(minute <= 59) ||
     !(second <= 59) ||
@@ -47,8 +47,19 @@ function canonicalMs(instant: string): number | undefined {
   ) {
     return undefined;
   }
-  const ms = Date.UTC(year, month - 1, day, hour, minute, second, milli);
-  return new Date(ms).getUTCDate() === day ? ms : undefined;
+  return Date.UTC(year, month - 1, day, hour, minute, second, milli);
+}
+
+function daysInMonth(year: number, month: number): number {
+  if (month === 2) {
+    return (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0 ? 29 : 28;
+  }
+  return month === 4 || month === 6 || month === 9 || month === 11 ? 30 : 31;
+}
+
+/** Whether a value is an instant in the canonical form (`2024-03-01T00:00:00.000Z`). */
+export function isCanonicalInstant(value: unknown): value is string {
+  return typeof value === 'string' && canonicalMs(value) !== undefined;
 }
 
 /** Whether a value is an instant `instantSchema` accepts; the canonical form is checked cheaply. */
@@ -85,4 +96,12 @@ export function canonicalInstant(instant: string, field?: string): string {
  */
 export function validatedMs(instant: string): number {
   return canonicalMs(instant) ?? Date.parse(instant);
+}
+
+/**
+ * `Date.parse`, with a fast path for the canonical form (what the stores write): the same number,
+ * NaN included, for every string.
+ */
+export function instantMs(value: string): number {
+  return canonicalMs(value) ?? Date.parse(value);
 }

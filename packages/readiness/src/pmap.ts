@@ -154,3 +154,24 @@ export function mapEntries<V>(map: PMap<V>): [string, V][] {
 export function mapValues<V>(map: PMap<V>): V[] {
   return mapEntries(map).map(([, value]) => value);
 }
+
+function collectValues<V>(node: Branch<V>, out: V[]): void {
+  for (const entry of node.c) {
+    if (isLeaf(entry)) {
+      out.push(entry.v);
+    } else if (isBucket(entry)) {
+      for (const leaf of entry.b) {
+        out.push(leaf.v);
+      }
+    } else {
+      collectValues(entry, out);
+    }
+  }
+}
+
+/** Every value, in the trie's order (not sorted): for sums, minima and the like, where order does not matter. */
+export function mapValuesUnordered<V>(map: PMap<V>): V[] {
+  const out: V[] = [];
+  collectValues(map.root, out);
+  return out;
+}

@@ -8,6 +8,9 @@ import {
   vecLast,
   vecLastIndexAtOrBefore,
   vecPush,
+  vecPushAll,
+  vecSliceFrom,
+  vecTake,
   vecToArray,
 } from './pvec.js';
 
@@ -75,6 +78,62 @@ describe('PVec', () => {
           expect(index).toBe(expectedIndex);
         },
       ),
+    );
+  });
+
+  it('takes a prefix and appends many as the trie pushing them one by one would build', () => {
+    const sizes = fc.oneof(
+      fc.integer({ min: 0, max: 100 }),
+      fc.constantFrom(1024, 1056, 1057, 1088, 32 * 32 * 32 + 32, 32 * 32 * 32 + 33),
+      fc.integer({ min: 0, max: 40_000 }),
+    );
+    fc.assert(
+      fc.property(
+        sizes,
+        fc.double({ min: 0, max: 1, noNaN: true }),
+        fc.integer({ min: 0, max: 200 }),
+        (size, cut, extra) => {
+          const items = Array.from({ length: size }, (_, i) => i);
+          const vec = vecFromArray(items);
+          const frozen = JSON.stringify(vec);
+          const count = Math.floor(size * cut);
+          const taken = vecTake(vec, count);
+          expect(JSON.stringify(taken)).toBe(JSON.stringify(vecFromArray(items.slice(0, count))));
+          expect(vecSliceFrom(vec, count)).toEqual(items.slice(count));
+          const more = Array.from({ length: extra }, (_, i) => -i);
+          expect(JSON.stringify(vecPushAll(taken, more))).toBe(
+            JSON.stringify(vecFromArray([...items.slice(0, count), ...more])),
+          );
+          expect(JSON.stringify(vec)).toBe(frozen);
+        },
+      ),
+      { numRuns: 80 },
+    );
+    expect(vecTake(pushAll([1, 2, 3]), 5).n).toBe(3);
+    expect(vecTake(pushAll([1, 2, 3]), -1).n).toBe(0);
+  });
+
+  it('inserts backdated items at their place whatever the size, sharing the trie before them', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 5000 }),
+        fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { minLength: 1, maxLength: 20 }),
+        (size, where) => {
+          let vec = vecFromArray(Array.from({ length: size }, (_, i) => ({ key: i * 2, seq: i })));
+          const expected = vecToArray(vec);
+          where.forEach((w, j) => {
+            const item = { key: Math.floor(w * size * 2) + 1, seq: size + j };
+            const before = JSON.stringify(vec);
+            const next = vecInsertSorted(vec, item, (x) => x.key);
+            expect(JSON.stringify(vec)).toBe(before);
+            expected.splice(expected.findLastIndex((x) => x.key <= item.key) + 1, 0, item);
+            vec = next;
+          });
+          expect(vecToArray(vec)).toEqual(expected);
+          expect(JSON.stringify(vec)).toBe(JSON.stringify(vecFromArray(expected)));
+        },
+      ),
+      { numRuns: 60 },
     );
   });
 });

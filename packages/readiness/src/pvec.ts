@@ -149,11 +149,19 @@ export function vecToArray<T>(vec: PVec<T>): T[] {
 
 /**
  * Index of the last item whose key is ≤ `key` in a vector sorted by `keyOf`, or -1.
- * O(log n) probes of O(log32 n) each.
+ * O(1) when the last item qualifies (reading at the present, the usual case); else O(log n)
+ * probes of O(log32 n) each.
  */
 export function vecLastIndexAtOrBefore<T>(vec: PVec<T>, key: number, keyOf: (item: T) => number): number {
+  const n = vec.n;
+  if (n === 0) {
+    return -1;
+  }
+  if (keyOf(vec.t[vec.t.length - 1] as T) <= key) {
+    return n - 1;
+  }
   let lo = 0;
-  let hi = vec.n;
+  let hi = n - 1;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
     if (keyOf(vecGet(vec, mid)) <= key) {
@@ -165,18 +173,98 @@ export function vecLastIndexAtOrBefore<T>(vec: PVec<T>, key: number, keyOf: (ite
   return lo - 1;
 }
 
+function trimTrie(node: Node, level: number, leaves: number): Node {
+  if (level === BITS) {
+    return node.slice(0, leaves);
+  }
+  const perChild = 1 << (level - BITS);
+  const full = Math.floor(leaves / perChild);
+  const rest = leaves - full * perChild;
+  const out = node.slice(0, full);
+  if (rest > 0) {
+    out.push(trimTrie(node[full] as Node, level - BITS, rest));
+  }
+  return out;
+}
+
+/**
+ * The first `count` items: the same trie pushing them would build. O(log n): the leaves before
+ * the cut are shared, one path is trimmed, and the leaf holding the last item becomes the tail.
+ */
+export function vecTake<T>(vec: PVec<T>, count: number): PVec<T> {
+  if (count >= vec.n) {
+    return vec;
+  }
+  if (count <= 0) {
+    return emptyVec<T>();
+  }
+  const offset = tailOffset(vec.n);
+  if (count > offset) {
+    return { n: count, s: vec.s, r: vec.r, t: vec.t.slice(0, count - offset) };
+  }
+  const newOffset = tailOffset(count);
+  const t = vecChunk(vec, newOffset).items.slice(0, count - newOffset);
+  const leaves = newOffset >>> BITS;
+  if (leaves === 0) {
+    return { n: count, s: BITS, r: [], t };
+  }
+  let r = trimTrie(vec.r as Node, vec.s, leaves);
+  let s = vec.s;
+  while (s > BITS && r.length === 1) {
+    r = r[0] as Node;
+    s -= BITS;
+  }
+  return { n: count, s, r, t };
+}
+
+/** Appends items in order, filling the tail a chunk at a time rather than copying it per item. */
+export function vecPushAll<T>(vec: PVec<T>, items: readonly T[]): PVec<T> {
+  let out = vec;
+  let i = 0;
+  while (i < items.length) {
+    const room = WIDTH - (out.n - tailOffset(out.n));
+    if (room === 0) {
+      out = vecPush(out, items[i] as T);
+      i++;
+      continue;
+    }
+    const take = Math.min(room, items.length - i);
+    const t = out.t.slice();
+    for (let j = 0; j < take; j++) {
+      t.push(items[i + j] as T);
+    }
+    out = { n: out.n + take, s: out.s, r: out.r, t };
+    i += take;
+  }
+  return out;
+}
+
+/** Items from `from` to the end, read a leaf at a time. */
+export function vecSliceFrom<T>(vec: PVec<T>, from: number): T[] {
+  const out: T[] = [];
+  let index = Math.max(0, from);
+  while (index < vec.n) {
+    const { items, at } = vecChunk(vec, index);
+    for (let j = at; j < items.length && index < vec.n; j++, index++) {
+      out.push(items[j] as T);
+    }
+  }
+  return out;
+}
+
 /**
  * Inserts into a vector sorted by `keyOf`, after every item with an equal key (so ties keep the
  * order in which they were recorded). Appending in order costs what `push` costs; an insert
- * before the end (a backdated fact) rebuilds the vector in O(n).
+ * k items before the end (a backdated fact) keeps the trie before it and rebuilds the rest:
+ * O(log n + k).
  */
 export function vecInsertSorted<T>(vec: PVec<T>, item: T, keyOf: (item: T) => number): PVec<T> {
   const last = vecLast(vec);
   if (last === undefined || keyOf(last) <= keyOf(item)) {
     return vecPush(vec, item);
   }
-  const items = vecToArray(vec);
   const at = vecLastIndexAtOrBefore(vec, keyOf(item), keyOf) + 1;
-  items.splice(at, 0, item);
-  return vecFromArray(items);
+  const rest = vecSliceFrom(vec, at);
+  rest.unshift(item);
+  return vecPushAll(vecTake(vec, at), rest);
 }

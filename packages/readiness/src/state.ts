@@ -6,13 +6,14 @@ import type { Policy } from './policy.js';
 import {
   emptyVec,
   type PVec,
-  vecFromArray,
   vecGet,
   vecInsertSorted,
   vecLast,
   vecLastIndexAtOrBefore,
   vecPush,
-  vecToArray,
+  vecPushAll,
+  vecSliceFrom,
+  vecTake,
 } from './pvec.js';
 import type { Capability, FactName, UnitStatus } from './vocabulary.js';
 
@@ -192,22 +193,21 @@ function setSwitch(
   return mapSet(collection, name, mapSet(subjects, subject, next));
 }
 
-/** Inserts a pool point, keeping the running totals right after a backdated insert. */
+/** Inserts a pool point, keeping the running totals right after a backdated insert: O(log n + k). */
 function insertPoolPoint(points: PVec<PoolPoint>, point: Omit<PoolPoint, 'total'>): PVec<PoolPoint> {
   const last = vecLast(points);
   if (last === undefined || last.at <= point.at) {
     return vecPush(points, { ...point, total: (last?.total ?? 0) + point.delta });
   }
-  const items = vecToArray(points);
   const index = vecLastIndexAtOrBefore(points, point.at, byAt) + 1;
-  items.splice(index, 0, { ...point, total: 0 });
-  let total = index === 0 ? 0 : (items[index - 1] as PoolPoint).total;
-  for (let i = index; i < items.length; i++) {
-    const item = items[i] as PoolPoint;
+  const rest = vecSliceFrom(points, index);
+  let total = (index === 0 ? 0 : vecGet(points, index - 1).total) + point.delta;
+  const items: PoolPoint[] = [{ ...point, total }];
+  for (const item of rest) {
     total += item.delta;
-    items[i] = { ...item, total };
+    items.push({ ...item, total });
   }
-  return vecFromArray(items);
+  return vecPushAll(vecTake(points, index), items);
 }
 
 function addToPool(

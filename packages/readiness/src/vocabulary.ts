@@ -7,19 +7,15 @@ export const slugSchema = z.string().min(1).max(64).regex(SLUG_PATTERN);
 /** A party: a nation, an agency or an organisation, named by a slug (`kenya`, `united-states`). */
 export const partySchema = z.string().min(2).max(64).regex(SLUG_PATTERN);
 /** A police unit's code (`RDU`, `ASTU`, `GSU`, `BPU`). */
-export const unitCodeSchema = z
-  .string()
-  .min(2)
-  .max(16)
-  .regex(/^[A-Z][A-Z0-9-]*$/);
+export const UNIT_CODE_PATTERN = /^[A-Z][A-Z0-9-]*$/;
+export const unitCodeSchema = z.string().min(2).max(16).regex(UNIT_CODE_PATTERN);
 export const titleSchema = z.string().min(1).max(200);
 export const noteSchema = z.string().min(1).max(2000);
-export const currencySchema = z
-  .string()
-  .length(3)
-  .regex(/^[A-Z]{3}$/);
+export const CURRENCY_PATTERN = /^[A-Z]{3}$/;
+export const currencySchema = z.string().length(3).regex(CURRENCY_PATTERN);
 /** Money in whole units of its currency: integers keep every sum exact whatever the order. */
-export const moneySchema = z.int().min(1).max(1_000_000_000_000);
+export const MAX_MONEY = 1_000_000_000_000;
+export const moneySchema = z.int().min(1).max(MAX_MONEY);
 
 export const CAPABILITIES = [
   'airlift',

@@ -1,18 +1,23 @@
 import type { RecordedEvent } from '@muster/event-store';
 import {
+  type ComparablePhase,
+  type ComparableVerdict,
   diffVerdicts,
   evaluate,
+  evaluateStatus,
   evolve,
   fromStoredEvent,
   initialState,
+  instantMs,
   isDomainError,
   type MissionEvent,
   type MissionState,
   type MissionVerdict,
-  nextChangeAt,
+  nextChangeAfter,
   type PhaseStatus,
   type PhaseVerdict,
   type Policy,
+  type VerdictStatus,
 } from '@muster/readiness';
 import type { ReadinessChange } from '../change-feed.js';
 import { derivedId } from '../change-ids.js';
@@ -29,32 +34,65 @@ import { derivedId } from '../change-ids.js';
  * taking effect). Before an event is applied, every such instant up to its `recordedAt` is
  * evaluated in order with the state as it was; so the history is a function of the log (and, for
  * the changes after the last event, of how far the clock has gone), whoever computes it.
+ *
+ * What is evaluated per event is only the verdict's status (`evaluateStatus`: phase statuses and
+ * met flags, incrementally), which is all a change is judged by; the full verdict, with its
+ * evidence and sentences, is evaluated when something reads it (`verdict`): the change feed when a
+ * change is recorded, the verdict rows once per batch.
  */
-export interface MissionRuntime {
-  missionId: string;
-  state: MissionState;
+export class MissionRuntime {
+  state: MissionState = initialState();
   /** Last stream revision folded; -1 before any. */
-  revision: number;
-  position: string | null;
-  lastRecordedAt: number | null;
-  maxRecordedAt: number | null;
+  revision = -1;
+  position: string | null = null;
+  lastRecordedAt: number | null = null;
+  maxRecordedAt: number | null = null;
   /**
    * The latest occurredAt of any pledge, confirmation, delivery or withdrawal folded: every point
    * of the state's pools sits at one of these instants.
    */
-  maxPledgeAt: number | null;
+  maxPledgeAt: number | null = null;
   /** Whether every event so far was recorded at or after the one before it. */
-  recordedMonotonic: boolean;
+  recordedMonotonic = true;
   /** The evaluation instant (epoch ms); null until the mission is defined. */
-  evaluatedAt: number | null;
-  /** The verdict at `evaluatedAt`. */
-  verdict: MissionVerdict | null;
+  evaluatedAt: number | null = null;
+  /** The verdict's status at `evaluatedAt` (phase statuses and met flags). */
+  status: VerdictStatus | null = null;
   /** nextChangeAt(state, evaluatedAt), kept exact. */
-  nextAt: number | null;
-  historySeq: number;
-  skippedEvents: number;
-  createdPosition: string | null;
-  createdRecordedAt: number | null;
+  nextAt: number | null = null;
+  historySeq = 0;
+  skippedEvents = 0;
+  createdPosition: string | null = null;
+  createdRecordedAt: number | null = null;
+  /** Counts the evaluations of the verdict: the verdict rows are rewritten when it moves. */
+  verdictSeq = 0;
+  /** The instant of the latest evaluation of the verdict. */
+  private verdictAt: number | null = null;
+  private held: { state: MissionState; at: number; verdict: MissionVerdict } | null = null;
+
+  constructor(readonly missionId: string) {}
+
+  /**
+   * The verdict at the instant it was last evaluated at: `evaluate(state, that instant)`. Events
+   * folded since then changed nothing it says (they are the ones that cannot affect it), so it is
+   * worked out from the current state, once, when asked.
+   */
+  get verdict(): MissionVerdict | null {
+    const at = this.verdictAt;
+    if (at === null || this.state.mission === null) return null;
+    const held = this.held;
+    if (held !== null && held.state === this.state && held.at === at) return held.verdict;
+    const verdict = evaluate(this.state, iso(at));
+    this.held = { state: this.state, at, verdict };
+    return verdict;
+  }
+
+  /** Notes an evaluation of the verdict at `at`, with the full verdict when it is already known. */
+  evaluated(at: number, verdict?: MissionVerdict): void {
+    this.verdictAt = at;
+    this.verdictSeq++;
+    this.held = verdict === undefined ? null : { state: this.state, at, verdict };
+  }
 }
 
 export type ChangeCause = 'event' | 'time';
@@ -98,10 +136,12 @@ export interface ProcessorSink {
   history: HistoryEntry[];
   changes: ChangeDraft[];
   skipped: SkippedEvent[];
+  /** Whether change-feed drafts are wanted (a rebuild never writes the feed). */
+  collectChanges: boolean;
 }
 
-export function newSink(): ProcessorSink {
-  return { history: [], changes: [], skipped: [] };
+export function newSink(options: { changes?: boolean } = {}): ProcessorSink {
+  return { history: [], changes: [], skipped: [], collectChanges: options.changes ?? true };
 }
 
 export interface ProcessorOptions {
@@ -113,23 +153,7 @@ export interface ProcessorOptions {
 }
 
 export function newRuntime(missionId: string): MissionRuntime {
-  return {
-    missionId,
-    state: initialState(),
-    revision: -1,
-    position: null,
-    lastRecordedAt: null,
-    maxRecordedAt: null,
-    maxPledgeAt: null,
-    recordedMonotonic: true,
-    evaluatedAt: null,
-    verdict: null,
-    nextAt: null,
-    historySeq: 0,
-    skippedEvents: 0,
-    createdPosition: null,
-    createdRecordedAt: null,
-  };
+  return new MissionRuntime(missionId);
 }
 
 export const MISSION_STREAM_PREFIX = 'mission-';
@@ -139,11 +163,20 @@ export function missionIdOfStream(stream: string): string | null {
 }
 
 const iso = (ms: number): string => new Date(ms).toISOString();
-const msOrNull = (instant: string | null): number | null => (instant === null ? null : Date.parse(instant));
 
-export function unmetOf(phase: PhaseVerdict | undefined): string[] {
-  return phase === undefined ? [] : phase.preconditions.filter((p) => !p.met).map((p) => p.id);
+export function unmetOf(phase: ComparablePhase | undefined): string[] {
+  const out: string[] = [];
+  if (phase !== undefined) for (const p of phase.preconditions) if (!p.met) out.push(p.id);
+  return out;
 }
+
+/** A full verdict seen as a status, for the exhaustive reference. */
+const statusOf = (verdict: MissionVerdict, at: number): VerdictStatus => ({
+  at,
+  policyVersion: verdict.policyVersion,
+  phases: verdict.phases,
+  memo: null,
+});
 
 interface PolicyRefs {
   facts: Set<string>;
@@ -218,9 +251,15 @@ function refsOf(policies: readonly { policy: Policy }[]): PolicyRefs {
  * pledge (it counts nowhere until confirmed), anything dated after `t` (every timeline is read at
  * `t`), and facts, blockers, units, pools, mandates or authorisations no policy version looks at.
  */
-function mayAffectVerdict(prev: MissionState, next: MissionState, event: MissionEvent, t: number): boolean {
+function mayAffectVerdict(
+  prev: MissionState,
+  next: MissionState,
+  event: MissionEvent,
+  occurredAt: number,
+  t: number,
+): boolean {
   if (event.type === 'MissionDefined' || event.type === 'PolicyAmended') return true;
-  if (Date.parse(event.occurredAt) > t) return false;
+  if (occurredAt > t) return false;
   const refs = refsOf(next.policies);
   switch (event.type) {
     case 'LogisticsPledged':
@@ -277,36 +316,37 @@ function nextAfterEvent(
   prev: MissionState,
   next: MissionState,
   event: MissionEvent,
+  at: number,
   t: number,
   maxPledgeAt: number | null,
 ): number | null {
-  const full = () => msOrNull(nextChangeAt(next, iso(t)));
-  if (next.mission !== prev.mission) return full();
+  if (next.mission !== prev.mission) return nextChangeAfter(next, t);
   let candidate = current;
-  const consider = (at: number) => {
-    if (at > t && (candidate === null || at < candidate)) candidate = at;
-  };
-  const at = Date.parse(event.occurredAt);
   if (next.policies !== prev.policies) {
-    if (event.type !== 'PolicyAmended') return full();
-    consider(Date.parse(event.data.effectiveFrom));
+    if (event.type !== 'PolicyAmended') return nextChangeAfter(next, t);
+    candidate = earlier(candidate, instantMs(event.data.effectiveFrom), t);
   }
   if (next.mandates !== prev.mandates) {
-    if (event.type !== 'MandateRecorded') return full();
-    consider(at);
-    consider(Date.parse(event.data.validFrom));
-    consider(Date.parse(event.data.validUntil));
+    if (event.type !== 'MandateRecorded') return nextChangeAfter(next, t);
+    candidate = earlier(candidate, at, t);
+    candidate = earlier(candidate, instantMs(event.data.validFrom), t);
+    candidate = earlier(candidate, instantMs(event.data.validUntil), t);
   }
-  if (next.pools !== prev.pools && (maxPledgeAt === null || maxPledgeAt > t)) return full();
+  if (next.pools !== prev.pools && (maxPledgeAt === null || maxPledgeAt > t)) return nextChangeAfter(next, t);
   if (
     next.facts !== prev.facts ||
     next.blockers !== prev.blockers ||
     next.units !== prev.units ||
     next.authorisations !== prev.authorisations
   ) {
-    consider(at);
+    candidate = earlier(candidate, at, t);
   }
   return candidate;
+}
+
+/** `candidate`, or `at` when that is after t and earlier. */
+function earlier(candidate: number | null, at: number, t: number): number | null {
+  return at > t && (candidate === null || at < candidate) ? at : candidate;
 }
 
 const PLEDGE_STATUS: Partial<Record<MissionEvent['type'], string>> = {
@@ -317,6 +357,18 @@ const PLEDGE_STATUS: Partial<Record<MissionEvent['type'], string>> = {
   PledgeFulfilled: 'fulfilled',
   PledgeWithdrawn: 'withdrawn',
 };
+
+/** The full verdict at t, evaluated only if a recorded change needs it. */
+interface LazyVerdict {
+  readonly state: MissionState;
+  readonly t: number;
+  verdict: MissionVerdict | undefined;
+}
+
+function fullVerdict(lazy: LazyVerdict): MissionVerdict {
+  lazy.verdict ??= evaluate(lazy.state, iso(lazy.t));
+  return lazy.verdict;
+}
 
 interface Cause {
   kind: ChangeCause;
@@ -339,7 +391,7 @@ export class MissionProcessor {
 
   /** Folds one recorded event of the mission's stream (the next revision) into the runtime. */
   apply(rt: MissionRuntime, event: RecordedEvent, sink: ProcessorSink): void {
-    const recordedAt = Date.parse(event.recordedAt);
+    const recordedAt = instantMs(event.recordedAt);
     if (Number.isNaN(recordedAt)) {
       rt.revision = event.revision;
       rt.position = event.position;
@@ -373,10 +425,13 @@ export class MissionProcessor {
       return;
     }
     const prev = rt.state;
+    // The reference keeps the full verdict before the event to diff against.
+    const before = this.exhaustive && rt.status !== null ? rt.verdict : null;
     const next = evolve(prev, domain);
     rt.state = next;
-    const occurredAt = Date.parse(domain.occurredAt);
-    if (PLEDGE_STATUS[domain.type] !== undefined) {
+    const occurredAt = instantMs(domain.occurredAt);
+    const pledgeStatus = PLEDGE_STATUS[domain.type];
+    if (pledgeStatus !== undefined) {
       rt.maxPledgeAt = rt.maxPledgeAt === null ? occurredAt : Math.max(rt.maxPledgeAt, occurredAt);
     }
     if (next.mission === null) return;
@@ -392,27 +447,21 @@ export class MissionProcessor {
       recordedAt,
       evaluatedAt: t,
     };
-    if (prev.mission === null || rt.verdict === null) {
+    if (prev.mission === null || rt.status === null) {
       rt.createdPosition = event.position;
       rt.createdRecordedAt = recordedAt;
-      const verdict = evaluate(next, iso(t));
-      this.record(rt, null, verdict, cause, sink);
-      rt.verdict = verdict;
-      rt.evaluatedAt = t;
-      rt.nextAt = msOrNull(nextChangeAt(next, iso(t)));
+      this.evaluate(rt, null, null, t, cause, sink);
+      rt.nextAt = nextChangeAfter(next, t);
     } else {
-      if (this.exhaustive || mayAffectVerdict(prev, next, domain, t)) {
-        const verdict = evaluate(next, iso(t));
-        this.record(rt, rt.verdict, verdict, cause, sink);
-        rt.verdict = verdict;
+      if (this.exhaustive || mayAffectVerdict(prev, next, domain, occurredAt, t)) {
+        this.evaluate(rt, rt.status, before, t, cause, sink);
       }
       rt.evaluatedAt = t;
       rt.nextAt = this.exhaustive
-        ? msOrNull(nextChangeAt(next, iso(t)))
-        : nextAfterEvent(rt.nextAt, prev, next, domain, t, rt.maxPledgeAt);
+        ? nextChangeAfter(next, t)
+        : nextAfterEvent(rt.nextAt, prev, next, domain, occurredAt, t, rt.maxPledgeAt);
     }
-    const pledgeStatus = PLEDGE_STATUS[domain.type];
-    if (pledgeStatus !== undefined && next.pledges !== prev.pledges) {
+    if (pledgeStatus !== undefined && sink.collectChanges && next.pledges !== prev.pledges) {
       const pledgeId = (domain.data as { pledgeId: string }).pledgeId;
       sink.changes.push({
         changeId: derivedId(rt.missionId, 'pledge.changed', pledgeId, cause.key),
@@ -428,15 +477,46 @@ export class MissionProcessor {
     }
   }
 
+  /**
+   * Evaluates the verdict at t (its status; in the reference, the full verdict), records what
+   * changed since `status`, and makes t the evaluation instant.
+   */
+  private evaluate(
+    rt: MissionRuntime,
+    status: VerdictStatus | null,
+    before: MissionVerdict | null,
+    t: number,
+    cause: Cause,
+    sink: ProcessorSink,
+  ): void {
+    if (this.exhaustive) {
+      const verdict = evaluate(rt.state, iso(t));
+      this.record(rt, status === null ? null : before, verdict, { state: rt.state, t, verdict }, cause, sink);
+      rt.status = statusOf(verdict, t);
+      rt.evaluatedAt = t;
+      rt.evaluated(t, verdict);
+      return;
+    }
+    const next = evaluateStatus(rt.state, t, status);
+    const full: LazyVerdict = { state: rt.state, t, verdict: undefined };
+    if (status === null || next.phases !== status.phases || next.policyVersion !== status.policyVersion) {
+      this.record(rt, status, next, full, cause, sink);
+    }
+    rt.status = next;
+    rt.evaluatedAt = t;
+    rt.evaluated(t, full.verdict);
+  }
+
   /** Records every change time alone causes up to `until` (inclusive), in order. */
   advance(rt: MissionRuntime, until: number, sink: ProcessorSink): void {
-    while (rt.nextAt !== null && rt.nextAt <= until && rt.verdict !== null) {
+    while (rt.nextAt !== null && rt.nextAt <= until && rt.status !== null) {
       const at = rt.nextAt;
-      const verdict = evaluate(rt.state, iso(at));
-      this.record(
+      const before = this.exhaustive ? rt.verdict : null;
+      this.evaluate(
         rt,
-        rt.verdict,
-        verdict,
+        rt.status,
+        before,
+        at,
         {
           kind: 'time',
           key: `at:${at}`,
@@ -450,26 +530,22 @@ export class MissionProcessor {
         },
         sink,
       );
-      rt.verdict = verdict;
-      rt.evaluatedAt = at;
-      rt.nextAt = msOrNull(nextChangeAt(rt.state, iso(at)));
+      rt.nextAt = nextChangeAfter(rt.state, at);
     }
   }
 
   private record(
     rt: MissionRuntime,
-    before: MissionVerdict | null,
-    after: MissionVerdict,
+    before: ComparableVerdict | null,
+    after: ComparableVerdict & { policyVersion: number | null },
+    full: LazyVerdict,
     cause: Cause,
     sink: ProcessorSink,
   ): void {
-    const diff = diffVerdicts(
-      before ?? { missionId: rt.missionId, at: after.at, policyVersion: null, phases: [] },
-      after,
-    );
+    const diff = diffVerdicts(before ?? { phases: [] }, after);
     if (diff.phases.length === 0 && diff.preconditions.length === 0) return;
-    const beforePhases = new Map((before?.phases ?? []).map((p) => [p.phase, p]));
-    const afterPhases = new Map(after.phases.map((p) => [p.phase, p]));
+    const beforePhases = new Map<string, ComparablePhase>((before?.phases ?? []).map((p) => [p.phase, p]));
+    const afterPhases = new Map<string, ComparablePhase>(after.phases.map((p) => [p.phase, p]));
     const touched = new Set([...diff.phases.map((p) => p.phase), ...diff.preconditions.map((p) => p.phase)]);
     const ordered = [
       ...after.phases.map((p) => p.phase),
@@ -482,6 +558,8 @@ export class MissionProcessor {
       occurredAt: cause.occurredAt,
       recordedAt: cause.recordedAt,
     };
+    const fullPhase = (id: string): PhaseVerdict | undefined =>
+      fullVerdict(full).phases.find((p) => p.phase === id);
     for (const phaseId of ordered) {
       const was = beforePhases.get(phaseId);
       const now = afterPhases.get(phaseId);
@@ -507,7 +585,7 @@ export class MissionProcessor {
         changeId: derivedId(rt.missionId, 'history', phaseId, cause.key),
       };
       sink.history.push(entry);
-      if (entry.from !== entry.to) {
+      if (sink.collectChanges && entry.from !== entry.to) {
         sink.changes.push({
           ...common,
           changeId: derivedId(rt.missionId, 'readiness.changed', phaseId, cause.key),
@@ -521,15 +599,19 @@ export class MissionProcessor {
             policyVersion: after.policyVersion,
             unmetBefore: entry.unmetBefore,
             unmetAfter: entry.unmetAfter,
-            verdict: now ?? null,
+            verdict: now === undefined ? null : (fullPhase(phaseId) ?? null),
             historySeq: entry.seq,
           },
         });
       }
     }
     // The first verdict of a mission is one readiness change per phase, not one per precondition.
-    if (before === null) return;
+    if (before === null || !sink.collectChanges) return;
     for (const change of diff.preconditions) {
+      const missing =
+        change.after === true || change.after === null
+          ? null
+          : (fullPhase(change.phase)?.preconditions.find((p) => p.id === change.id)?.missing ?? null);
       sink.changes.push({
         ...common,
         changeId: derivedId(rt.missionId, 'precondition.changed', change.phase, change.id, cause.key),
@@ -542,7 +624,7 @@ export class MissionProcessor {
           title: change.title,
           before: change.before,
           after: change.after,
-          missing: change.missing,
+          missing,
         },
       });
     }

@@ -1,11 +1,5 @@
 import type { EventStore, RecordedEvent, SqlClient } from '@muster/event-store';
-import {
-  evaluate,
-  type MissionState,
-  type MissionVerdict,
-  nextChangeAt,
-  serializeState,
-} from '@muster/readiness';
+import { evaluateStatus, type MissionState, nextChangeAfter, serializeState } from '@muster/readiness';
 import { appendChanges, changeFeedMigrations } from '../change-feed.js';
 import { ProjectionError } from '../errors.js';
 import type { Projection, ProjectionContext } from '../projection.js';
@@ -59,8 +53,8 @@ export interface ReadinessProjectionOptions {
 
 interface CachedMission {
   rt: MissionRuntime;
-  /** The verdict the verdict rows hold. */
-  written: MissionVerdict | null;
+  /** The evaluation of the verdict the verdict rows hold (`rt.verdictSeq` then). */
+  written: number;
   snapshotRevision: number;
 }
 
@@ -149,7 +143,8 @@ export function createReadinessProjection(options: ReadinessProjectionOptions): 
     const [row] = await tx.query(`SELECT * FROM ${ctx.table(MISSIONS)} WHERE mission_id = $1`, [missionId]);
     let entry: CachedMission;
     if (!row) {
-      entry = { rt: newRuntime(missionId), written: null, snapshotRevision: -1 };
+      const rt = newRuntime(missionId);
+      entry = { rt, written: rt.verdictSeq, snapshotRevision: -1 };
     } else {
       const revision = Number(row.revision);
       const snapshot = await latestSnapshot(tx, ctx.table(SNAPSHOTS), missionId, revision);
@@ -168,12 +163,11 @@ export function createReadinessProjection(options: ReadinessProjectionOptions): 
       rt.createdPosition = row.created_position === null ? null : String(row.created_position);
       rt.createdRecordedAt = num(row.created_recorded_at);
       if (rt.evaluatedAt !== null && rt.state.mission !== null) {
-        const at = new Date(rt.evaluatedAt).toISOString();
-        rt.verdict = evaluate(rt.state, at);
-        const next = nextChangeAt(rt.state, at);
-        rt.nextAt = next === null ? null : Date.parse(next);
+        rt.status = evaluateStatus(rt.state, rt.evaluatedAt);
+        rt.evaluated(rt.evaluatedAt);
+        rt.nextAt = nextChangeAfter(rt.state, rt.evaluatedAt);
       }
-      entry = { rt, written: rt.verdict, snapshotRevision: snapshot?.revision ?? -1 };
+      entry = { rt, written: rt.verdictSeq, snapshotRevision: snapshot?.revision ?? -1 };
     }
     cache.set(missionId, entry);
     return entry;
@@ -234,24 +228,25 @@ export function createReadinessProjection(options: ReadinessProjectionOptions): 
         rt.recordedMonotonic ? 1 : 0,
         rt.evaluatedAt,
         rt.nextAt,
-        rt.verdict?.policyVersion ?? null,
+        rt.status?.policyVersion ?? null,
         rt.historySeq,
         rt.skippedEvents,
       ]);
-      if (rt.verdict !== entry.written) {
+      if (rt.verdictSeq !== entry.written) {
         verdictMissions.push(rt.missionId);
-        rt.verdict?.phases.forEach((phase, ord) => {
+        const verdict = rt.verdict;
+        verdict?.phases.forEach((phase, ord) => {
           verdictRows.push([
             rt.missionId,
             phase.phase,
             ord,
             phase.title,
             phase.status,
-            rt.verdict?.policyVersion ?? null,
+            verdict.policyVersion,
             JSON.stringify(phase),
           ]);
         });
-        entry.written = rt.verdict;
+        entry.written = rt.verdictSeq;
       }
       if (snapshotDue(entry)) {
         snapshots.push(rt);
@@ -341,7 +336,8 @@ export function createReadinessProjection(options: ReadinessProjectionOptions): 
 
     async handle(events: readonly RecordedEvent[], tx: SqlClient, ctx: ProjectionContext): Promise<void> {
       const touched = new Map<string, CachedMission>();
-      const sink = newSink();
+      // A rebuild recomputes history but never replays notifications: no change-feed drafts.
+      const sink = newSink({ changes: ctx.mode === 'live' });
       for (const event of events) {
         const missionId = missionIdOfStream(event.stream);
         if (missionId === null) continue;
@@ -376,7 +372,7 @@ export function createReadinessProjection(options: ReadinessProjectionOptions): 
         const fresh = rows.map((row) => String(row.mission_id)).filter((id) => !done.has(id));
         if (fresh.length === 0) return;
         const touched = new Map<string, CachedMission>();
-        const sink = newSink();
+        const sink = newSink({ changes: ctx.mode === 'live' });
         for (const missionId of fresh) {
           done.add(missionId);
           const entry = await load(tx, ctx, missionId);
