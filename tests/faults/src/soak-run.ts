@@ -20,6 +20,6 @@ process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
 const steady =
   report.errors === 0 &&
   report.memory.growthPercent < 10 &&
-  report.latency.worstWindowP99Ms <= Math.max(3 * report.latency.medianWindowP99Ms, 100) &&
+  report.latency.lateP99Ms <= Math.max(2 * report.latency.earlyP99Ms, 50) &&
   report.deliveries > 0;
 process.exit(steady ? 0 : 1);

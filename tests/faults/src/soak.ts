@@ -36,8 +36,16 @@ export interface SoakReport {
   deliveries: number;
   deliveriesPerReceiver: number[];
   windows: SoakWindow[];
+  /** Mean RSS of the first and the second half of the steady phase. */
   memory: { warmRssMiB: number; endRssMiB: number; growthPercent: number };
-  latency: { medianWindowP99Ms: number; worstWindowP99Ms: number; overallP99Ms: number };
+  latency: {
+    medianWindowP99Ms: number;
+    worstWindowP99Ms: number;
+    overallP99Ms: number;
+    /** Median of the window p99s in each half of the steady phase. */
+    earlyP99Ms: number;
+    lateP99Ms: number;
+  };
 }
 
 const WINDOW_MS = 10_000;
@@ -67,7 +75,7 @@ export async function soak(options: SoakOptions): Promise<SoakReport> {
       MUSTER_RATE_LIMIT_PER_MINUTE: '0',
       MUSTER_WEBHOOK_ALLOW_HTTP: '1',
       MUSTER_WEBHOOK_ALLOW_CIDRS: '127.0.0.0/8',
-      MUSTER_STATE_CACHE_EVENTS: '20000',
+      MUSTER_STATE_CACHE_EVENTS: '2000',
     });
     const running = service;
     const key = await registerAgency(running, 'soak-coordinator', ['coordinator']);
@@ -169,15 +177,17 @@ export async function soak(options: SoakOptions): Promise<SoakReport> {
     // Let the outbox drain before counting deliveries.
     await new Promise((resolve) => setTimeout(resolve, 3000));
 
-    const warmFrom = Math.min(windows.length - 1, Math.max(1, Math.floor(windows.length * 0.3)));
-    const warm = windows[warmFrom]?.rssMiB ?? 0;
-    const endRss = Math.max(
-      ...windows.slice(-Math.max(1, Math.ceil(windows.length * 0.2))).map((w) => w.rssMiB),
-    );
-    const p99s = windows
-      .slice(warmFrom)
-      .map((w) => w.p99Ms)
-      .sort((a, b) => a - b);
+    // After the warm-up (caches filling, the heap finding its size), the steady phase is split in
+    // halves: memory and latency of the second half are compared with the first. Means over
+    // several windows, because single RSS readings swing with garbage collection.
+    const steady = windows.slice(Math.min(windows.length - 2, Math.max(1, Math.floor(windows.length * 0.3))));
+    const half = Math.max(1, Math.floor(steady.length / 2));
+    const early = steady.slice(0, half);
+    const late = steady.slice(half);
+    const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / Math.max(1, values.length);
+    const warm = round(mean(early.map((w) => w.rssMiB)));
+    const endRss = round(mean(late.map((w) => w.rssMiB)));
+    const p99s = steady.map((w) => w.p99Ms).sort((a, b) => a - b);
     return {
       seconds: options.seconds,
       maxRatePerSecond: maxRate,
@@ -193,6 +203,14 @@ export async function soak(options: SoakOptions): Promise<SoakReport> {
         medianWindowP99Ms: p99s[Math.floor(p99s.length / 2)] ?? 0,
         worstWindowP99Ms: p99s[p99s.length - 1] ?? 0,
         overallP99Ms: percentile(latencies, 99),
+        earlyP99Ms: percentile(
+          early.map((w) => w.p99Ms),
+          50,
+        ),
+        lateP99Ms: percentile(
+          late.map((w) => w.p99Ms),
+          50,
+        ),
       },
     };
   } finally {
