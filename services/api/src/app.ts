@@ -116,6 +116,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     onCommitted: (position) => readModel?.committed(position),
     pipeline: deps.pipelineAppends ?? store.kind === 'sqlite',
     maxCachedEvents: config.stateCacheEvents,
+    knownState: (missionId) => readinessProjection.latestState(missionId),
     onAppend: (seconds, ok) => metrics.appendDuration.observe({ outcome: ok ? 'ok' : 'error' }, seconds),
   });
   readModel = new ProjectedReadModel(writer, queries, projections, clock);

@@ -129,6 +129,13 @@ export interface MissionWriterOptions {
   onAppend?: (seconds: number, ok: boolean) => void;
   /** Told the position of every append that succeeded (read-your-writes for the read models). */
   onCommitted?: (position: string) => void;
+  /**
+   * A state of the mission someone else already folded (the projection in this process): a cold
+   * load starts from it and reads only the events after it. States are immutable, so sharing is safe.
+   */
+  knownState?: (
+    missionId: string,
+  ) => { state: MissionState; revision: number; position: string | null } | undefined;
 }
 
 export class MissionWriter {
@@ -141,6 +148,7 @@ export class MissionWriter {
   private readonly pipeline: boolean;
   private readonly onAppend: (seconds: number, ok: boolean) => void;
   private readonly onCommitted: (position: string) => void;
+  private readonly knownState: NonNullable<MissionWriterOptions['knownState']>;
 
   constructor(options: MissionWriterOptions) {
     this.store = options.store;
@@ -150,6 +158,7 @@ export class MissionWriter {
     this.pipeline = options.pipeline ?? true;
     this.onAppend = options.onAppend ?? (() => {});
     this.onCommitted = options.onCommitted ?? (() => {});
+    this.knownState = options.knownState ?? (() => undefined);
   }
 
   /** The current state of a mission (fresh: its revision is checked against the store). */
@@ -318,7 +327,9 @@ export class MissionWriter {
     return this.entry(missionId);
   }
 
-  private async load(missionId: string, base: Folded | null): Promise<MissionEntry> {
+  private async load(missionId: string, given: Folded | null): Promise<MissionEntry> {
+    const known = given ? undefined : this.knownState(missionId);
+    const base = given ?? (known && known.revision >= 0 ? known : null);
     let state = base?.state ?? initialState();
     let revision = base?.revision ?? null;
     let position = base?.position ?? null;
