@@ -75,7 +75,7 @@ export async function soak(options: SoakOptions): Promise<SoakReport> {
       MUSTER_RATE_LIMIT_PER_MINUTE: '0',
       MUSTER_WEBHOOK_ALLOW_HTTP: '1',
       MUSTER_WEBHOOK_ALLOW_CIDRS: '127.0.0.0/8',
-      MUSTER_STATE_CACHE_EVENTS: '2000',
+      MUSTER_STATE_CACHE_EVENTS: '20000',
     });
     const running = service;
     const key = await registerAgency(running, 'soak-coordinator', ['coordinator']);
