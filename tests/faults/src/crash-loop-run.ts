@@ -24,5 +24,8 @@ const intact =
   report.missingCommands.length === 0 &&
   report.duplicateEventIds.length === 0 &&
   report.chain.ok &&
-  report.audit.ok;
+  report.audit.ok &&
+  report.webhooks.missing.length === 0 &&
+  report.webhooks.outOfOrder === 0 &&
+  report.webhooks.changedRepeats === 0;
 process.exit(intact ? 0 : 1);

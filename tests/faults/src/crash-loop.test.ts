@@ -19,6 +19,13 @@ describe('crash safety under SIGKILL (CI-sized: the script kills 20 times)', () 
         expect(report.duplicateEventIds).toEqual([]);
         expect(report.chain).toEqual({ ok: true });
         expect(report.audit).toMatchObject({ ok: true, mismatches: 0 });
+        expect(report.webhooks.planned).toBeGreaterThan(0);
+        expect(report.webhooks).toMatchObject({
+          pendingAtEnd: 0,
+          missing: [],
+          outOfOrder: 0,
+          changedRepeats: 0,
+        });
       },
     );
   }

@@ -1,3 +1,5 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import {
   call,
   createStore,
@@ -41,6 +43,19 @@ export interface CrashLoopReport {
   duplicateEventIds: string[];
   chain: { ok: boolean; detail?: string };
   audit: { ok: boolean; mismatches: number; detail?: unknown };
+  /** What a webhook receiver subscribed to the mission saw through the kills. */
+  webhooks: {
+    planned: number;
+    pendingAtEnd: number;
+    receivedUnique: number;
+    receivedTotal: number;
+    /** Planned messages (by webhook-id) the receiver never got. */
+    missing: string[];
+    /** Times a message arrived whose version was lower than one already received, not a repeat. */
+    outOfOrder: number;
+    /** Repeats whose body differed from the first receipt under the same webhook-id. */
+    changedRepeats: number;
+  };
   seconds: number;
 }
 
@@ -58,18 +73,50 @@ export async function crashLoop(options: CrashLoopOptions): Promise<CrashLoopRep
   const log = options.log ?? (() => {});
   const started = performance.now();
   const store = await createStore(options.store);
-  let service: ServiceProcess = await startService(store, { MUSTER_RATE_LIMIT_PER_MINUTE: '0' });
+  // A receiver that records every delivery: webhook-id, version and body.
+  const receipts: Array<{ id: string; version: number; body: string }> = [];
+  const receiver = createServer((req, res) => {
+    let body = '';
+    req.on('data', (chunk) => {
+      body += chunk;
+    });
+    req.on('end', () => {
+      const version = Number((JSON.parse(body) as { data?: { version?: unknown } }).data?.version);
+      receipts.push({ id: String(req.headers['webhook-id']), version, body });
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+  const env = {
+    MUSTER_RATE_LIMIT_PER_MINUTE: '0',
+    MUSTER_WEBHOOK_ALLOW_HTTP: '1',
+    MUSTER_WEBHOOK_ALLOW_CIDRS: '127.0.0.0/8',
+  };
+  let service: ServiceProcess = await startService(store, env);
   try {
     const defined = await call(service, 'POST', '/v1/missions', {
       body: { id: MISSION, template: 'mss-haiti' },
       headers: { 'idempotency-key': 'define-crash-mission' },
     });
     if (defined.status !== 201) throw new Error(`define: ${defined.status} ${defined.body}`);
+    const subscribed = await call(service, 'POST', '/v1/webhooks', {
+      body: {
+        url: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`,
+        missions: [MISSION],
+        eventTypes: ['readiness.changed', 'precondition.changed', 'pledge.changed'],
+      },
+    });
+    if (subscribed.status !== 201) throw new Error(`subscribe: ${subscribed.status} ${subscribed.body}`);
+    const subscriptionId = subscribed.json().id as string;
 
     const sent: Sent[] = [];
     let sending = true;
     let restarting: Promise<void> | null = null;
     const inflight = new Set<Promise<void>>();
+    // Requests on the wire, so that every kill lands while one is outstanding: a kill in a quiet
+    // moment proves nothing about lost acknowledgements.
+    let onWire = 0;
+    let wireWaiters: Array<() => void> = [];
 
     const send = async (command: Sent): Promise<void> => {
       for (;;) {
@@ -77,6 +124,9 @@ export async function crashLoop(options: CrashLoopOptions): Promise<CrashLoopRep
         if (restarting) await restarting;
         let status = 0;
         let body = '';
+        onWire++;
+        for (const wake of wireWaiters) wake();
+        wireWaiters = [];
         try {
           const res = await call(service, 'POST', command.path, {
             body: command.body,
@@ -86,6 +136,8 @@ export async function crashLoop(options: CrashLoopOptions): Promise<CrashLoopRep
           body = res.body;
         } catch {
           status = 0;
+        } finally {
+          onWire--;
         }
         if (status === 201) {
           command.eventIds = (JSON.parse(body) as { events: Array<{ id: string }> }).events.map((e) => e.id);
@@ -127,6 +179,9 @@ export async function crashLoop(options: CrashLoopOptions): Promise<CrashLoopRep
 
     for (let kill = 1; kill <= options.kills; kill++) {
       await sleep(options.minUpMs + Math.random() * (options.maxUpMs - options.minUpMs));
+      if (onWire === 0) {
+        await Promise.race([new Promise<void>((resolve) => wireWaiters.push(resolve)), sleep(2000)]);
+      }
       let restarted: () => void = () => {};
       restarting = new Promise((resolve) => {
         restarted = resolve;
@@ -134,7 +189,7 @@ export async function crashLoop(options: CrashLoopOptions): Promise<CrashLoopRep
       service.child.kill('SIGKILL');
       await service.exited;
       log(`kill ${kill}/${options.kills}: ${sent.length} commands sent so far`);
-      service = await startService(store, { MUSTER_RATE_LIMIT_PER_MINUTE: '0' });
+      service = await startService(store, env);
       restarting = null;
       restarted();
     }
@@ -178,6 +233,47 @@ export async function crashLoop(options: CrashLoopOptions): Promise<CrashLoopRep
       .map(([key]) => key);
     const missingCommands = [...byKey.keys()].filter((key) => !commandIdOf.has(key));
 
+    // Every planned delivery must arrive at least once, repeats only under the same webhook-id with
+    // the same body, in version order.
+    const listDeliveries = async () => {
+      const all: Array<{ messageId: string; status: string }> = [];
+      let after: string | null = null;
+      do {
+        const page = await call(
+          service,
+          'GET',
+          `/v1/webhooks/${subscriptionId}/deliveries?limit=200${after ? `&after=${encodeURIComponent(after)}` : ''}`,
+        );
+        const body = page.json() as {
+          items: Array<{ messageId: string; status: string }>;
+          next: string | null;
+        };
+        all.push(...body.items);
+        after = body.next;
+      } while (after);
+      return all;
+    };
+    let deliveries = await listDeliveries();
+    for (let i = 0; i < 120 && deliveries.some((d) => d.status === 'pending'); i++) {
+      await sleep(500);
+      deliveries = await listDeliveries();
+    }
+    const firstBody = new Map<string, string>();
+    let outOfOrder = 0;
+    let changedRepeats = 0;
+    let highest = 0;
+    for (const receipt of receipts) {
+      const seen = firstBody.get(receipt.id);
+      if (seen !== undefined) {
+        if (seen !== receipt.body) changedRepeats++;
+        continue;
+      }
+      firstBody.set(receipt.id, receipt.body);
+      if (receipt.version < highest) outOfOrder++;
+      highest = Math.max(highest, receipt.version);
+    }
+    const planned = new Set(deliveries.map((d) => d.messageId));
+
     const audit = await call(service, 'GET', `/v1/missions/${MISSION}/audit`);
     const auditBody =
       audit.status === 200 ? (audit.json() as { mismatches?: unknown[]; chain?: { ok?: boolean } }) : null;
@@ -201,11 +297,21 @@ export async function crashLoop(options: CrashLoopOptions): Promise<CrashLoopRep
           ? {}
           : { detail: audit.status === 200 ? auditBody?.mismatches?.slice(0, 3) : audit.body.slice(0, 300) }),
       },
+      webhooks: {
+        planned: planned.size,
+        pendingAtEnd: deliveries.filter((d) => d.status === 'pending').length,
+        receivedUnique: firstBody.size,
+        receivedTotal: receipts.length,
+        missing: [...planned].filter((id) => !firstBody.has(id)),
+        outOfOrder,
+        changedRepeats,
+      },
       seconds: Math.round((performance.now() - started) / 100) / 10,
     };
     return report;
   } finally {
     await service.stop('SIGKILL').catch(() => {});
+    await new Promise((resolve) => receiver.close(resolve));
     await store.dispose();
   }
 }
