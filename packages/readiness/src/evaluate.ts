@@ -25,6 +25,7 @@ import {
   type SwitchRecord,
   switchAt,
 } from './state.js';
+import { policyVersionAt } from './status.js';
 import { FACT_LABELS, type PhaseStatus } from './vocabulary.js';
 
 export interface PreconditionResult {
@@ -60,13 +61,7 @@ export const MAX_EVIDENCE = 50;
 const byAt = (item: { readonly at: number }): number => item.at;
 
 export function policyInForce(state: MissionState, t: number): PolicyVersion | undefined {
-  let found: PolicyVersion | undefined;
-  for (const version of state.policies) {
-    if (version.effectiveFrom <= t && (found === undefined || version.version > found.version)) {
-      found = version;
-    }
-  }
-  return found;
+  return policyVersionAt(state, t);
 }
 
 function requireMission(state: MissionState): MissionInfo {

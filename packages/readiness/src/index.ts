@@ -73,6 +73,7 @@ export {
 export { mssHaitiScenario, type Scenario, type ScenarioStep } from './scenario.js';
 export {
   deserializeState,
+  eventInstants,
   evolve,
   fold,
   initialState,

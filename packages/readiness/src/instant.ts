@@ -4,10 +4,24 @@ import { DomainError } from './errors.js';
 /** An ISO 8601 instant with `Z` or an offset. Compared at millisecond precision. */
 export const instantSchema = z.iso.datetime({ offset: true });
 
-const digit = (text: string, index: number): number => {
-  const code = text.charCodeAt(index) - 48;
-  return code >= 0 && code <= 9 ? code : Number.NaN;
-};
+/** Two decimal digits at `index`, or -1 if either is not a digit. */
+function twoDigits(text: string, index: number): number {
+  const a = text.charCodeAt(index) - 48;
+  const b = text.charCodeAt(index + 1) - 48;
+  return a >= 0 && a <= 9 && b >= 0 && b <= 9 ? a * 10 + b : -1;
+}
+
+const DAY_MS = 86_400_000;
+
+/** Days from 1970-01-01 to a date of the proleptic Gregorian calendar (H. Hinnant's algorithm). */
+function daysFromCivil(year: number, month: number, day: number): number {
+  const y = month <= 2 ? year - 1 : year;
+  const era = Math.floor(y / 400);
+  const yoe = y - era * 400;
+  const doy = Math.floor((153 * (month > 2 ? month - 3 : month + 9) + 2) / 5) + day - 1;
+  const doe = yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy;
+  return era * 146_097 + doe - 719_468;
+}
 
 /**
  * Epoch milliseconds of an instant in the canonical form `2024-03-01T00:00:00.000Z` (what
@@ -28,26 +42,42 @@ function canonicalMs(instant: string): number | undefined {
   ) {
     return undefined;
   }
-  const year =
-    digit(instant, 0) * 1000 + digit(instant, 1) * 100 + digit(instant, 2) * 10 + digit(instant, 3);
-  const month = digit(instant, 5) * 10 + digit(instant, 6);
-  const day = digit(instant, 8) * 10 + digit(instant, 9);
-  const hour = digit(instant, 11) * 10 + digit(instant, 12);
-  const minute = digit(instant, 14) * 10 + digit(instant, 15);
-  const second = digit(instant, 17) * 10 + digit(instant, 18);
-  const milli = digit(instant, 20) * 100 + digit(instant, 21) * 10 + digit(instant, 22);
+  const century = twoDigits(instant, 0);
+  const yy = twoDigits(instant, 2);
+  const month = twoDigits(instant, 5);
+  const day = twoDigits(instant, 8);
+  const hour = twoDigits(instant, 11);
+  const minute = twoDigits(instant, 14);
+  const second = twoDigits(instant, 17);
+  const centi = twoDigits(instant, 20);
+  const milliDigit = instant.charCodeAt(22) - 48;
+  const year = century * 100 + yy;
   if (
-    !(year >= 1000) ||
-    !(month >= 1 && month <= 12) ||
-    !(day >= 1 && day <= daysInMonth(year, month)) ||
-    !(hour <= 23) ||
-    !(minute <= 59) ||
-    !(second <= 59) ||
-    !(milli >= 0)
+    century < 10 ||
+    yy < 0 ||
+    month < 1 ||
+    month > 12 ||
+    day < 1 ||
+    day > daysInMonth(year, month) ||
+    hour < 0 ||
+    hour > 23 ||
+    minute < 0 ||
+    minute > 59 ||
+    second < 0 ||
+    second > 59 ||
+    centi < 0 ||
+    !(milliDigit >= 0 && milliDigit <= 9)
   ) {
     return undefined;
   }
-  return Date.UTC(year, month - 1, day, hour, minute, second, milli);
+  return (
+    daysFromCivil(year, month, day) * DAY_MS +
+    hour * 3_600_000 +
+    minute * 60_000 +
+    second * 1000 +
+    centi * 10 +
+    milliDigit
+  );
 }
 
 function daysInMonth(year: number, month: number): number {

@@ -95,40 +95,50 @@ function merge<V>(shift: number, a: Leaf<V>, b: Leaf<V>): Entry<V> {
   return { m: (1 << slotA) | (1 << slotB), c: slotA < slotB ? [a, b] : [b, a] };
 }
 
-function setIn<V>(node: Branch<V>, shift: number, leaf: Leaf<V>, added: { value: boolean }): Branch<V> {
+/** Set by `setIn` when the key was not in the map (module state: the walk is synchronous). */
+let added = false;
+
+function setIn<V>(node: Branch<V>, shift: number, leaf: Leaf<V>): Branch<V> {
   const bit = 1 << ((leaf.h >>> shift) & MASK);
   const index = popcount(node.m & (bit - 1));
+  const old = node.c;
   if ((node.m & bit) === 0) {
-    added.value = true;
-    const c = node.c.slice();
-    c.splice(index, 0, leaf);
+    added = true;
+    const c: Entry<V>[] = new Array(old.length + 1);
+    for (let i = 0; i < index; i++) {
+      c[i] = old[i] as Entry<V>;
+    }
+    c[index] = leaf;
+    for (let i = index; i < old.length; i++) {
+      c[i + 1] = old[i] as Entry<V>;
+    }
     return { m: node.m | bit, c };
   }
-  const entry = node.c[index] as Entry<V>;
+  const entry = old[index] as Entry<V>;
   let replacement: Entry<V>;
   if (isLeaf(entry)) {
     if (entry.k === leaf.k) {
       replacement = leaf;
     } else {
-      added.value = true;
+      added = true;
       replacement = merge(shift + BITS, entry, leaf);
     }
   } else if (isBucket(entry)) {
     const others = entry.b.filter((other) => other.k !== leaf.k);
-    added.value = others.length === entry.b.length;
+    added = others.length === entry.b.length;
     replacement = { h: entry.h, b: [...others, leaf].sort((x, y) => (x.k < y.k ? -1 : 1)) };
   } else {
-    replacement = setIn(entry, shift + BITS, leaf, added);
+    replacement = setIn(entry, shift + BITS, leaf);
   }
-  const c = node.c.slice();
+  const c = old.slice();
   c[index] = replacement;
   return { m: node.m, c };
 }
 
 export function mapSet<V>(map: PMap<V>, key: string, value: V): PMap<V> {
-  const added = { value: false };
-  const root = setIn(map.root, 0, { h: hashKey(key), k: key, v: value }, added);
-  return { size: added.value ? map.size + 1 : map.size, root };
+  added = false;
+  const root = setIn(map.root, 0, { h: hashKey(key), k: key, v: value });
+  return { size: added ? map.size + 1 : map.size, root };
 }
 
 /** Every entry, sorted by key (code-unit order). */

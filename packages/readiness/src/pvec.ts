@@ -253,6 +253,41 @@ export function vecSliceFrom<T>(vec: PVec<T>, from: number): T[] {
 }
 
 /**
+ * Where an item with `key` goes in a vector sorted by `keyOf`, after every item with an equal
+ * key. Backdated items usually land a few places before the end, so the tail is scanned from its
+ * end first; anything earlier is a binary search.
+ */
+export function vecInsertionIndex<T>(vec: PVec<T>, key: number, keyOf: (item: T) => number): number {
+  const t = vec.t;
+  let j = t.length;
+  while (j > 0 && keyOf(t[j - 1] as T) > key) {
+    j--;
+  }
+  if (j > 0 || vec.n === t.length) {
+    return vec.n - t.length + j;
+  }
+  return vecLastIndexAtOrBefore(vec, key, keyOf) + 1;
+}
+
+/**
+ * The vector with `items` put at `index` in place of the items from there on (`items` holds them
+ * again, after whatever goes before them). An index in a tail with room copies the tail only;
+ * else the trie before the index is kept and the rest pushed again: O(log n + k).
+ */
+export function vecReplaceFrom<T>(vec: PVec<T>, index: number, items: readonly T[]): PVec<T> {
+  const offset = tailOffset(vec.n);
+  const n = index + items.length;
+  if (index >= offset && n > offset && n - offset <= WIDTH) {
+    const t = vec.t.slice(0, index - offset);
+    for (const item of items) {
+      t.push(item);
+    }
+    return { n, s: vec.s, r: vec.r, t };
+  }
+  return vecPushAll(vecTake(vec, index), items);
+}
+
+/**
  * Inserts into a vector sorted by `keyOf`, after every item with an equal key (so ties keep the
  * order in which they were recorded). Appending in order costs what `push` costs; an insert
  * k items before the end (a backdated fact) keeps the trie before it and rebuilds the rest:
@@ -260,11 +295,12 @@ export function vecSliceFrom<T>(vec: PVec<T>, from: number): T[] {
  */
 export function vecInsertSorted<T>(vec: PVec<T>, item: T, keyOf: (item: T) => number): PVec<T> {
   const last = vecLast(vec);
-  if (last === undefined || keyOf(last) <= keyOf(item)) {
+  const key = keyOf(item);
+  if (last === undefined || keyOf(last) <= key) {
     return vecPush(vec, item);
   }
-  const at = vecLastIndexAtOrBefore(vec, keyOf(item), keyOf) + 1;
+  const at = vecInsertionIndex(vec, key, keyOf);
   const rest = vecSliceFrom(vec, at);
   rest.unshift(item);
-  return vecPushAll(vecTake(vec, at), rest);
+  return vecReplaceFrom(vec, at, rest);
 }

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { evaluate } from './evaluate.js';
 import type { MissionEvent } from './events.js';
 import { mapGet } from './pmap.js';
-import { deserializeState, evolve, fold, initialState, serializeState } from './state.js';
+import { deserializeState, eventInstants, evolve, fold, initialState, serializeState } from './state.js';
 import { command, defineTestMission, history, scenarioHistory } from './test-support/spec.js';
 
 describe('MissionState', () => {
@@ -113,5 +113,35 @@ describe('evolve', () => {
 
   it('starts from an empty state', () => {
     expect(initialState()).toMatchObject({ format: 1, eventCount: 0, mission: null, policies: [] });
+  });
+
+  it('tells the instants a pledge event adds: its lifecycle and its withdrawal, by the latest instant so far', () => {
+    const ms = (at: string) => Date.parse(at);
+    const pledge = (pledgeId: string) =>
+      command(
+        'PledgeLogistics',
+        { pledgeId, pledger: 'chile', capability: 'airlift', quantity: 1, unit: 'planes' },
+        '2024-03-02T00:00:00Z',
+      );
+    const events = history(
+      defineTestMission(),
+      pledge('l'),
+      command('ConfirmPledge', { pledgeId: 'l' }, '2024-03-05T00:00:00Z'),
+      command('RecordPledgeFulfilled', { pledgeId: 'l' }, '2024-03-04T00:00:00Z'),
+      pledge('w'),
+      command('ConfirmPledge', { pledgeId: 'w' }, '2024-03-06T00:00:00Z'),
+      command('WithdrawPledge', { pledgeId: 'w', reason: 'r' }, '2024-03-03T00:00:00Z'),
+    );
+    const states = events.map((_, i) => fold(events.slice(0, i)));
+    const instantsOf = (i: number) => eventInstants(states[i]!, events[i]!);
+    expect(instantsOf(1)).toEqual([]);
+    expect(instantsOf(2)).toEqual([ms('2024-03-05T00:00:00Z')]);
+    // Delivered before it was confirmed: it counts from the confirmation.
+    expect(instantsOf(3)).toEqual([ms('2024-03-05T00:00:00Z')]);
+    // Withdrawn before it began to count: the contribution ends where it began.
+    expect(instantsOf(6)).toEqual([ms('2024-03-06T00:00:00Z')]);
+    // Ignored events add nothing.
+    const all = fold(events);
+    for (const i of [0, 2, 3, 6]) expect(eventInstants(all, events[i]!)).toEqual([]);
   });
 });

@@ -7,13 +7,13 @@ import {
   emptyVec,
   type PVec,
   vecGet,
+  vecInsertionIndex,
   vecInsertSorted,
   vecLast,
   vecLastIndexAtOrBefore,
   vecPush,
-  vecPushAll,
+  vecReplaceFrom,
   vecSliceFrom,
-  vecTake,
 } from './pvec.js';
 import type { Capability, FactName, UnitStatus } from './vocabulary.js';
 
@@ -199,7 +199,7 @@ function insertPoolPoint(points: PVec<PoolPoint>, point: Omit<PoolPoint, 'total'
   if (last === undefined || last.at <= point.at) {
     return vecPush(points, { ...point, total: (last?.total ?? 0) + point.delta });
   }
-  const index = vecLastIndexAtOrBefore(points, point.at, byAt) + 1;
+  const index = vecInsertionIndex(points, point.at, byAt);
   const rest = vecSliceFrom(points, index);
   let total = (index === 0 ? 0 : vecGet(points, index - 1).total) + point.delta;
   const items: PoolPoint[] = [{ ...point, total }];
@@ -207,7 +207,7 @@ function insertPoolPoint(points: PVec<PoolPoint>, point: Omit<PoolPoint, 'total'
     total += item.delta;
     items.push({ ...item, total });
   }
-  return vecPushAll(vecTake(points, index), items);
+  return vecReplaceFrom(points, index, items);
 }
 
 function addToPool(
@@ -503,6 +503,80 @@ export function evolve(state: MissionState, event: MissionEvent): MissionState {
         }),
       });
     }
+    default: {
+      const unreachable: never = event;
+      throw new DomainError('unknown-event-type', { type: (unreachable as { type: string }).type });
+    }
+  }
+}
+
+/**
+ * The instants at which what `event` adds to `state` takes effect: the dated points `evolve`
+ * puts in timelines and pools, a mandate's instant and bounds, a policy version's start, an
+ * authorisation. An event only ever adds such instants (none moves or goes away), so the first
+ * instant after t at which the verdict can change is, after the event, the earlier of the one
+ * before it and the first of these after t. Empty for an event `evolve` ignores.
+ */
+export function eventInstants(state: MissionState, event: MissionEvent): number[] {
+  const at = instantOf(event, event.occurredAt);
+  switch (event.type) {
+    case 'MissionDefined':
+      return state.mission === null ? [at] : [];
+    case 'PolicyAmended':
+      return state.policies.some((existing) => existing.version === event.data.version)
+        ? []
+        : [instantOf(event, event.data.effectiveFrom)];
+    case 'LogisticsPledged':
+    case 'FundingPledged':
+    case 'PersonnelPledged':
+      return [];
+    case 'PledgeConfirmed': {
+      const pledge = mapGet(state.pledges, event.data.pledgeId);
+      if (pledge === undefined || pledge.confirmedAt !== null || pledge.withdrawnAt !== null) {
+        return [];
+      }
+      return [Math.max(pledge.pledgedAt, at)];
+    }
+    case 'PledgeFulfilled': {
+      const pledge = mapGet(state.pledges, event.data.pledgeId);
+      if (
+        pledge === undefined ||
+        pledge.fulfilledAt !== null ||
+        pledge.withdrawnAt !== null ||
+        pledge.confirmedAt === null ||
+        pledge.confirmEventId === null ||
+        pledge.capability === null
+      ) {
+        return [];
+      }
+      return [Math.max(pledge.pledgedAt, pledge.confirmedAt, at)];
+    }
+    case 'PledgeWithdrawn': {
+      const pledge = mapGet(state.pledges, event.data.pledgeId);
+      if (pledge === undefined || pledge.withdrawnAt !== null) {
+        return [];
+      }
+      return pledge.contributions.map(({ start }) => Math.max(at, start));
+    }
+    case 'MandateRecorded':
+      return mapGet(state.mandates, event.data.mandateId) !== undefined
+        ? []
+        : [at, instantOf(event, event.data.validFrom), instantOf(event, event.data.validUntil)];
+    case 'DeploymentAuthorised':
+      return mapGet(state.authorisations, event.data.phase) !== undefined ? [] : [at];
+    case 'CouncilAnnounced':
+    case 'CouncilApproved':
+    case 'CouncilDissolved':
+    case 'HostAdministrationStatusRecorded':
+    case 'AgreementSigned':
+    case 'ApprovalRecorded':
+    case 'ReconnaissanceTeamPrepared':
+    case 'ReconnaissanceCompleted':
+    case 'CourtOrderRecorded':
+    case 'DeploymentSuspended':
+    case 'DeploymentResumed':
+    case 'UnitReadinessReported':
+      return [at];
     default: {
       const unreachable: never = event;
       throw new DomainError('unknown-event-type', { type: (unreachable as { type: string }).type });

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { DomainError } from './errors.js';
 import { evaluate, type MissionVerdict, nextChangeAfter, nextChangeAt } from './evaluate.js';
-import { evolve, initialState, type MissionState } from './state.js';
+import { eventInstants, evolve, initialState, type MissionState } from './state.js';
 import { evaluateStatus, unmetPreconditions, type VerdictStatus } from './status.js';
 import { DEFINED_AT, evaluationInstantArb, historyArb } from './test-support/arbitraries.js';
 import { scenarioHistory } from './test-support/spec.js';
@@ -104,6 +104,30 @@ describe('nextChangeAfter', () => {
         const next = nextChangeAt(state, at);
         expect(nextChangeAfter(state, Date.parse(at))).toBe(next === null ? null : Date.parse(next));
       }),
+    );
+  });
+
+  it('moves by exactly the instants an event adds (eventInstants)', () => {
+    fc.assert(
+      fc.property(
+        historyArb,
+        fc.array(evaluationInstantArb, { minLength: 1, maxLength: 8 }),
+        ({ events }, instants) => {
+          let state: MissionState = initialState();
+          events.forEach((event, i) => {
+            const next = evolve(state, event);
+            if (state.mission !== null) {
+              const t = Date.parse(instants[i % instants.length] as string);
+              const before = nextChangeAfter(state, t);
+              let expected = before ?? Number.POSITIVE_INFINITY;
+              for (const at of eventInstants(state, event)) if (at > t && at < expected) expected = at;
+              expect(nextChangeAfter(next, t)).toBe(Number.isFinite(expected) ? expected : null);
+            }
+            state = next;
+          });
+        },
+      ),
+      { numRuns: 200 },
     );
   });
 });

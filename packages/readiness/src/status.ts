@@ -133,15 +133,20 @@ function planOf(policy: Policy): Plan {
   return plan;
 }
 
-/** The version in force at t: the highest numbered one with effectiveFrom ≤ t. */
+/**
+ * The version in force at t: the highest numbered one with effectiveFrom ≤ t. `policies` is
+ * sorted by version (evolve keeps it so), so the newest that qualifies is the first found from
+ * the end.
+ */
 export function policyVersionAt(state: MissionState, t: number): PolicyVersion | undefined {
-  let found: PolicyVersion | undefined;
-  for (const version of state.policies) {
-    if (version.effectiveFrom <= t && (found === undefined || version.version > found.version)) {
-      found = version;
+  const { policies } = state;
+  for (let i = policies.length - 1; i >= 0; i--) {
+    const version = policies[i] as PolicyVersion;
+    if (version.effectiveFrom <= t) {
+      return version;
     }
   }
-  return found;
+  return undefined;
 }
 
 /** Result of one precondition: whether it is met at t, and until when that holds at least. */

@@ -82,6 +82,21 @@ export function valuesList(rows: number, width: number, offset = 0): string {
   return groups.join(', ');
 }
 
+/**
+ * `IN (...)` over `values` bound as one parameter `$n`, however many there are: a JSON array read by
+ * `json_each` on SQLite, a text array on PostgreSQL. Every bound parameter costs (SQLite binds by
+ * name, one lookup each), so lists of ids go in whole.
+ */
+export function inList(
+  sql: SqlClient,
+  n: number,
+  values: readonly string[],
+): { text: string; param: unknown } {
+  return sql.dialect === 'sqlite'
+    ? { text: `IN (SELECT value FROM json_each($${n}))`, param: JSON.stringify(values) }
+    : { text: `= ANY($${n}::text[])`, param: values };
+}
+
 /** `$1, $2, ...` for an IN list. */
 export function placeholders(count: number, offset = 0): string {
   return Array.from({ length: count }, (_, i) => `$${offset + i + 1}`).join(', ');

@@ -1,11 +1,11 @@
 import type { SqlClient } from '@muster/event-store';
-import { chunks, num, numOrNull, placeholders, timeId, valuesList, type WebhookContext } from './context.js';
+import { chunks, inList, num, numOrNull, timeId, valuesList, type WebhookContext } from './context.js';
 import { recordOperationalEvent } from './planner.js';
 import { lockQueues, promoteHeads, type QueueKey } from './queues.js';
 import { nextRetryDelay, parseRetryAfter } from './retry.js';
 import { DISPATCHER_LEASE } from './schema.js';
-import type { SendOutcome, WebhookSender } from './sender.js';
-import { secretBytes, signatureHeader } from './signing.js';
+import { AttemptControl, type SendOutcome, type Transport } from './sender.js';
+import { secretBytes } from './signing.js';
 import type { DeliveryTrigger } from './types.js';
 
 export interface DispatcherOptions {
@@ -45,13 +45,21 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
  * PostgreSQL claims use FOR UPDATE SKIP LOCKED so several dispatchers share the work; on SQLite
  * a lease row makes one process the only dispatcher. A crash leaves claims to expire, and the
  * delivery is sent again later with the same `webhook-id`.
+ *
+ * One loop (the pump) does all the database work, one cycle at a time: a cycle records the
+ * outcomes that arrived, runs the planner batches waiting to share the commit, and claims the
+ * next due heads (those just promoted and just planned included) in the same transaction; what
+ * it claimed is sent once it committed. So a commit, which on SQLite is an fsync that blocks the
+ * process, refills every free slot, and a planned change goes out one commit after it is read.
  */
 export class Dispatcher {
   private running = false;
+  /** The poll loop: renews the SQLite role and asks for a claim now and then. */
   private loop: Promise<void> | null = null;
   private wakeUp: (() => void) | null = null;
-  private wakeRequested = false;
-  private readonly inFlight = new Map<string, { controller: AbortController; done: Promise<void> }>();
+  /** A claim is wanted (woken, polled, or the last claim filled every slot it had). */
+  private claimWanted = false;
+  private readonly inFlight = new Map<string, { control: AttemptControl; done: Promise<void> }>();
   private readonly outcomes: Outcome[] = [];
   /** Work that commits together with the next outcomes (the planner's batches). */
   private readonly piggyback: Array<{
@@ -61,14 +69,14 @@ export class Dispatcher {
   }> = [];
   /** Claimed and not yet recorded: on SQLite, what the next claim must not return again. */
   private readonly unsettled = new Set<string>();
-  private flushing: Promise<void> | null = null;
+  private pumping: Promise<void> | null = null;
   private leaseHeldUntil = 0;
   private leader = false;
   private readonly secretCache = new Map<string, Buffer>();
 
   constructor(
     private readonly ctx: WebhookContext,
-    private readonly sender: WebhookSender,
+    private readonly sender: Transport,
     private readonly options: DispatcherOptions,
   ) {}
 
@@ -81,9 +89,10 @@ export class Dispatcher {
     return this.inFlight.size;
   }
 
+  /** Something may be due now (planned, replayed, re-enabled): claim soon. */
   wake(): void {
-    this.wakeRequested = true;
-    this.wakeUp?.();
+    this.claimWanted = true;
+    this.schedulePump();
   }
 
   /** Runs until `stop`; its timers keep the process alive, as a worker's should. */
@@ -113,7 +122,7 @@ export class Dispatcher {
         }),
       ]);
       clearTimeout(timer);
-      for (const p of this.inFlight.values()) p.controller.abort(new Error('the dispatcher is stopping'));
+      for (const p of this.inFlight.values()) p.control.abort(new Error('the dispatcher is stopping'));
       await Promise.all([...this.inFlight.values()].map((p) => p.done));
     }
     await this.flushNow();
@@ -131,49 +140,148 @@ export class Dispatcher {
   /**
    * Sends everything due now, round after round (the next version of a queue becomes due when the
    * previous one is recorded), and resolves when nothing is due. For tests and tools that drive a
-   * controlled clock; a started dispatcher does this continuously.
+   * controlled clock on a dispatcher that is not started; a started one does this continuously.
    */
   async runOnce(): Promise<number> {
     let attempts = 0;
     for (;;) {
-      if (!(await this.ensureLease())) return attempts;
-      const launched = await this.claimAndLaunch(this.options.maxInFlight);
-      if (launched === 0) return attempts;
-      attempts += launched;
-      await Promise.all([...this.inFlight.values()].map((p) => p.done));
       await this.flushNow();
+      if (!(await this.ensureLease())) return attempts;
+      const claimed = await this.claim(this.ctx.sql, this.options.maxInFlight);
+      if (claimed.length === 0) return attempts;
+      this.launch(claimed);
+      attempts += claimed.length;
+      await Promise.all([...this.inFlight.values()].map((p) => p.done));
     }
   }
 
+  /** Polls: renews the SQLite role and asks for a claim every `pollIntervalMs`. */
   private async run(): Promise<void> {
-    let failures = 0;
     while (this.running) {
-      this.wakeRequested = false;
       try {
-        if (await this.ensureLease()) {
-          const free = this.options.maxInFlight - this.inFlight.size;
-          if (free > 0) await this.claimAndLaunch(free);
-        }
-        failures = 0;
+        await this.ensureLease();
       } catch (error) {
-        failures++;
-        this.ctx.logger.error({ err: error, failures }, 'webhook dispatcher: claim failed; will retry');
+        this.ctx.logger.error({ err: error }, 'webhook dispatcher: renewing the role failed; will retry');
       }
       if (!this.running) break;
-      if (this.wakeRequested && failures === 0) continue;
-      const delay =
-        failures > 0
-          ? Math.min(30_000, this.options.pollIntervalMs * 2 ** failures)
-          : this.options.pollIntervalMs;
+      this.wake();
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, delay);
+        const timer = setTimeout(resolve, this.options.pollIntervalMs);
         this.wakeUp = () => {
           clearTimeout(timer);
           resolve();
         };
-        if (this.wakeRequested && failures === 0) this.wakeUp();
       });
       this.wakeUp = null;
+    }
+  }
+
+  /**
+   * Runs `plan` in the next transaction that records outcomes (or in one of its own when there are
+   * none), so that planning and recording share a commit: on SQLite every commit is an fsync that
+   * blocks the process, and under load they are what runs out first.
+   */
+  commitWith<T>(plan: (tx: SqlClient) => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.piggyback.push({
+        run: plan as (tx: SqlClient) => Promise<unknown>,
+        resolve: resolve as (value: unknown) => void,
+        reject,
+      });
+      this.schedulePump();
+    });
+  }
+
+  private wantsCycle(): boolean {
+    return (
+      this.outcomes.length > 0 ||
+      this.piggyback.length > 0 ||
+      (this.claimWanted && this.running && this.inFlight.size < this.options.maxInFlight)
+    );
+  }
+
+  private schedulePump(): void {
+    if (this.pumping) return;
+    this.pumping = (async () => {
+      // Group commit: what finishes in the same turn of the event loop shares one transaction
+      // (one fsync), and more gathers while it commits.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      let failures = 0;
+      while (this.wantsCycle()) {
+        const batch = this.outcomes.splice(0, this.outcomes.length);
+        const riders = this.piggyback.splice(0, this.piggyback.length);
+        try {
+          await this.cycle(batch, riders);
+          failures = 0;
+        } catch (error) {
+          // The riders fail alone (their owners retry); the outcomes are tried again without them.
+          for (const rider of riders) rider.reject(error);
+          failures++;
+          if (batch.length === 0) {
+            this.ctx.logger.error({ err: error, failures }, 'webhook dispatcher: claim failed; will retry');
+            if (riders.length === 0)
+              await sleep(Math.min(30_000, this.options.pollIntervalMs * 2 ** failures));
+            continue;
+          }
+          this.outcomes.unshift(...batch);
+          this.ctx.logger.error(
+            { err: error, outcomes: batch.length, failures },
+            'webhook dispatcher: recording outcomes failed; will retry (unrecorded deliveries are sent again)',
+          );
+          if (!this.running && failures >= 3) {
+            for (const outcome of this.outcomes) this.unsettled.delete(outcome.claimed.id);
+            this.outcomes.length = 0;
+            break;
+          }
+          if (riders.length === 0) await sleep(Math.min(5_000, 100 * 2 ** failures));
+        }
+      }
+      this.pumping = null;
+    })();
+  }
+
+  /**
+   * One cycle: in one transaction, the planner batches, the outcomes, and (while running) a claim
+   * of as many due heads as there are free slots; then the claimed ones are sent. With nothing to
+   * record or plan, the claim runs alone (on SQLite a read, no commit).
+   */
+  private async cycle(
+    batch: Outcome[],
+    riders: Array<{ run: (tx: SqlClient) => Promise<unknown>; resolve: (value: unknown) => void }>,
+  ): Promise<void> {
+    let limit = 0;
+    if (this.running && (this.claimWanted || batch.length > 0 || riders.length > 0)) {
+      limit = this.options.maxInFlight - this.inFlight.size;
+      if (limit > 0 && !(await this.ensureLease())) limit = 0;
+    }
+    let claimed: Array<{ item: Claimed; secrets: Buffer[] | Error | null }> = [];
+    if (batch.length === 0 && riders.length === 0) {
+      this.claimWanted = false;
+      if (limit <= 0) return;
+      claimed = await this.claim(this.ctx.sql, limit);
+    } else {
+      const results = await this.ctx.sql.transaction(async (tx) => {
+        const values: unknown[] = [];
+        for (const rider of riders) values.push(await rider.run(tx));
+        if (batch.length > 0) await this.record(tx, batch);
+        if (limit > 0) claimed = await this.claim(tx, limit);
+        return values;
+      });
+      for (const outcome of batch) this.unsettled.delete(outcome.claimed.id);
+      riders.forEach((rider, i) => {
+        rider.resolve(results[i]);
+      });
+    }
+    // A full claim may have left more due; the next outcomes free the slots to take them.
+    if (limit > 0) this.claimWanted = claimed.length === limit;
+    this.launch(claimed);
+  }
+
+  /** Records everything waiting (no claims once stopped). */
+  private async flushNow(): Promise<void> {
+    while (this.pumping || this.outcomes.length > 0 || this.piggyback.length > 0) {
+      if (!this.pumping) this.schedulePump();
+      await this.pumping;
     }
   }
 
@@ -202,23 +310,17 @@ export class Dispatcher {
     return leader;
   }
 
-  private async claimAndLaunch(limit: number): Promise<number> {
-    const claimed = await this.claim(limit);
-    if (claimed.length === 0) return 0;
-    const secrets = await this.liveSecrets([...new Set(claimed.map((c) => c.subscriptionId))]);
-    for (const item of claimed) {
+  private launch(claimed: Array<{ item: Claimed; secrets: Buffer[] | Error | null }>): void {
+    for (const { item, secrets } of claimed) {
       this.unsettled.add(item.id);
-      const controller = new AbortController();
-      const done = this.attempt(item, secrets.get(item.subscriptionId) ?? null, controller).then(
-        (outcome) => {
-          this.inFlight.delete(item.id);
-          this.outcomes.push(outcome);
-          this.scheduleFlush();
-        },
-      );
-      this.inFlight.set(item.id, { controller, done });
+      const control = new AttemptControl();
+      const done = this.attempt(item, secrets, control).then((outcome) => {
+        this.inFlight.delete(item.id);
+        this.outcomes.push(outcome);
+        this.schedulePump();
+      });
+      this.inFlight.set(item.id, { control, done });
     }
-    return claimed.length;
   }
 
   /**
@@ -228,48 +330,47 @@ export class Dispatcher {
    * flight are kept in memory, and a process that dies leaves its deliveries simply pending for
    * the next holder of the role (no write and no fsync per claim).
    */
-  private async claim(limit: number): Promise<Claimed[]> {
-    const { sql, clock } = this.ctx;
-    const now = clock.now();
-    const details = `SELECT d.id, d.queue, d.message_id, d.subscription_id, d.trigger, d.attempts, s.agency_id, s.url, m.event_type, m.body, m.exhausted_at
-       FROM webhook_deliveries d
-       JOIN webhook_messages m ON m.id = d.message_id
-       JOIN webhook_subscriptions s ON s.id = d.subscription_id`;
+  private async claim(
+    sql: SqlClient,
+    limit: number,
+  ): Promise<Array<{ item: Claimed; secrets: Buffer[] | Error | null }>> {
+    const now = this.ctx.clock.now();
     let rows: Record<string, unknown>[];
     if (sql.dialect === 'postgres') {
-      const claimed = await sql.query<{ id: string }>(
-        `UPDATE webhook_deliveries SET lease_owner = $1, lease_until = $2, updated_at = $3
-         WHERE id IN (
-           SELECT d.id FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription_id
-           WHERE d.head = 1 AND d.status = 'pending' AND d.next_attempt_at <= $3
-             AND (d.lease_until IS NULL OR d.lease_until <= $3)
-             AND (s.status = 'enabled' OR d.trigger = 'test')
-           ORDER BY d.next_attempt_at
-           LIMIT $4 FOR UPDATE OF d SKIP LOCKED)
-         RETURNING id`,
+      rows = await sql.query(
+        `WITH claimed AS (
+           UPDATE webhook_deliveries SET lease_owner = $1, lease_until = $2, updated_at = $3
+           WHERE id IN (
+             SELECT d.id FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription_id
+             WHERE d.head = 1 AND d.status = 'pending' AND d.next_attempt_at <= $3
+               AND (d.lease_until IS NULL OR d.lease_until <= $3)
+               AND (s.status = 'enabled' OR d.trigger = 'test')
+             ORDER BY d.next_attempt_at
+             LIMIT $4 FOR UPDATE OF d SKIP LOCKED)
+           RETURNING id, queue, message_id, subscription_id, trigger, attempts)
+         SELECT c.id, c.queue, c.message_id, c.subscription_id, c.trigger, c.attempts, s.agency_id, s.url, m.event_type, m.body, m.exhausted_at
+         FROM claimed c
+         JOIN webhook_messages m ON m.id = c.message_id
+         JOIN webhook_subscriptions s ON s.id = c.subscription_id`,
         [this.options.dispatcherId, now + this.options.leaseMs, now, limit],
       );
-      if (claimed.length === 0) return [];
-      rows = await sql.query(
-        `${details} WHERE d.id IN (${placeholders(claimed.length)})`,
-        claimed.map((r) => r.id),
-      );
     } else {
-      const due = await sql.query<{ id: string }>(
-        `SELECT d.id FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription_id
+      // The due heads with everything needed to send them, in one read, less those already in
+      // flight or waiting to be recorded (passed as one JSON parameter).
+      rows = await sql.query(
+        `SELECT d.id, d.queue, d.message_id, d.subscription_id, d.trigger, d.attempts, s.agency_id, s.url, m.event_type, m.body, m.exhausted_at
+         FROM webhook_deliveries d
+         JOIN webhook_subscriptions s ON s.id = d.subscription_id
+         JOIN webhook_messages m ON m.id = d.message_id
          WHERE d.head = 1 AND d.status = 'pending' AND d.next_attempt_at <= $1
            AND (s.status = 'enabled' OR d.trigger = 'test')
+           AND d.id NOT IN (SELECT value FROM json_each($3))
          ORDER BY d.next_attempt_at LIMIT $2`,
-        [now, limit + this.unsettled.size],
+        [now, limit, this.unsettled.size === 0 ? '[]' : JSON.stringify([...this.unsettled])],
       );
-      const ids = due
-        .map((row) => row.id)
-        .filter((id) => !this.unsettled.has(id))
-        .slice(0, limit);
-      if (ids.length === 0) return [];
-      rows = await sql.query(`${details} WHERE d.id IN (${placeholders(ids.length)})`, ids);
     }
-    return rows.map((row) => ({
+    if (rows.length === 0) return [];
+    const items: Claimed[] = rows.map((row) => ({
       id: String(row.id),
       queue: String(row.queue),
       messageId: String(row.message_id),
@@ -282,16 +383,22 @@ export class Dispatcher {
       body: String(row.body),
       exhaustedAt: numOrNull(row.exhausted_at),
     }));
+    const secrets = await this.liveSecrets(sql, [...new Set(items.map((c) => c.subscriptionId))]);
+    return items.map((item) => ({ item, secrets: secrets.get(item.subscriptionId) ?? null }));
   }
 
   /** The secrets that sign now, per subscription: the current one and those still in their overlap. */
-  private async liveSecrets(subscriptionIds: string[]): Promise<Map<string, Buffer[] | Error>> {
+  private async liveSecrets(
+    sql: SqlClient,
+    subscriptionIds: string[],
+  ): Promise<Map<string, Buffer[] | Error>> {
     const now = this.ctx.clock.now();
-    const rows = await this.ctx.sql.query<{ subscription_id: string; secret: string }>(
+    const ids = inList(sql, 2, subscriptionIds);
+    const rows = await sql.query<{ subscription_id: string; secret: string }>(
       `SELECT subscription_id, secret FROM webhook_secrets
-       WHERE subscription_id IN (${placeholders(subscriptionIds.length)}) AND (expires_at IS NULL OR expires_at > $${subscriptionIds.length + 1})
+       WHERE subscription_id ${ids.text} AND (expires_at IS NULL OR expires_at > $1)
        ORDER BY subscription_id, n DESC`,
-      [...subscriptionIds, now],
+      [now, ids.param],
     );
     const result = new Map<string, Buffer[] | Error>();
     for (const row of rows) {
@@ -316,7 +423,7 @@ export class Dispatcher {
   private async attempt(
     item: Claimed,
     secrets: Buffer[] | Error | null,
-    controller: AbortController,
+    control: AttemptControl,
   ): Promise<Outcome> {
     if (secrets === null || secrets instanceof Error || secrets.length === 0) {
       this.ctx.logger.error(
@@ -326,88 +433,22 @@ export class Dispatcher {
       return { kind: 'released', claimed: item, retryAt: this.ctx.clock.now() + 60_000 };
     }
     const startedAt = this.ctx.clock.now();
-    const timestamp = Math.floor(startedAt / 1000);
-    const headers = {
-      'webhook-id': item.messageId,
-      'webhook-timestamp': String(timestamp),
-      'webhook-signature': signatureHeader(secrets, item.messageId, timestamp, item.body),
-      'webhook-event-type': item.eventType,
-      'webhook-attempt': String(item.attempt),
-    };
-    const result = await this.sender.send(item.url, headers, item.body, controller);
-    if (controller.signal.aborted && result.errorClass !== 'timeout') {
+    const result = await this.sender.send(
+      {
+        url: item.url,
+        messageId: item.messageId,
+        timestamp: Math.floor(startedAt / 1000),
+        body: item.body,
+        secrets,
+        eventType: item.eventType,
+        attempt: item.attempt,
+      },
+      control,
+    );
+    if (control.aborted && result.errorClass !== 'timeout') {
       return { kind: 'released', claimed: item, retryAt: null };
     }
     return { kind: 'sent', claimed: item, result, startedAt, finishedAt: this.ctx.clock.now() };
-  }
-
-  /**
-   * Runs `plan` in the next transaction that records outcomes (or in one of its own when there are
-   * none), so that planning and recording share a commit: on SQLite every commit is an fsync that
-   * blocks the process, and under load they are what runs out first.
-   */
-  commitWith<T>(plan: (tx: SqlClient) => Promise<T>): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      this.piggyback.push({
-        run: plan as (tx: SqlClient) => Promise<unknown>,
-        resolve: resolve as (value: unknown) => void,
-        reject,
-      });
-      this.scheduleFlush();
-    });
-  }
-
-  private scheduleFlush(): void {
-    if (this.flushing) return;
-    this.flushing = (async () => {
-      // Group commit: outcomes that finish in the same turn of the event loop share one
-      // transaction (one fsync), and more gather while it commits. (A longer wait to gather more
-      // was measured: it delays every queue's next message and costs more than it saves.)
-      await new Promise<void>((resolve) => setImmediate(resolve));
-      let failures = 0;
-      while (this.outcomes.length > 0 || this.piggyback.length > 0) {
-        const batch = this.outcomes.splice(0, this.outcomes.length);
-        const riders = this.piggyback.splice(0, this.piggyback.length);
-        try {
-          const results = await this.ctx.sql.transaction(async (tx) => {
-            const values: unknown[] = [];
-            for (const rider of riders) values.push(await rider.run(tx));
-            if (batch.length > 0) await this.record(tx, batch);
-            return values;
-          });
-          for (const outcome of batch) this.unsettled.delete(outcome.claimed.id);
-          riders.forEach((rider, i) => {
-            rider.resolve(results[i]);
-          });
-          failures = 0;
-          this.wake();
-        } catch (error) {
-          // The riders fail alone (their owners retry); the outcomes are tried again without them.
-          for (const rider of riders) rider.reject(error);
-          if (batch.length === 0) continue;
-          failures++;
-          this.outcomes.unshift(...batch);
-          this.ctx.logger.error(
-            { err: error, outcomes: batch.length, failures },
-            'webhook dispatcher: recording outcomes failed; will retry (unrecorded deliveries are sent again)',
-          );
-          if (!this.running && failures >= 3) {
-            for (const outcome of this.outcomes) this.unsettled.delete(outcome.claimed.id);
-            this.outcomes.length = 0;
-            break;
-          }
-          if (riders.length === 0) await sleep(Math.min(5_000, 100 * 2 ** failures));
-        }
-      }
-      this.flushing = null;
-    })();
-  }
-
-  private async flushNow(): Promise<void> {
-    while (this.flushing || this.outcomes.length > 0 || this.piggyback.length > 0) {
-      if (!this.flushing) this.scheduleFlush();
-      await this.flushing;
-    }
   }
 
   /** Records a batch of outcomes in one transaction: attempt rows, delivery states, subscription health. */
@@ -435,10 +476,11 @@ export class Dispatcher {
         changed: boolean;
       }
     >();
-    for (const part of chunks(subscriptionIds, 500)) {
+    for (const part of chunks(subscriptionIds, 1000)) {
+      const ids = inList(tx, 1, part);
       const rows = await tx.query(
-        `SELECT id, agency_id, status, failing_since, last_failure_at FROM webhook_subscriptions WHERE id IN (${placeholders(part.length)})`,
-        part,
+        `SELECT id, agency_id, status, failing_since, last_failure_at FROM webhook_subscriptions WHERE id ${ids.text}`,
+        [ids.param],
       );
       for (const row of rows) {
         health.set(String(row.id), {
@@ -465,8 +507,10 @@ export class Dispatcher {
       this.ctx.logger.warn({ subscriptionId, reason, ...extra }, 'webhook subscription disabled');
     };
 
-    const attemptRows: unknown[][] = [];
-    const delivered: Array<[string, number, number, number, number | null]> = [];
+    /** Attempts that succeeded (the common case: fewer parameters) and the others. */
+    const succeeded: unknown[] = [];
+    const others: unknown[] = [];
+    const delivered: unknown[] = [];
     /** Queues whose head left `pending` in this batch. */
     const left: QueueKey[] = [];
     for (const outcome of batch) {
@@ -482,26 +526,41 @@ export class Dispatcher {
         continue;
       }
       const { result, startedAt, finishedAt } = outcome;
-      attemptRows.push([
-        timeId('att', startedAt),
-        claimed.id,
-        claimed.subscriptionId,
-        claimed.messageId,
-        claimed.attempt,
-        claimed.trigger,
-        owner,
-        startedAt,
-        result.latencyMs,
-        result.ok ? 'succeeded' : 'failed',
-        result.statusCode,
-        result.errorClass,
-        result.errorMessage?.slice(0, 1000) ?? null,
-        result.responseBody,
-      ]);
+      const attemptId = timeId('att', startedAt);
+      if (result.ok) {
+        succeeded.push(
+          attemptId,
+          claimed.id,
+          claimed.subscriptionId,
+          claimed.messageId,
+          claimed.attempt,
+          claimed.trigger,
+          startedAt,
+          result.latencyMs,
+          result.statusCode,
+          result.responseBody,
+        );
+      } else {
+        others.push(
+          attemptId,
+          claimed.id,
+          claimed.subscriptionId,
+          claimed.messageId,
+          claimed.attempt,
+          claimed.trigger,
+          startedAt,
+          result.latencyMs,
+          'failed',
+          result.statusCode,
+          result.errorClass,
+          result.errorMessage?.slice(0, 1000) ?? null,
+          result.responseBody,
+        );
+      }
       if (!holdsRole) continue;
       const sub = health.get(claimed.subscriptionId);
       if (result.ok) {
-        delivered.push([claimed.id, claimed.attempt, finishedAt, startedAt, result.statusCode]);
+        delivered.push(claimed.id, claimed.attempt, finishedAt, startedAt, result.statusCode);
         left.push([claimed.subscriptionId, claimed.queue]);
         if (sub && (sub.failingSince !== null || sub.lastFailureAt !== null)) {
           sub.failingSince = null;
@@ -605,23 +664,50 @@ export class Dispatcher {
         }
       }
     }
-    for (const part of chunks(attemptRows, 50)) {
+    // Rows per statement are kept to a few dozen: SQLite finds each bound parameter by name, a cost
+    // that grows with the number of parameters in the statement.
+    const SUCCEEDED = 10;
+    for (let i = 0; i < succeeded.length; i += SUCCEEDED * 25) {
+      const part = succeeded.slice(i, i + SUCCEEDED * 25);
+      const rows: string[] = [];
+      for (let o = 1; o < part.length + 1; o += SUCCEEDED) {
+        rows.push(
+          `($${o + 1}, $${o + 2}, $${o + 3}, $${o + 4}, $${o + 5}, $${o + 6}, $1, $${o + 7}, $${o + 8}, 'succeeded', $${o + 9}, NULL, NULL, $${o + 10})`,
+        );
+      }
       await tx.execute(
         `INSERT INTO webhook_attempts (id, delivery_id, subscription_id, message_id, attempt, trigger, dispatcher_id, started_at, latency_ms, outcome, status_code, error_class, error_message, response_body)
-         VALUES ${valuesList(part.length, 14)}`,
-        part.flat(),
+         VALUES ${rows.join(', ')}`,
+        [owner, ...part],
       );
     }
-    for (const part of chunks(delivered, 100)) {
+    const OTHERS = 13;
+    for (let i = 0; i < others.length; i += OTHERS * 25) {
+      const part = others.slice(i, i + OTHERS * 25);
+      const rows: string[] = [];
+      for (let o = 1; o < part.length + 1; o += OTHERS) {
+        rows.push(
+          `($${o + 1}, $${o + 2}, $${o + 3}, $${o + 4}, $${o + 5}, $${o + 6}, $1, $${o + 7}, $${o + 8}, $${o + 9}, $${o + 10}, $${o + 11}, $${o + 12}, $${o + 13})`,
+        );
+      }
+      await tx.execute(
+        `INSERT INTO webhook_attempts (id, delivery_id, subscription_id, message_id, attempt, trigger, dispatcher_id, started_at, latency_ms, outcome, status_code, error_class, error_message, response_body)
+         VALUES ${rows.join(', ')}`,
+        [owner, ...part],
+      );
+    }
+    const DELIVERED = 5;
+    for (let i = 0; i < delivered.length; i += DELIVERED * 40) {
+      const part = delivered.slice(i, i + DELIVERED * 40);
       await tx.execute(
         `UPDATE webhook_deliveries SET status = 'delivered', head = 0, attempts = CAST(v.column2 AS INTEGER),
            delivered_at = CAST(v.column3 AS BIGINT), last_attempt_at = CAST(v.column4 AS BIGINT),
            last_status_code = CAST(v.column5 AS INTEGER), last_error_class = NULL,
            lease_owner = NULL, lease_until = NULL, updated_at = CAST(v.column3 AS BIGINT)
-         FROM (VALUES ${valuesList(part.length, 5, 1)}) AS v
+         FROM (VALUES ${valuesList(part.length / DELIVERED, DELIVERED, 1)}) AS v
          WHERE webhook_deliveries.id = v.column1 AND COALESCE(webhook_deliveries.lease_owner, $1) = $1
            AND webhook_deliveries.status = 'pending'`,
-        [owner, ...part.flat()],
+        [owner, ...part],
       );
     }
     await promoteHeads(tx, left);

@@ -1,6 +1,6 @@
 import type { SqlClient } from '@muster/event-store';
 import { type ReadinessChange, readChangeFeed } from '@muster/projections';
-import { chunks, messageId, num, placeholders, timeId, valuesList, type WebhookContext } from './context.js';
+import { chunks, inList, messageId, num, timeId, valuesList, type WebhookContext } from './context.js';
 import { changeBodyTemplate } from './payload.js';
 import { insertDeliveries, type NewDelivery } from './queues.js';
 import { PLANNER_CHECKPOINT } from './schema.js';
@@ -42,8 +42,6 @@ export interface PlanResult {
   checkpoint: number;
 }
 
-const MESSAGE_COLUMNS = 12;
-
 /**
  * The checkpointed consumer of the readiness change feed. One batch is one transaction: it locks
  * the checkpoint row (so two planners on PostgreSQL take turns, and the second sees the first's
@@ -68,7 +66,8 @@ export class Planner {
       onPlanned: () => void;
       /**
        * How the running planner commits a batch: by default a transaction of its own; the service
-       * hands it the dispatcher's, so that a batch shares its commit with recorded outcomes.
+       * hands it the dispatcher's, so that a batch shares its commit with recorded outcomes and is
+       * claimed in that same transaction (no wake-up needed).
        */
       commit?: <T>(work: (tx: SqlClient) => Promise<T>) => Promise<T>;
     },
@@ -123,7 +122,8 @@ export class Planner {
         const result = commit
           ? await commit((tx) => this.planBatch(tx))
           : await this.ctx.sql.transaction((tx) => this.planBatch(tx));
-        if (result.planned > 0) this.options.onPlanned();
+        // A batch that rode in the dispatcher's transaction was claimed in it already.
+        if (result.planned > 0 && !commit) this.options.onPlanned();
         busy = result.changes >= this.options.batchSize;
         failures = 0;
       } catch (error) {
@@ -194,7 +194,9 @@ export class Planner {
 
 /**
  * Inserts messages and scheduled deliveries for (change, subscription) pairs not planned before,
- * numbering them per (subscription, mission) in change order. Runs inside the caller's transaction.
+ * numbering them per (subscription, mission) in change order. Runs inside the caller's transaction,
+ * the one that read `candidates` from the change feed: a message copies its change's columns from
+ * the feed row in SQL rather than binding them once per subscription.
  */
 export async function planMessages(
   ctx: WebhookContext,
@@ -206,52 +208,63 @@ export async function planMessages(
   const existing = new Set<string>();
   for (const part of chunks(
     candidates.map((c) => c.id),
-    500,
+    1000,
   )) {
-    const rows = await tx.query<{ id: string }>(
-      `SELECT id FROM webhook_messages WHERE id IN (${placeholders(part.length)})`,
-      part,
-    );
+    const ids = inList(tx, 1, part);
+    const rows = await tx.query<{ id: string }>(`SELECT id FROM webhook_messages WHERE id ${ids.text}`, [
+      ids.param,
+    ]);
     for (const row of rows) existing.add(row.id);
   }
-  const fresh = candidates.filter((c) => !existing.has(c.id));
+  const fresh = existing.size === 0 ? candidates : candidates.filter((c) => !existing.has(c.id));
   if (fresh.length === 0) return { planned: 0, rejected: 0 };
 
-  const versions = new Map<string, number>();
+  // One statement spends the versions of every queue: the counter moves by the number of new
+  // messages and comes back, so the first new one is (returned - count + 1).
   const key = (sub: string, mission: string) => `${sub}\u0000${mission}`;
-  const subIds = [...new Set(fresh.map((c) => c.sub.id))];
-  const missionIds = [...new Set(fresh.map((c) => c.change.missionId))];
-  for (const subPart of chunks(subIds, 200)) {
-    for (const missionPart of chunks(missionIds, 200)) {
-      const rows = await tx.query<{ subscription_id: string; mission_id: string; last_version: number }>(
-        `SELECT subscription_id, mission_id, last_version FROM webhook_versions WHERE subscription_id IN (${placeholders(subPart.length)}) AND mission_id IN (${placeholders(missionPart.length, subPart.length)})`,
-        [...subPart, ...missionPart],
-      );
-      for (const row of rows) versions.set(key(row.subscription_id, row.mission_id), num(row.last_version));
+  const counters = new Map<string, { sub: string; mission: string; count: number; next: number }>();
+  for (const { change, sub } of fresh) {
+    const k = key(sub.id, change.missionId);
+    const counter = counters.get(k);
+    if (counter) counter.count++;
+    else counters.set(k, { sub: sub.id, mission: change.missionId, count: 1, next: 0 });
+  }
+  for (const part of chunks([...counters.values()], 300)) {
+    const rows = await tx.query<{ subscription_id: string; mission_id: string; last_version: number }>(
+      `INSERT INTO webhook_versions (subscription_id, mission_id, last_version) VALUES ${valuesList(part.length, 3)}
+       ON CONFLICT (subscription_id, mission_id) DO UPDATE SET last_version = webhook_versions.last_version + excluded.last_version
+       RETURNING subscription_id, mission_id, last_version`,
+      part.flatMap((c) => [c.sub, c.mission, c.count]),
+    );
+    for (const row of rows) {
+      const counter = counters.get(key(row.subscription_id, row.mission_id)) as {
+        count: number;
+        next: number;
+      };
+      counter.next = num(row.last_version) - counter.count + 1;
     }
   }
 
-  const messages: unknown[][] = [];
+  const messages: Array<[id: string, sub: string, version: number, body: string, seq: number]> = [];
+  const oversized: Array<[id: string, sub: string, version: number, bytes: number, seq: number]> = [];
   const deliveries: NewDelivery[] = [];
   const rejections: Array<{ id: string; sub: SubscriptionFilter; data: Record<string, unknown> }> = [];
-  const touched = new Set<string>();
   const templates = new Map<string, (version: number) => string>();
   for (const { change, sub, id } of fresh) {
-    const k = key(sub.id, change.missionId);
-    const version = (versions.get(k) ?? 0) + 1;
-    versions.set(k, version);
-    touched.add(k);
+    const counter = counters.get(key(sub.id, change.missionId)) as { next: number };
+    const version = counter.next++;
     let template = templates.get(change.changeId);
     if (!template) {
       template = changeBodyTemplate(change, ctx.publicUrl);
       templates.set(change.changeId, template);
     }
     const body = template(version);
-    const bytes = Buffer.byteLength(body);
-    const rejected = bytes > ctx.maxPayloadBytes;
-    if (rejected) {
+    // Bytes only matter near the cap: a string of n UTF-16 units is at most 3n UTF-8 bytes.
+    const bytes = body.length * 3 <= ctx.maxPayloadBytes ? 0 : Buffer.byteLength(body);
+    if (bytes > ctx.maxPayloadBytes) {
       // Kept as a message without a body or a delivery, so that planning it again is a no-op;
       // its version is spent, so the receiver sees the gap and can fetch the current state.
+      oversized.push([id, sub.id, version, bytes, change.seq]);
       rejections.push({
         id,
         sub,
@@ -265,22 +278,9 @@ export async function planMessages(
           limit: ctx.maxPayloadBytes,
         },
       });
+      continue;
     }
-    messages.push([
-      id,
-      sub.id,
-      change.kind,
-      change.missionId,
-      version,
-      change.changeId,
-      change.seq,
-      change.causePosition,
-      rejected ? '' : body,
-      rejected ? bytes : null,
-      null,
-      now,
-    ]);
-    if (rejected) continue;
+    messages.push([id, sub.id, version, body, change.seq]);
     deliveries.push({
       id: timeId('dlv', now),
       messageId: id,
@@ -292,28 +292,27 @@ export async function planMessages(
     });
   }
 
-  let planned = 0;
   const inserted = new Set<string>();
-  for (const part of chunks(messages, 200)) {
-    const rows = await tx.query<{ id: string }>(
-      `INSERT INTO webhook_messages (id, subscription_id, event_type, mission_id, version, change_id, change_seq, cause_position, body, rejected_bytes, exhausted_at, created_at) VALUES ${valuesList(part.length, MESSAGE_COLUMNS)} ON CONFLICT (id) DO NOTHING RETURNING id`,
-      part.flat(),
-    );
-    for (const row of rows) inserted.add(row.id);
-  }
-  const toInsert = deliveries.filter((d) => inserted.has(d.messageId));
+  const insert = async (rows: ReadonlyArray<readonly unknown[]>, body: string, rejectedBytes: string) => {
+    for (const part of chunks(rows, 100)) {
+      const result = await tx.query<{ id: string }>(
+        `INSERT INTO webhook_messages (id, subscription_id, event_type, mission_id, version, change_id, change_seq, cause_position, body, rejected_bytes, exhausted_at, created_at)
+         SELECT v.column1, v.column2, c.kind, c.mission_id, CAST(v.column3 AS BIGINT), c.change_id, c.seq, c.cause_position, ${body}, ${rejectedBytes}, NULL, CAST($1 AS BIGINT)
+         FROM (VALUES ${valuesList(part.length, 5, 1)}) AS v JOIN readiness_changes c ON c.seq = CAST(v.column5 AS BIGINT)
+         WHERE true
+         ON CONFLICT (id) DO NOTHING RETURNING id`,
+        [now, ...part.flat()],
+      );
+      for (const row of result) inserted.add(row.id);
+    }
+  };
+  await insert(messages, 'v.column4', 'NULL');
+  if (oversized.length > 0) await insert(oversized, "''", 'CAST(v.column4 AS BIGINT)');
+  const toInsert =
+    inserted.size === messages.length + oversized.length
+      ? deliveries
+      : deliveries.filter((d) => inserted.has(d.messageId));
   await insertDeliveries(tx, toInsert, now);
-  planned += toInsert.length;
-  const counters = [...touched].map((k) => {
-    const [sub, mission] = k.split('\u0000') as [string, string];
-    return [sub, mission, versions.get(k) as number];
-  });
-  for (const part of chunks(counters, 300)) {
-    await tx.execute(
-      `INSERT INTO webhook_versions (subscription_id, mission_id, last_version) VALUES ${valuesList(part.length, 3)} ON CONFLICT (subscription_id, mission_id) DO UPDATE SET last_version = excluded.last_version`,
-      part.flat(),
-    );
-  }
   let rejected = 0;
   for (const rejection of rejections) {
     if (!inserted.has(rejection.id)) continue;
@@ -327,7 +326,7 @@ export async function planMessages(
       'webhook message rejected: payload larger than the limit',
     );
   }
-  return { planned, rejected };
+  return { planned: toInsert.length, rejected };
 }
 
 export async function recordOperationalEvent(

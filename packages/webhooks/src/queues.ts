@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { SqlClient } from '@muster/event-store';
-import { chunks, placeholders, valuesList } from './context.js';
+import { chunks, valuesList } from './context.js';
 
 /**
  * Ordered queues. Deliveries of one (subscription, mission) form a queue; exactly one pending
@@ -45,20 +45,23 @@ function uniqueKeys(keys: Iterable<QueueKey>): QueueKey[] {
   return [...seen.values()];
 }
 
-/** Queues among `keys` that have a pending delivery now. */
+/** `(VALUES ($o+1, $o+2), ...)` of queue keys, as `q.column1` (subscription) and `q.column2` (queue). */
+function keyValues(keys: readonly QueueKey[], offset = 0): { text: string; params: string[] } {
+  return { text: `(VALUES ${valuesList(keys.length, 2, offset)}) AS q`, params: keys.flat() };
+}
+
+/** Queues among `keys` that have a pending head now (by the invariant: that have anything pending). */
 async function busyQueues(tx: SqlClient, keys: readonly QueueKey[]): Promise<Set<string>> {
   const busy = new Set<string>();
-  const subs = [...new Set(keys.map(([s]) => s))];
-  const queues = [...new Set(keys.map(([, q]) => q))];
-  for (const subPart of chunks(subs, 200)) {
-    for (const queuePart of chunks(queues, 200)) {
-      const rows = await tx.query<{ subscription_id: string; queue: string }>(
-        `SELECT DISTINCT subscription_id, queue FROM webhook_deliveries
-         WHERE status = 'pending' AND subscription_id IN (${placeholders(subPart.length)}) AND queue IN (${placeholders(queuePart.length, subPart.length)})`,
-        [...subPart, ...queuePart],
-      );
-      for (const row of rows) busy.add(keyText([row.subscription_id, row.queue]));
-    }
+  for (const part of chunks(keys, 250)) {
+    const values = keyValues(part);
+    const rows = await tx.query<{ s: string; q: string }>(
+      `SELECT q.column1 AS s, q.column2 AS q FROM ${values.text}
+       WHERE EXISTS (SELECT 1 FROM webhook_deliveries h
+                     WHERE h.subscription_id = q.column1 AND h.queue = q.column2 AND h.status = 'pending' AND h.head = 1)`,
+      values.params,
+    );
+    for (const row of rows) busy.add(keyText([row.s, row.q]));
   }
   return busy;
 }
@@ -86,37 +89,54 @@ export async function insertDeliveries(
       firstOf.set(k, row);
     }
   }
-  const heads = new Set([...firstOf.values()].map((r) => r.id));
-  for (const part of chunks(rows, 200)) {
-    await tx.execute(
-      `INSERT INTO webhook_deliveries (id, message_id, subscription_id, queue, version, trigger, status, head, next_attempt_at, created_at, updated_at)
-       VALUES ${valuesList(part.length, 11)}`,
-      part.flatMap((r) => [
-        r.id,
-        r.messageId,
-        r.subscriptionId,
-        r.queue,
-        r.version,
-        r.trigger,
-        'pending',
-        heads.has(r.id) ? 1 : 0,
-        r.nextAttemptAt,
-        now,
-        now,
-      ]),
-    );
+  const heads = new Set<string>();
+  for (const r of firstOf.values()) heads.add(r.id);
+  // Rows of one trigger and due time share those parameters (each bound parameter costs).
+  const groups = new Map<string, NewDelivery[]>();
+  for (const row of rows) {
+    const k = `${row.trigger}@${row.nextAttemptAt}`;
+    const group = groups.get(k);
+    if (group) group.push(row);
+    else groups.set(k, [row]);
+  }
+  for (const group of groups.values()) {
+    const { trigger, nextAttemptAt } = group[0] as NewDelivery;
+    for (const part of chunks(group, 100)) {
+      const params: unknown[] = [now, trigger, nextAttemptAt];
+      for (const r of part) {
+        params.push(r.id, r.messageId, r.subscriptionId, r.queue, r.version, heads.has(r.id) ? 1 : 0);
+      }
+      await tx.execute(
+        `INSERT INTO webhook_deliveries (id, message_id, subscription_id, queue, version, head, trigger, status, next_attempt_at, created_at, updated_at)
+         SELECT v.column1, v.column2, v.column3, v.column4, CAST(v.column5 AS BIGINT), CAST(v.column6 AS INTEGER), $2, 'pending', CAST($3 AS BIGINT), CAST($1 AS BIGINT), CAST($1 AS BIGINT)
+         FROM (VALUES ${valuesList(part.length, 6, 3)}) AS v`,
+        params,
+      );
+    }
   }
 }
 
-/** After heads left `pending`: gives each queue without a pending head its lowest pending delivery. */
-export async function promoteHeads(tx: SqlClient, keys: readonly QueueKey[]): Promise<void> {
-  for (const [sub, queue] of uniqueKeys(keys)) {
-    await tx.execute(
+/**
+ * After heads left `pending`: gives each queue without a pending head its lowest pending
+ * delivery, all queues in one statement. Resolves with the new heads' ids.
+ */
+export async function promoteHeads(tx: SqlClient, keys: readonly QueueKey[]): Promise<string[]> {
+  const promoted: string[] = [];
+  for (const part of chunks(uniqueKeys(keys), 250)) {
+    const values = keyValues(part);
+    const rows = await tx.query<{ id: string }>(
       `UPDATE webhook_deliveries SET head = 1
-       WHERE id = (SELECT id FROM webhook_deliveries WHERE subscription_id = $1 AND queue = $2 AND status = 'pending'
-                   ORDER BY version, id LIMIT 1)
-         AND NOT EXISTS (SELECT 1 FROM webhook_deliveries WHERE subscription_id = $1 AND queue = $2 AND status = 'pending' AND head = 1)`,
-      [sub, queue],
+       WHERE id IN (
+         SELECT (SELECT p.id FROM webhook_deliveries p
+                 WHERE p.subscription_id = q.column1 AND p.queue = q.column2 AND p.status = 'pending' AND p.head = 0
+                 ORDER BY p.version, p.id LIMIT 1)
+         FROM ${values.text}
+         WHERE NOT EXISTS (SELECT 1 FROM webhook_deliveries h
+                           WHERE h.subscription_id = q.column1 AND h.queue = q.column2 AND h.status = 'pending' AND h.head = 1))
+       RETURNING id`,
+      values.params,
     );
+    for (const row of rows) promoted.push(row.id);
   }
+  return promoted;
 }

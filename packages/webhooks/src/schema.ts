@@ -126,8 +126,20 @@ CREATE TABLE IF NOT EXISTS webhook_leases (
   expires_at BIGINT NOT NULL
 );`;
 
+/**
+ * The queue indexes hold pending deliveries only: a delivered or failed row leaves them (one index
+ * write instead of moving within them), and they stay as small as the backlog instead of growing
+ * with 30 days of history. One index serves both questions the queues ask: is there a pending
+ * head (`head = 1`), and which pending delivery is next (`head = 0 ORDER BY version, id`).
+ */
+const PENDING_QUEUES = `
+CREATE INDEX IF NOT EXISTS webhook_deliveries_pending ON webhook_deliveries (subscription_id, queue, head, version, id) WHERE status = 'pending';
+DROP INDEX IF EXISTS webhook_deliveries_queue_head;
+DROP INDEX IF EXISTS webhook_deliveries_queue;`;
+
 export const webhookMigrations: readonly SqlMigration[] = [
   { id: 'webhooks:001', sqlite: TABLES, postgres: TABLES },
+  { id: 'webhooks:002', sqlite: PENDING_QUEUES, postgres: PENDING_QUEUES },
 ];
 
 export const PLANNER_CHECKPOINT = 'readiness-changes';

@@ -1,4 +1,5 @@
 import { Agent } from 'undici';
+import { signatureHeader } from './signing.js';
 import { type EgressPolicy, guardedConnector } from './ssrf.js';
 import type { ErrorClass } from './types.js';
 
@@ -13,6 +14,46 @@ export interface SendOutcome {
   retryAfter: string | undefined;
   timedOut: boolean;
   latencyMs: number;
+}
+
+/** One attempt to send: signed by the sender, with the secrets live when it was claimed. */
+export interface AttemptRequest {
+  url: string;
+  messageId: string;
+  /** Unix seconds of this attempt, signed. */
+  timestamp: number;
+  body: string;
+  secrets: readonly Uint8Array[];
+  eventType: string;
+  attempt: number;
+}
+
+/**
+ * How an attempt's owner gives up on it early (shutdown), and how the sender ends it when its time
+ * budget is spent: an AbortController without the EventTarget machinery, one listener at most.
+ */
+export class AttemptControl {
+  aborted = false;
+  reason: Error | null = null;
+  private listener: ((reason: Error) => void) | null = null;
+
+  abort(reason: Error): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.reason = reason;
+    this.listener?.(reason);
+  }
+
+  onAbort(listener: ((reason: Error) => void) | null): void {
+    this.listener = listener;
+    if (listener && this.aborted) listener(this.reason as Error);
+  }
+}
+
+/** What sends attempts: in this thread ({@link WebhookSender}) or in the sender thread. */
+export interface Transport {
+  send(request: AttemptRequest, control: AttemptControl): Promise<SendOutcome>;
+  close(): Promise<void>;
 }
 
 export interface SenderOptions {
@@ -32,13 +73,20 @@ class AttemptTimeout extends Error {
   }
 }
 
+interface Target {
+  origin: string;
+  path: string;
+}
+
 /**
  * One HTTP client for all webhook attempts: undici with the SSRF-guarded connector, keep-alive
  * connections per origin, no redirects (a 3xx is a failure), a total time budget per attempt and
  * at most 4 KiB of the response body read.
  */
-export class WebhookSender {
+export class WebhookSender implements Transport {
   private readonly agent: Agent;
+  /** Parsed subscription URLs: a handful of endpoints take nearly every attempt. */
+  private readonly targets = new Map<string, Target | Error>();
 
   constructor(private readonly options: SenderOptions) {
     this.agent = new Agent({
@@ -52,34 +100,45 @@ export class WebhookSender {
     });
   }
 
+  private target(url: string): Target | Error {
+    let target = this.targets.get(url);
+    if (target === undefined) {
+      try {
+        const parsed = new URL(url);
+        target = { origin: parsed.origin, path: `${parsed.pathname}${parsed.search}` };
+      } catch (error) {
+        target = error as Error;
+      }
+      if (this.targets.size >= 10_000) this.targets.clear();
+      this.targets.set(url, target);
+    }
+    return target;
+  }
+
   /**
-   * One attempt. `controller` is the attempt's own: the sender aborts it when the time budget is
+   * One attempt. `control` is the attempt's own: the sender aborts it when the time budget is
    * spent, and its owner aborts it to give up early (shutdown). Uses undici's handler interface
    * directly: the response body is counted, its first 4 KiB kept, with no stream in between.
    */
-  send(
-    url: string,
-    headers: Record<string, string>,
-    body: string,
-    controller: AbortController = new AbortController(),
-  ): Promise<SendOutcome> {
+  send(request: AttemptRequest, control: AttemptControl = new AttemptControl()): Promise<SendOutcome> {
     const started = performance.now();
-    const elapsed = () => Math.round(performance.now() - started);
+    const { requestTimeoutMs } = this.options;
     return new Promise<SendOutcome>((resolve) => {
       let settled = false;
       let timedOut = false;
-      let request: { abort(reason: Error): void } | null = null;
+      let dispatched: { abort(reason: Error): void } | null = null;
       let status = 0;
       let retryAfter: string | undefined;
-      const parts: Buffer[] = [];
+      let parts: Buffer[] | null = null;
       let kept = 0;
       let seen = 0;
       const finish = (outcome: Omit<SendOutcome, 'latencyMs'>) => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
-        controller.signal.removeEventListener('abort', onAbort);
-        resolve({ ...outcome, latencyMs: elapsed() });
+        control.onAbort(null);
+        (outcome as SendOutcome).latencyMs = Math.round(performance.now() - started);
+        resolve(outcome as SendOutcome);
       };
       const fail = (error: unknown) => {
         const classified = classifyError(error, timedOut);
@@ -93,37 +152,65 @@ export class WebhookSender {
           timedOut: classified.errorClass === 'timeout',
         });
       };
-      const onAbort = () => {
-        const reason =
-          controller.signal.reason instanceof Error ? controller.signal.reason : new Error('aborted');
-        request?.abort(reason);
-        fail(reason);
+      const answered = () => {
+        const ok = status >= 200 && status < 300;
+        finish({
+          ok,
+          statusCode: status,
+          errorClass: ok ? null : 'http',
+          errorMessage: ok
+            ? null
+            : status >= 300 && status < 400
+              ? `HTTP ${status}: redirects are not followed`
+              : `HTTP ${status}`,
+          responseBody: parts === null ? '' : Buffer.concat(parts).toString('utf8'),
+          retryAfter,
+          timedOut: false,
+        });
       };
       const timer = setTimeout(() => {
         timedOut = true;
-        controller.abort(new AttemptTimeout(this.options.requestTimeoutMs));
-      }, this.options.requestTimeoutMs);
-      controller.signal.addEventListener('abort', onAbort, { once: true });
-      let target: URL;
-      try {
-        target = new URL(url);
-      } catch (error) {
-        fail(error);
+        control.abort(new AttemptTimeout(requestTimeoutMs));
+      }, requestTimeoutMs);
+      control.onAbort((reason) => {
+        dispatched?.abort(reason);
+        fail(reason);
+      });
+      if (settled) return;
+      const target = this.target(request.url);
+      if (target instanceof Error) {
+        fail(target);
         return;
       }
+      const { messageId, timestamp, body } = request;
       this.agent.dispatch(
         {
           origin: target.origin,
-          path: `${target.pathname}${target.search}`,
+          path: target.path,
           method: 'POST',
-          headers: { 'content-type': 'application/json', 'user-agent': this.options.userAgent, ...headers },
+          headers: [
+            'content-type',
+            'application/json',
+            'user-agent',
+            this.options.userAgent,
+            'webhook-id',
+            messageId,
+            'webhook-timestamp',
+            String(timestamp),
+            'webhook-signature',
+            signatureHeader(request.secrets, messageId, timestamp, body),
+            'webhook-event-type',
+            request.eventType,
+            'webhook-attempt',
+            String(request.attempt),
+          ],
           body,
-          headersTimeout: this.options.requestTimeoutMs,
-          bodyTimeout: this.options.requestTimeoutMs,
+          headersTimeout: requestTimeoutMs,
+          bodyTimeout: requestTimeoutMs,
         },
         {
           onRequestStart: (dispatchController) => {
-            request = dispatchController;
+            dispatched = dispatchController;
             if (settled) dispatchController.abort(new Error('attempt already over'));
           },
           onResponseStart: (_dispatchController, statusCode, responseHeaders) => {
@@ -136,39 +223,17 @@ export class WebhookSender {
             const room = RESPONSE_BODY_LIMIT - kept;
             if (room > 0) {
               const piece = chunk.length > room ? chunk.subarray(0, room) : chunk;
-              parts.push(piece);
+              if (parts === null) parts = [piece];
+              else parts.push(piece);
               kept += piece.length;
             }
             // Nobody needs an endless answer; past this, give up the connection instead.
             if (seen > 1024 * 1024) dispatchController.abort(new Error('response body over 1 MiB'));
           },
-          onResponseEnd: () => {
-            const ok = status >= 200 && status < 300;
-            finish({
-              ok,
-              statusCode: status,
-              errorClass: ok ? null : 'http',
-              errorMessage: ok
-                ? null
-                : status >= 300 && status < 400
-                  ? `HTTP ${status}: redirects are not followed`
-                  : `HTTP ${status}`,
-              responseBody: Buffer.concat(parts).toString('utf8'),
-              retryAfter,
-              timedOut: false,
-            });
-          },
+          onResponseEnd: answered,
           onResponseError: (_dispatchController, error) => {
             if (status !== 0 && seen > 1024 * 1024) {
-              finish({
-                ok: status >= 200 && status < 300,
-                statusCode: status,
-                errorClass: status >= 200 && status < 300 ? null : 'http',
-                errorMessage: status >= 200 && status < 300 ? null : `HTTP ${status}`,
-                responseBody: Buffer.concat(parts).toString('utf8'),
-                retryAfter,
-                timedOut: false,
-              });
+              answered();
               return;
             }
             fail(error);

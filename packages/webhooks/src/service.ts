@@ -22,7 +22,8 @@ import { matches, Planner, parseFilter } from './planner.js';
 import { insertDeliveries, type NewDelivery } from './queues.js';
 import { DEFAULT_RETRY_SCHEDULE_MS } from './retry.js';
 import { webhookMigrations } from './schema.js';
-import { WebhookSender } from './sender.js';
+import { ThreadedSender } from './send-thread.js';
+import { type Transport, WebhookSender } from './sender.js';
 import { generateSecret, secretBox } from './signing.js';
 import { egressPolicy, type Resolver, validateWebhookUrl } from './ssrf.js';
 import type {
@@ -97,6 +98,11 @@ export interface WebhookServiceOptions {
   dispatcherId?: string;
   /** Messages, deliveries, attempts and operational events are kept this long; default 30 days. */
   retentionMs?: number;
+  /**
+   * Send from the process's sender thread (default true), so that the HTTP work runs beside the
+   * database work; false sends from the calling thread. Either way with the same guard and limits.
+   */
+  senderThread?: boolean;
 }
 
 interface SubscriptionRow extends SqlRow {
@@ -152,7 +158,7 @@ export class WebhookService {
   readonly planner: Planner;
   readonly dispatcher: Dispatcher;
   private readonly ctx: WebhookContext;
-  private readonly sender: WebhookSender;
+  private readonly sender: Transport;
   private migrated: Promise<void> | null = null;
   private started = false;
   private stopping = false;
@@ -193,29 +199,36 @@ export class WebhookService {
       maxPayloadBytes: MAX_PAYLOAD_BYTES,
     };
     this.retentionMs = options.retentionMs ?? 30 * 24 * 3600 * 1000;
-    this.sender = new WebhookSender({
+    const senderOptions = {
       policy,
       requestTimeoutMs,
       connectTimeoutMs: Math.min(options.connectTimeoutMs ?? 5_000, requestTimeoutMs),
-      ca: options.ca,
+      ...(options.ca === undefined ? {} : { ca: options.ca }),
       userAgent: 'Muster-Webhooks/1',
-    });
+    };
+    this.sender =
+      options.senderThread === false
+        ? new WebhookSender(senderOptions)
+        : new ThreadedSender(
+            { ...senderOptions, customResolver: options.resolve !== undefined },
+            this.ctx.logger,
+          );
     this.dispatcher = new Dispatcher(this.ctx, this.sender, {
       dispatcherId: options.dispatcherId ?? `dsp_${randomBytes(8).toString('hex')}`,
       leaseMs,
       pollIntervalMs: options.pollIntervalMs ?? 1_000,
       maxInFlight: options.maxInFlight ?? 64,
     });
+    // On SQLite a commit is an fsync that blocks the process: batches ride along with the
+    // dispatcher's, whose transaction also claims what they planned. (On PostgreSQL commits do not
+    // block, and separate transactions keep the planner's and the dispatcher's queue locks from
+    // ever waiting on each other.)
+    const ride = options.dispatch !== false && options.sql.dialect === 'sqlite';
     this.planner = new Planner(this.ctx, {
       batchSize: options.plannerBatchSize ?? 500,
       pollIntervalMs: options.pollIntervalMs ?? 1_000,
       onPlanned: () => this.dispatcher.wake(),
-      // On SQLite a commit is an fsync that blocks the process: batches ride along with the
-      // dispatcher's. (On PostgreSQL commits do not block, and separate transactions keep the
-      // planner's and the dispatcher's queue locks from ever waiting on each other.)
-      ...(options.dispatch === false || options.sql.dialect !== 'sqlite'
-        ? {}
-        : { commit: (work) => this.dispatcher.commitWith(work) }),
+      ...(ride ? { commit: (work) => this.dispatcher.commitWith(work) } : {}),
     });
   }
 

@@ -19,7 +19,12 @@ export function secretBytes(secret: string): Buffer {
   );
 }
 
-export function signatureOf(secret: Buffer, msgId: string, timestampSeconds: number, body: string): string {
+export function signatureOf(
+  secret: Uint8Array,
+  msgId: string,
+  timestampSeconds: number,
+  body: string,
+): string {
   const mac = createHmac('sha256', secret)
     .update(`${msgId}.${timestampSeconds}.`)
     .update(body)
@@ -28,11 +33,12 @@ export function signatureOf(secret: Buffer, msgId: string, timestampSeconds: num
 }
 
 export function signatureHeader(
-  secrets: readonly Buffer[],
+  secrets: readonly Uint8Array[],
   msgId: string,
   timestampSeconds: number,
   body: string,
 ): string {
+  if (secrets.length === 1) return signatureOf(secrets[0] as Uint8Array, msgId, timestampSeconds, body);
   return secrets.map((secret) => signatureOf(secret, msgId, timestampSeconds, body)).join(' ');
 }
 

@@ -36,6 +36,8 @@ const args = options({
   /** `normal` measures the same with synchronous=NORMAL (durable across process crashes, not power loss). */
   synchronous: { type: 'string', default: 'full' },
   dir: { type: 'string', default: '' },
+  /** Which parts to run (`latency,throughput,baseline`): e.g. only `throughput` for a profile. */
+  phases: { type: 'string', default: 'latency,throughput,baseline' },
   'receiver-child': { type: 'string', default: '' },
 });
 
@@ -182,6 +184,8 @@ async function main(): Promise<void> {
     await service.start();
     log(`latency: ${rate} changes/s for ${seconds}s, ${receiverCount} receivers, ${missionCount} missions`);
     const committedAt = new Map<string, number>();
+    /** Time this process spent in the producer's commits (each an fsync that blocks the event loop). */
+    let producerMs = 0;
     const total = Math.round(rate * seconds);
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
@@ -191,8 +195,11 @@ async function main(): Promise<void> {
       const wait = due - performance.now();
       if (wait > 1) await new Promise((r) => setTimeout(r, wait));
       const change = makeChange(Date.now());
+      const c0 = performance.now();
       await sql.transaction((tx) => appendChanges(tx, [change]));
-      committedAt.set(change.changeId, wallNow());
+      const committed = wallNow();
+      producerMs += performance.now() - c0;
+      committedAt.set(change.changeId, committed);
       service.notifyChanges();
     }
     const produceSeconds = (performance.now() - t0) / 1000;
@@ -223,21 +230,18 @@ async function main(): Promise<void> {
       cpuShareOfOneCore: round((cpu.user + cpu.system) / 1e6 / busySeconds, 2),
       /** Commits by the planner and the dispatcher (each an fsync), besides the producer's one per change. */
       webhookCommitsPerSecond: round(transactions / busySeconds, 0),
+      /** The simulated projection's own commits: mean duration, and their share of the time while producing. */
+      producerCommitMeanMs: round(producerMs / total, 2),
+      producerShareOfTime: round(producerMs / 1000 / produceSeconds, 2),
     };
     log(`latency at ${rate}/s: p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms`);
     return result;
   };
 
-  try {
-    // ---- 1. latency at steady rates ----
-    const latencyRuns = [];
-    for (const rate of args.rates.split(',').map(Number)) {
-      latencyRuns.push(await latencyRun(rate));
-      receipts.length = 0;
-    }
-    const latency = latencyRuns[0];
+  const phases = new Set(args.phases.split(','));
 
-    // ---- 2. throughput: drain a planned backlog ----
+  /** A backlog of `backlog` changes planned, then one dispatcher drains it. */
+  const throughputRun = async () => {
     const tsql = openSqliteSql(join(dir, 'throughput.db'));
     if (args.synchronous !== 'full')
       await tsql.script(`PRAGMA synchronous = ${args.synchronous.toUpperCase()}`);
@@ -265,6 +269,7 @@ async function main(): Promise<void> {
       plan: false,
       maxInFlight,
     });
+    const cpu0 = process.cpuUsage();
     const d0 = performance.now();
     await dispatcher.start();
     // Receipts arrive in batches every 50 ms; the database confirms at the end.
@@ -275,33 +280,40 @@ async function main(): Promise<void> {
     }
     const drainSeconds = (performance.now() - d0) / 1000;
     await dispatcher.stop();
+    const cpu = process.cpuUsage(cpu0);
     const [delivered] = await tsql.query<{ n: number }>(
       `SELECT COUNT(*) AS n FROM webhook_deliveries WHERE status = 'delivered'`,
     );
     await planner.stop();
     await flushReceipts();
-    const throughput = {
+    const result = {
       deliveries,
       received: receipts.length,
       recordedDelivered: Number(delivered?.n),
       seconds: round(drainSeconds, 2),
       deliveriesPerSecond: round(deliveries / drainSeconds, 0),
+      /** CPU of this process (all its threads) per delivery while draining. */
+      cpuMicrosPerDelivery: round((cpu.user + cpu.system) / deliveries, 0),
       maxInFlight,
       queues: receiverCount * missionCount,
       targetDeliveriesPerSecond: 2000,
     };
-    log(`throughput: ${throughput.deliveriesPerSecond} deliveries/s`);
+    log(`throughput: ${result.deliveriesPerSecond} deliveries/s`);
     await tsql.close();
     receipts.length = 0;
+    return result;
+  };
 
-    // ---- 3. baseline: plain POSTs to the same receivers, same concurrency ----
+  /** Plain POSTs to the same receivers, same concurrency, as many as the drain sent. */
+  const baselineRun = async () => {
+    const requests = backlog * receiverCount;
     const agent = new Agent({ keepAliveTimeout: 30_000 });
     const body = JSON.stringify({ type: 'readiness.changed', timestamp: new Date().toISOString(), data: {} });
     let sent = 0;
     const b0 = performance.now();
     await Promise.all(
       Array.from({ length: maxInFlight }, async (_, w) => {
-        while (sent < deliveries) {
+        while (sent < requests) {
           sent++;
           const res = await request(urls[(sent + w) % urls.length] as string, {
             method: 'POST',
@@ -315,11 +327,25 @@ async function main(): Promise<void> {
     );
     const baselineSeconds = (performance.now() - b0) / 1000;
     await agent.close();
-    const baseline = {
-      requests: deliveries,
+    await flushReceipts();
+    receipts.length = 0;
+    return {
+      requests,
       seconds: round(baselineSeconds, 2),
-      requestsPerSecond: round(deliveries / baselineSeconds, 0),
+      requestsPerSecond: round(requests / baselineSeconds, 0),
     };
+  };
+
+  try {
+    const latencyRuns = [];
+    if (phases.has('latency')) {
+      for (const rate of args.rates.split(',').map(Number)) {
+        latencyRuns.push(await latencyRun(rate));
+        receipts.length = 0;
+      }
+    }
+    const throughput = phases.has('throughput') ? await throughputRun() : null;
+    const baseline = phases.has('baseline') ? await baselineRun() : null;
 
     print({
       benchmark: 'webhooks',
@@ -327,15 +353,19 @@ async function main(): Promise<void> {
       machine: {
         cpus: cpus().length,
         loadAverageAtStart: loadAtStart,
+        loadAverageAtEnd: loadavg().map((n) => round(n, 2)),
         node: process.version,
         receivers: `child process, ${receiverCount} loopback servers`,
       },
-      latency,
+      latency: latencyRuns[0] ?? null,
       latencyByRate: latencyRuns,
       throughput,
       baseline,
       ratios: {
-        dispatcherVsPlainPosts: round(throughput.deliveriesPerSecond / baseline.requestsPerSecond, 2),
+        dispatcherVsPlainPosts:
+          throughput && baseline
+            ? round(throughput.deliveriesPerSecond / baseline.requestsPerSecond, 2)
+            : null,
       },
       peakRssMiB: memory.stop(),
     });

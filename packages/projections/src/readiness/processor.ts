@@ -5,6 +5,7 @@ import {
   diffVerdicts,
   evaluate,
   evaluateStatus,
+  eventInstants,
   evolve,
   fromStoredEvent,
   initialState,
@@ -304,49 +305,20 @@ function mayAffectVerdict(
 }
 
 /**
- * nextChangeAt(next, t) from nextChangeAt(prev, t), exactly: the candidates nextChangeAt looks at
- * are the points of the state's timelines, mandate bounds and policy start instants; an event adds
- * only the ones it carries. A fact, blocker, unit or authorisation point sits at the event's own
- * instant; a mandate adds its instant and bounds; a policy its start. A pool point sits at the
- * latest of its pledge's instants, so none is later than the latest pledge event folded so far:
- * when that is not after `t`, a pool change adds no candidate. Anything else is recomputed.
+ * nextChangeAt(next, t) from nextChangeAt(prev, t), exactly: an event only adds candidates (the
+ * instants `eventInstants` lists), never moves or removes one.
  */
 function nextAfterEvent(
   current: number | null,
   prev: MissionState,
-  next: MissionState,
   event: MissionEvent,
-  at: number,
   t: number,
-  maxPledgeAt: number | null,
 ): number | null {
-  if (next.mission !== prev.mission) return nextChangeAfter(next, t);
-  let candidate = current;
-  if (next.policies !== prev.policies) {
-    if (event.type !== 'PolicyAmended') return nextChangeAfter(next, t);
-    candidate = earlier(candidate, instantMs(event.data.effectiveFrom), t);
+  let next = current;
+  for (const at of eventInstants(prev, event)) {
+    if (at > t && (next === null || at < next)) next = at;
   }
-  if (next.mandates !== prev.mandates) {
-    if (event.type !== 'MandateRecorded') return nextChangeAfter(next, t);
-    candidate = earlier(candidate, at, t);
-    candidate = earlier(candidate, instantMs(event.data.validFrom), t);
-    candidate = earlier(candidate, instantMs(event.data.validUntil), t);
-  }
-  if (next.pools !== prev.pools && (maxPledgeAt === null || maxPledgeAt > t)) return nextChangeAfter(next, t);
-  if (
-    next.facts !== prev.facts ||
-    next.blockers !== prev.blockers ||
-    next.units !== prev.units ||
-    next.authorisations !== prev.authorisations
-  ) {
-    candidate = earlier(candidate, at, t);
-  }
-  return candidate;
-}
-
-/** `candidate`, or `at` when that is after t and earlier. */
-function earlier(candidate: number | null, at: number, t: number): number | null {
-  return at > t && (candidate === null || at < candidate) ? at : candidate;
+  return next;
 }
 
 const PLEDGE_STATUS: Partial<Record<MissionEvent['type'], string>> = {
@@ -457,9 +429,7 @@ export class MissionProcessor {
         this.evaluate(rt, rt.status, before, t, cause, sink);
       }
       rt.evaluatedAt = t;
-      rt.nextAt = this.exhaustive
-        ? nextChangeAfter(next, t)
-        : nextAfterEvent(rt.nextAt, prev, next, domain, occurredAt, t, rt.maxPledgeAt);
+      rt.nextAt = this.exhaustive ? nextChangeAfter(next, t) : nextAfterEvent(rt.nextAt, prev, domain, t);
     }
     if (pledgeStatus !== undefined && sink.collectChanges && next.pledges !== prev.pledges) {
       const pledgeId = (domain.data as { pledgeId: string }).pledgeId;

@@ -49,6 +49,21 @@ export interface ReadinessProjectionOptions {
   snapshotRatio?: number;
   /** On shutdown, missions with at least this many events since their last snapshot get one (default 50). */
   flushMinEvents?: number;
+  /**
+   * In a rebuild, snapshots (periodic, and when it finishes) only for missions at least this many
+   * events past their last one (default 50,000). A rebuild is a bulk fold whose states become the
+   * live generation's at the swap, which then snapshots them at its own cadence; serialising every
+   * mission's whole state on the way would cost about as much as the fold itself.
+   */
+  rebuildSnapshotEvery?: number;
+  /**
+   * In-memory states kept per mission for time travel in this process: one every this many events
+   * (default 2,000)... States share their structure, so each costs only what changed since the one
+   * before it.
+   */
+  checkpointEvery?: number;
+  /** ...at most this many per mission (default 64): past that, every other one goes and the spacing doubles. */
+  maxCheckpoints?: number;
 }
 
 interface CachedMission {
@@ -56,6 +71,9 @@ interface CachedMission {
   /** The evaluation of the verdict the verdict rows hold (`rt.verdictSeq` then). */
   written: number;
   snapshotRevision: number;
+  /** Earlier states, oldest first, for time travel (see `checkpointEvery`). */
+  checkpoints: SharedMissionState[];
+  checkpointSpacing: number;
 }
 
 /** Per-context memory: the mission states of one generation of the tables. */
@@ -112,6 +130,11 @@ export interface SharedMissionState {
 export interface ReadinessProjection extends Projection {
   /** The live projection's in-memory state of a mission, for queries in the same process. */
   latestState(missionId: string): SharedMissionState | undefined;
+  /**
+   * The live projection's in-memory states of a mission at earlier revisions (oldest first), then
+   * its latest: where time travel in the same process starts its fold.
+   */
+  checkpoints(missionId: string): readonly SharedMissionState[];
 }
 
 const MEMORY_KEY = 'readiness:missions';
@@ -123,6 +146,9 @@ export function createReadinessProjection(options: ReadinessProjectionOptions): 
   const snapshotEvery = options.snapshotEvery ?? 5000;
   const snapshotRatio = options.snapshotRatio ?? 0.5;
   const flushMinEvents = options.flushMinEvents ?? 50;
+  const rebuildSnapshotEvery = options.rebuildSnapshotEvery ?? 50_000;
+  const checkpointEvery = Math.max(1, options.checkpointEvery ?? 2000);
+  const maxCheckpoints = Math.max(2, options.maxCheckpoints ?? 64);
   const processor = new MissionProcessor();
   /** The live context the runner attached, whose memory `latestState` reads. */
   let live: ProjectionContext | null = null;
@@ -144,7 +170,13 @@ export function createReadinessProjection(options: ReadinessProjectionOptions): 
     let entry: CachedMission;
     if (!row) {
       const rt = newRuntime(missionId);
-      entry = { rt, written: rt.verdictSeq, snapshotRevision: -1 };
+      entry = {
+        rt,
+        written: rt.verdictSeq,
+        snapshotRevision: -1,
+        checkpoints: [],
+        checkpointSpacing: checkpointEvery,
+      };
     } else {
       const revision = Number(row.revision);
       const snapshot = await latestSnapshot(tx, ctx.table(SNAPSHOTS), missionId, revision);
@@ -167,15 +199,41 @@ export function createReadinessProjection(options: ReadinessProjectionOptions): 
         rt.evaluated(rt.evaluatedAt);
         rt.nextAt = nextChangeAfter(rt.state, rt.evaluatedAt);
       }
-      entry = { rt, written: rt.verdictSeq, snapshotRevision: snapshot?.revision ?? -1 };
+      entry = {
+        rt,
+        written: rt.verdictSeq,
+        snapshotRevision: snapshot?.revision ?? -1,
+        checkpoints: [],
+        checkpointSpacing: checkpointEvery,
+      };
     }
     cache.set(missionId, entry);
     return entry;
   };
 
-  const snapshotDue = (entry: CachedMission): boolean => {
+  const snapshotDue = (entry: CachedMission, ctx: ProjectionContext): boolean => {
     const since = entry.rt.revision - entry.snapshotRevision;
-    return since >= Math.max(snapshotEvery, Math.floor((entry.snapshotRevision + 1) * snapshotRatio));
+    const every = ctx.mode === 'rebuild' ? rebuildSnapshotEvery : snapshotEvery;
+    return since >= Math.max(every, Math.floor((entry.snapshotRevision + 1) * snapshotRatio));
+  };
+
+  const shared = (rt: MissionRuntime): SharedMissionState => ({
+    state: rt.state,
+    revision: rt.revision,
+    position: rt.position,
+    recordedAt: rt.lastRecordedAt,
+    maxRecordedAt: rt.maxRecordedAt,
+  });
+
+  const checkpoint = (entry: CachedMission): void => {
+    const { checkpoints } = entry;
+    const last = checkpoints[checkpoints.length - 1];
+    if (entry.rt.revision - (last?.revision ?? -1) < entry.checkpointSpacing) return;
+    checkpoints.push(shared(entry.rt));
+    if (checkpoints.length > maxCheckpoints) {
+      entry.checkpoints = checkpoints.filter((_, i) => i % 2 === 1);
+      entry.checkpointSpacing *= 2;
+    }
   };
 
   // One row per statement, serialised just before it is written: a state can weigh megabytes.
@@ -248,7 +306,7 @@ export function createReadinessProjection(options: ReadinessProjectionOptions): 
         });
         entry.written = rt.verdictSeq;
       }
-      if (snapshotDue(entry)) {
+      if (snapshotDue(entry, ctx)) {
         snapshots.push(rt);
         entry.snapshotRevision = rt.revision;
       }
@@ -325,13 +383,14 @@ export function createReadinessProjection(options: ReadinessProjectionOptions): 
       const cache = live?.memory.get(MEMORY_KEY) as MissionCache | undefined;
       const rt = cache?.peek(missionId)?.rt;
       if (!rt || rt.state.mission === null) return undefined;
-      return {
-        state: rt.state,
-        revision: rt.revision,
-        position: rt.position,
-        recordedAt: rt.lastRecordedAt,
-        maxRecordedAt: rt.maxRecordedAt,
-      };
+      return shared(rt);
+    },
+
+    checkpoints(missionId: string): readonly SharedMissionState[] {
+      const cache = live?.memory.get(MEMORY_KEY) as MissionCache | undefined;
+      const entry = cache?.peek(missionId);
+      if (!entry || entry.rt.state.mission === null) return [];
+      return [...entry.checkpoints, shared(entry.rt)];
     },
 
     async handle(events: readonly RecordedEvent[], tx: SqlClient, ctx: ProjectionContext): Promise<void> {
@@ -352,6 +411,7 @@ export function createReadinessProjection(options: ReadinessProjectionOptions): 
           });
         }
         processor.apply(entry.rt, event, sink);
+        checkpoint(entry);
       }
       await write(tx, ctx, touched, sink);
     },
@@ -386,8 +446,9 @@ export function createReadinessProjection(options: ReadinessProjectionOptions): 
     async flush(tx: SqlClient, ctx: ProjectionContext): Promise<void> {
       const cache = ctx.memory.get(MEMORY_KEY) as MissionCache | undefined;
       if (!cache) return;
+      const min = ctx.mode === 'rebuild' ? rebuildSnapshotEvery : flushMinEvents;
       for (const entry of [...cache.values()]) {
-        if (entry.rt.revision - entry.snapshotRevision >= flushMinEvents) {
+        if (entry.rt.revision - entry.snapshotRevision >= min) {
           await writeSnapshot(tx, ctx, entry.rt);
           entry.snapshotRevision = entry.rt.revision;
         }

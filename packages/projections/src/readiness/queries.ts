@@ -9,7 +9,7 @@ import {
 } from '@muster/readiness';
 import { ProjectionError } from '../errors.js';
 import { type HistoryEntry, MISSION_STREAM_PREFIX } from './processor.js';
-import type { ReadinessProjection } from './projection.js';
+import type { ReadinessProjection, SharedMissionState } from './projection.js';
 import {
   foldStream,
   latestSnapshot,
@@ -93,7 +93,7 @@ export interface ReadinessQueriesOptions {
    * The readiness projection running in this process, if any: its in-memory states of active
    * missions answer world-time and record-time questions without reading a snapshot.
    */
-  projection?: Pick<ReadinessProjection, 'latestState'>;
+  projection?: Pick<ReadinessProjection, 'latestState'> & Partial<Pick<ReadinessProjection, 'checkpoints'>>;
   /** Missions whose latest state stays in memory for world-time questions (default 64). */
   cacheSize?: number;
 }
@@ -238,6 +238,28 @@ export function createReadinessQueries(options: ReadinessQueriesOptions): Readin
     return { ...entry, folded: folded.folded, snapshot };
   };
 
+  /** The latest in-memory state of the live projection (in this process) that `fits`. */
+  const latestCheckpoint = (
+    missionId: string,
+    head: number,
+    fits: (c: SharedMissionState) => boolean,
+  ): (SharedMissionState & { position: string; recordedAt: number; maxRecordedAt: number }) | null => {
+    const checkpoints = options.projection?.checkpoints?.(missionId) ?? [];
+    for (let i = checkpoints.length - 1; i >= 0; i--) {
+      const c = checkpoints[i] as SharedMissionState;
+      if (
+        c.revision <= head &&
+        c.position !== null &&
+        c.recordedAt !== null &&
+        c.maxRecordedAt !== null &&
+        fits(c)
+      ) {
+        return c as SharedMissionState & { position: string; recordedAt: number; maxRecordedAt: number };
+      }
+    }
+    return null;
+  };
+
   const answer = (
     missionId: string,
     state: MissionState,
@@ -328,9 +350,17 @@ export function createReadinessQueries(options: ReadinessQueriesOptions): Readin
       );
       // Where the log's record times never went backwards, the first event after `at` ends the fold.
       const monotonicUpTo = row && Number(row.recorded_monotonic) === 1 ? Number(row.revision) : -1;
-      const snapshot = await snapshotKnownBy(sql, SNAPSHOTS, missionId, at);
+      // The live projection's latest in-memory state whose events were all recorded by then, else
+      // the latest stored snapshot of that kind.
+      const checkpoint = latestCheckpoint(
+        missionId,
+        head,
+        (c) => c.maxRecordedAt !== null && c.maxRecordedAt <= at,
+      );
+      const stored = checkpoint ? null : await snapshotKnownBy(sql, SNAPSHOTS, missionId, at);
+      const snapshot = checkpoint ?? stored;
       let last: { revision: number; position: string; recordedAt: string } | null = null;
-      const folded = await foldStream(store, missionId, stateOf(snapshot), {
+      const folded = await foldStream(store, missionId, checkpoint ?? stateOf(stored), {
         decide: (event) => {
           if (Date.parse(event.recordedAt) <= at) {
             last = { revision: event.revision, position: event.position, recordedAt: event.recordedAt };
@@ -368,8 +398,16 @@ export function createReadinessQueries(options: ReadinessQueriesOptions): Readin
         base = { state: cached.state, revision: cached.revision };
         baseLast = { position: cached.position, recordedAt: cached.recordedAt };
       } else {
-        const snapshot = await snapshotAtOrBeforePosition(sql, SNAPSHOTS, missionId, position);
-        base = stateOf(snapshot);
+        const checkpoint = latestCheckpoint(
+          missionId,
+          head,
+          (c) => c.position !== null && c.position <= position,
+        );
+        const stored = checkpoint
+          ? null
+          : await snapshotAtOrBeforePosition(sql, SNAPSHOTS, missionId, position);
+        const snapshot = checkpoint ?? stored;
+        base = checkpoint ?? stateOf(stored);
         snapshotRevision = snapshot?.revision ?? null;
         if (snapshot) baseLast = { position: snapshot.position, recordedAt: snapshot.recordedAt };
       }

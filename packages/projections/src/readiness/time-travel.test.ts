@@ -56,17 +56,21 @@ describe('time travel from snapshots', () => {
               );
               await fx.store.appendToStream(missionStreamName(missionId), batch);
             }
+            const projection = createReadinessProjection({
+              store: fx.store,
+              snapshotEvery: 7,
+              snapshotRatio: 0,
+              checkpointEvery: 1 + (seed % 9),
+              maxCheckpoints: 2 + (seed % 5),
+            });
             const runner = await startProjections({
               store: fx.store,
               sql: fx.sql,
-              projections: [
-                createReadinessProjection({ store: fx.store, snapshotEvery: 7, snapshotRatio: 0 }),
-              ],
+              projections: [projection],
               clock: clock.now,
               batchSize: 13,
             });
             await runner.waitForPosition((await fx.store.headPosition()) as string, 20_000);
-            await runner.close();
             const events: RecordedEvent[] = [];
             for await (const e of fx.store.readStream(missionStreamName(missionId))) events.push(e);
             const first = Date.parse(events[0]!.recordedAt) - 86_400_000;
@@ -82,13 +86,7 @@ describe('time travel from snapshots', () => {
             const positions = picks
               .slice(4)
               .map((p) => events[Math.floor(p * events.length) % events.length]!.position);
-            // Fresh queries (snapshots and folds) and one reused (its in-memory cache) must agree.
-            const shared = createReadinessQueries({ store: fx.store, sql: fx.sql });
-            for (const queries of [
-              createReadinessQueries({ store: fx.store, sql: fx.sql }),
-              shared,
-              shared,
-            ]) {
+            const check = async (queries: ReturnType<typeof createReadinessQueries>) => {
               for (const instant of instants) {
                 const all = naive(events, () => true);
                 expect(strip(await queries.verdictAsOf(missionId, instant))).toEqual(evaluate(all, instant));
@@ -105,6 +103,18 @@ describe('time travel from snapshots', () => {
                 expect(strip(answer)).toEqual(evaluate(state, at));
                 expect(answer?.basis.position).toBe(position);
               }
+            };
+            // In the runner's process: from the live projection's in-memory states (checkpoints).
+            await check(createReadinessQueries({ store: fx.store, sql: fx.sql, projection }));
+            await runner.close();
+            // Fresh queries (snapshots and folds) and one reused (its in-memory cache) must agree.
+            const shared = createReadinessQueries({ store: fx.store, sql: fx.sql });
+            for (const queries of [
+              createReadinessQueries({ store: fx.store, sql: fx.sql }),
+              shared,
+              shared,
+            ]) {
+              await check(queries);
             }
             const snapshots = await fx.sql.query('SELECT COUNT(*) AS n FROM readiness_snapshots');
             if (count >= 14) expect(Number(snapshots[0]?.n)).toBeGreaterThan(0);
