@@ -28,9 +28,10 @@ interface Waiting {
 
 /**
  * The process's one sender thread, shared by every webhook service in the process (each registers
- * its own configuration: egress policy, timeouts, CAs). Started on the first attempt, stopped a
- * little after the last service closed; it keeps the process alive only while attempts are in
- * flight. Attempts launched in one turn of the event loop go as one message.
+ * its own configuration: egress policy, timeouts, CAs). Started when a dispatching service starts
+ * (or on the first attempt, whichever comes first), stopped a little after the last service
+ * closed; it keeps the process alive only while attempts are in flight. Attempts launched in one
+ * turn of the event loop go as one message.
  */
 class SendThread {
   private worker: Worker | null = null;
@@ -42,6 +43,9 @@ class SendThread {
   private nextRequest = 1;
   private nextConfig = 1;
   private idleTimer: NodeJS.Timeout | null = null;
+  /** Settles once the current worker has loaded its code (or failed to). */
+  private loaded: Promise<void> | null = null;
+  private markLoaded: (() => void) | null = null;
 
   register(registered: Registered): number {
     const id = this.nextConfig++;
@@ -66,6 +70,26 @@ class SendThread {
       }, 2_000);
       this.idleTimer.unref();
     }
+  }
+
+  /**
+   * Starts the thread now and resolves once it has loaded (at most `timeoutMs` later), so that the
+   * first deliveries do not wait for a thread to boot: loading the worker's code takes from tens of
+   * milliseconds (built) to a second or more (TypeScript sources through tsx), and attempts queued
+   * meanwhile would all carry that delay.
+   */
+  async warm(timeoutMs: number): Promise<void> {
+    if (this.failure) return;
+    if (!this.worker) this.start();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.loaded,
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, timeoutMs);
+        timer.unref();
+      }),
+    ]);
+    clearTimeout(timer);
   }
 
   send(configId: number, request: AttemptRequest, control: AttemptControl): Promise<SendOutcome> {
@@ -107,6 +131,9 @@ class SendThread {
       worker = new Worker(new URL('./send-worker.js', here));
     }
     worker.unref();
+    this.loaded = new Promise<void>((resolve) => {
+      this.markLoaded = resolve;
+    });
     worker.on('message', (message: FromWorker) => this.receive(message));
     worker.on('error', (error) => this.fail(worker, error));
     worker.on('exit', (code) => this.fail(worker, new Error(`the sender thread exited with code ${code}`)));
@@ -119,6 +146,10 @@ class SendThread {
 
   private receive(message: FromWorker): void {
     switch (message.t) {
+      case 'ready':
+        this.markLoaded?.();
+        this.markLoaded = null;
+        break;
       case 'done': {
         for (const [requestId, outcome] of message.batch) {
           const waiting = this.waiting.get(requestId);
@@ -168,6 +199,8 @@ class SendThread {
     if (this.worker !== worker) return;
     this.worker = null;
     this.failure = error;
+    this.markLoaded?.();
+    this.markLoaded = null;
     void worker.terminate();
     const waiting = [...this.waiting.values()];
     this.waiting.clear();
@@ -228,6 +261,12 @@ export class ThreadedSender implements Transport {
         logger.warn({ err: error }, 'webhook sender thread failed; sending from the main thread instead'),
     });
     fallbacks.set(this.configId, this.fallback);
+  }
+
+  /** Starts the sender thread and waits (up to 10 s) until it can take attempts. */
+  async warm(): Promise<void> {
+    if (this.closed) return;
+    await this.thread.warm(10_000);
   }
 
   send(request: AttemptRequest, control: AttemptControl): Promise<SendOutcome> {

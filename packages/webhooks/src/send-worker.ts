@@ -34,6 +34,8 @@ export type ToWorker =
     };
 
 export type FromWorker =
+  /** Sent once, when the thread has loaded and listens. */
+  | { t: 'ready' }
   | { t: 'done'; batch: Array<[requestId: number, outcome: SendOutcome]> }
   | { t: 'lookup'; lookupId: number; configId: number; hostname: string };
 
@@ -127,4 +129,5 @@ if (port) {
       }
     }
   });
+  port.postMessage({ t: 'ready' } satisfies FromWorker);
 }

@@ -53,6 +53,8 @@ export class AttemptControl {
 /** What sends attempts: in this thread ({@link WebhookSender}) or in the sender thread. */
 export interface Transport {
   send(request: AttemptRequest, control: AttemptControl): Promise<SendOutcome>;
+  /** Gets ready to send (starts a thread, say) before the first attempt needs it. */
+  warm?(): Promise<void>;
   close(): Promise<void>;
 }
 

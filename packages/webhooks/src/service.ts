@@ -248,6 +248,10 @@ export class WebhookService {
     await this.migrate();
     if (this.started) return;
     this.started = true;
+    // The sender thread boots now rather than under the first deliveries, which would otherwise
+    // all wait for it (a second or more when running from the TypeScript sources).
+    if (this.options.dispatch !== false) await this.sender.warm?.();
+    if (this.stopping) return;
     if (this.options.plan !== false) {
       const off = this.options.changeSignal?.onChanges(() => this.planner.wake());
       if (typeof off === 'function') this.unsubscribe = off as () => void;

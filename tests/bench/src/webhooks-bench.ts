@@ -4,6 +4,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { type SqlClient, sequencePosition } from '@muster/event-store';
 import { openSqliteSql } from '@muster/event-store-sqlite';
 import { appendChanges, type ReadinessChange } from '@muster/projections';
@@ -19,7 +20,9 @@ import { latencySummary, log, memorySampler, options, print, round } from './lib
  * 1. latency: changes committed to the readiness change feed at 200 per second (then 100 and 50,
  *    to show where the knee is), one transaction each as the projection writes them, then an
  *    in-process wake-up of the planner; p50/p99 from the commit to the receiver reading the
- *    request (target p99 < 50 ms at 200/s).
+ *    request (target p99 < 50 ms at 200/s). Each run starts with `--warmup` seconds at its rate
+ *    that are not measured (JIT, prepared statements, connections to the receivers), as a
+ *    service that has been up for a while would be; the JSON says how long.
  * 2. throughput: a backlog of `--backlog` changes planned, then one dispatcher sends it all;
  *    deliveries per second (target >= 2,000/s).
  * 3. baseline, same run, same receivers: plain undici POSTs of the same bodies at the same
@@ -29,6 +32,8 @@ const args = options({
   /** Change rates for the latency phase, one run each; the first is the headline (the target is at 200/s). */
   rates: { type: 'string', default: '200,100,50' },
   seconds: { type: 'string', default: '10' },
+  /** Unmeasured seconds at the run's rate before each latency run (its deliveries are awaited). */
+  warmup: { type: 'string', default: '2' },
   receivers: { type: 'string', default: '10' },
   missions: { type: 'string', default: '20' },
   backlog: { type: 'string', default: '3000' },
@@ -166,6 +171,15 @@ async function main(): Promise<void> {
     };
   };
 
+  /** Waits until `count` receipts arrived (or two minutes passed). */
+  const awaitReceipts = async (count: number) => {
+    const deadline = performance.now() + 120_000;
+    while (receipts.length < count && performance.now() < deadline) {
+      await flushReceipts();
+      if (receipts.length < count) await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+
   /** Commits `rate` changes per second for `seconds`, each in its own transaction, then waits for every receipt. */
   const latencyRun = async (rate: number) => {
     const sql = openSqliteSql(join(dir, `latency-${rate}.db`));
@@ -182,7 +196,25 @@ async function main(): Promise<void> {
     await service.migrate();
     for (const url of urls) await service.createSubscription('bench', { url });
     await service.start();
+    const warmupSeconds = Number(args.warmup);
+    if (warmupSeconds > 0) {
+      log(`latency: warm-up, ${rate} changes/s for ${warmupSeconds}s (not measured)`);
+      const warm = Math.round(rate * warmupSeconds);
+      const w0 = performance.now();
+      for (let i = 0; i < warm; i++) {
+        const wait = w0 + (i * 1000) / rate - performance.now();
+        if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+        await sql.transaction((tx) => appendChanges(tx, [makeChange(Date.now())]));
+        service.notifyChanges();
+      }
+      await awaitReceipts(warm * receiverCount);
+      receipts.length = 0;
+    }
+    const transactionsBefore = counted.count;
+    const loadBefore = loadavg().map((n) => round(n, 2));
     log(`latency: ${rate} changes/s for ${seconds}s, ${receiverCount} receivers, ${missionCount} missions`);
+    const loopDelay = monitorEventLoopDelay({ resolution: 5 });
+    loopDelay.enable();
     const committedAt = new Map<string, number>();
     /** Time this process spent in the producer's commits (each an fsync that blocks the event loop). */
     let producerMs = 0;
@@ -204,14 +236,11 @@ async function main(): Promise<void> {
     }
     const produceSeconds = (performance.now() - t0) / 1000;
     const expected = total * receiverCount;
-    const deadline = performance.now() + 120_000;
-    while (receipts.length < expected && performance.now() < deadline) {
-      await flushReceipts();
-      if (receipts.length < expected) await new Promise((r) => setTimeout(r, 100));
-    }
+    await awaitReceipts(expected);
+    loopDelay.disable();
     const cpu = process.cpuUsage(cpu0);
     const busySeconds = (performance.now() - t0) / 1000;
-    const transactions = counted.count;
+    const transactions = counted.count - transactionsBefore;
     await service.stop();
     await sql.close();
     const mine = receipts.filter(([id]) => committedAt.has(id));
@@ -230,9 +259,19 @@ async function main(): Promise<void> {
       cpuShareOfOneCore: round((cpu.user + cpu.system) / 1e6 / busySeconds, 2),
       /** Commits by the planner and the dispatcher (each an fsync), besides the producer's one per change. */
       webhookCommitsPerSecond: round(transactions / busySeconds, 0),
+      webhookCommitsPerChange: round(transactions / total, 2),
+      /** How late timers ran on this process's main thread (fsyncs and SQL block it), in ms. */
+      eventLoopDelayMs: {
+        p50: round(loopDelay.percentile(50) / 1e6, 1),
+        p99: round(loopDelay.percentile(99) / 1e6, 1),
+        max: round(loopDelay.max / 1e6, 1),
+      },
       /** The simulated projection's own commits: mean duration, and their share of the time while producing. */
       producerCommitMeanMs: round(producerMs / total, 2),
       producerShareOfTime: round(producerMs / 1000 / produceSeconds, 2),
+      warmupSeconds,
+      /** The machine is shared: 1-, 5- and 15-minute load averages before and after this run. */
+      loadAverage: { before: loadBefore, after: loadavg().map((n) => round(n, 2)) },
     };
     log(`latency at ${rate}/s: p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms`);
     return result;
