@@ -1,9 +1,11 @@
+import { closeSync, fdatasync, fstatSync, openSync, statSync } from 'node:fs';
 import {
   type SqlClient,
   type SqlRow,
   StoreClosedError,
   StoreFullError,
   StoreUnavailableError,
+  type TransactionOptions,
 } from '@muster/event-store';
 import type Database from 'better-sqlite3';
 
@@ -43,11 +45,99 @@ export class SqliteConnection {
   readonly lock = new ExclusiveLock();
   private readonly statements = new Map<string, Database.Statement>();
   private closed = false;
+  /** The write-ahead log of a file database in WAL mode (found on first use); null otherwise. */
+  private wal: string | null | undefined;
+  /** The fsync of the log under way, and the one queued behind it (for commits made meanwhile). */
+  private syncing: Promise<void> | null = null;
+  /** A descriptor of the log kept open for its fsyncs, with the inode it was opened on. */
+  private walFd: { fd: number; ino: number } | null = null;
+  private nextSync: Promise<void> | null = null;
+  /** Set when an fsync of the log failed: what it covered may be lost, so nothing is trusted after. */
+  syncFailure: Error | null = null;
 
   constructor(readonly db: Database.Database) {}
 
-  get isClosed(): boolean {
-    return this.closed;
+  /**
+   * True when a commit may skip its fsync and have `syncLog` make it durable instead: a file in WAL
+   * mode at `synchronous = FULL` (at a weaker level the caller chose not to wait for the disk).
+   * Read at every transaction: a pragma statement holds the value it was prepared with.
+   */
+  get defersSync(): boolean {
+    if (this.wal === undefined) {
+      const mode = String(this.db.pragma('journal_mode', { simple: true })).toLowerCase();
+      this.wal = mode === 'wal' && !this.db.memory ? `${this.db.name}-wal` : null;
+    }
+    return this.wal !== null && this.db.pragma('synchronous', { simple: true }) === 2;
+  }
+
+  /**
+   * fdatasync of the write-ahead log on libuv's thread pool, where it does not stop the event loop
+   * (better-sqlite3 would wait for it on this thread inside COMMIT). The log is append-only between
+   * checkpoints, and SQLite syncs it before checkpointing, so one fsync makes every commit written
+   * before it durable: commits that arrive while one runs share the next.
+   */
+  syncLog(): Promise<void> {
+    if (!this.syncing) {
+      this.syncing = this.fsyncLog().finally(() => {
+        this.syncing = null;
+      });
+      return this.syncing;
+    }
+    this.nextSync ??= this.syncing
+      .catch(() => undefined)
+      .then(() => {
+        this.nextSync = null;
+        return this.syncLog();
+      });
+    return this.nextSync;
+  }
+
+  private async fsyncLog(): Promise<void> {
+    if (this.syncFailure) throw this.syncFailure;
+    const fd = this.logDescriptor();
+    if (fd === null) return;
+    try {
+      await new Promise<void>((resolve, reject) =>
+        fdatasync(fd, (error) => (error ? reject(error) : resolve())),
+      );
+    } catch (error) {
+      // Like PostgreSQL after fsyncgate: a failed fsync may have dropped the pages it was to
+      // write, and retrying can succeed without them. Nothing written on this connection is
+      // acknowledged as durable any more; a restart recovers from what the disk holds.
+      this.syncFailure = new StoreUnavailableError('SQLite could not sync its write-ahead log', {
+        cause: error,
+      });
+      throw this.syncFailure;
+    } finally {
+      // Closed meanwhile: the descriptor was kept for this fsync (fsyncs run one at a time).
+      if (this.closed) this.closeLog();
+    }
+  }
+
+  /**
+   * The open log, checked against its path (a stat, no disk wait) so that a log SQLite removed
+   * and created again is not mistaken for the old one. Null when there is no log: it was
+   * checkpointed into the database file, which SQLite synced, and removed.
+   */
+  private logDescriptor(): number | null {
+    let ino: number;
+    try {
+      ino = statSync(this.wal as string).ino;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw error;
+    }
+    if (this.walFd?.ino === ino) return this.walFd.fd;
+    this.closeLog();
+    const fd = openSync(this.wal as string, 'r');
+    this.walFd = { fd, ino: fstatSync(fd).ino };
+    return this.walFd.ino === ino ? fd : this.logDescriptor();
+  }
+
+  private closeLog(): void {
+    if (!this.walFd) return;
+    closeSync(this.walFd.fd);
+    this.walFd = null;
   }
 
   /** A cached prepared statement; `$1`-style placeholders become SQLite's numbered `?1`. */
@@ -61,11 +151,17 @@ export class SqliteConnection {
     return statement;
   }
 
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
     this.statements.clear();
     this.db.close();
+    // A descriptor in use by an fsync is closed when that fsync ends, never under it.
+    if (!this.syncing) this.closeLog();
   }
 }
 
@@ -136,26 +232,44 @@ export class SqliteSqlClient implements SqlClient {
     });
   }
 
-  async transaction<T>(fn: (tx: SqlClient) => Promise<T>): Promise<T> {
+  /**
+   * Resolves once the transaction is on disk. With `syncInBackground` on a WAL file, the commit is
+   * written at `synchronous = NORMAL` (no fsync on this thread) and the log is then synced on the
+   * thread pool, the lock already released: durable as at `FULL` when the promise resolves, but
+   * the event loop ran meanwhile. Until then this process (other processes too) can read the
+   * commit before it is durable; whatever commits after it is durable only with it, because the
+   * log is synced in order.
+   */
+  async transaction<T>(fn: (tx: SqlClient) => Promise<T>, options?: TransactionOptions): Promise<T> {
     if (this.inTransaction) return this.nested(fn);
     await this.connection.lock.acquire();
-    const tx = new SqliteSqlClient(this.connection, true);
+    const connection = this.connection;
+    const tx = new SqliteSqlClient(connection, true);
+    let deferred = false;
     try {
-      this.connection.prepare('BEGIN IMMEDIATE').run();
+      if (connection.syncFailure) throw connection.syncFailure;
+      deferred = options?.syncInBackground === true && !connection.isClosed && connection.defersSync;
+      if (deferred) connection.db.exec('PRAGMA synchronous = NORMAL');
+      connection.prepare('BEGIN IMMEDIATE').run();
     } catch (error) {
-      this.connection.lock.release();
+      if (deferred && !connection.isClosed) connection.db.exec('PRAGMA synchronous = FULL');
+      connection.lock.release();
       throw mapSqliteError(error);
     }
+    let result: T;
     try {
-      const result = await fn(tx);
-      this.connection.prepare('COMMIT').run();
-      return result;
+      result = await fn(tx);
+      connection.prepare('COMMIT').run();
     } catch (error) {
-      if (this.connection.db.inTransaction) this.connection.prepare('ROLLBACK').run();
+      if (connection.db.inTransaction) connection.prepare('ROLLBACK').run();
       throw mapSqliteError(error);
     } finally {
-      this.connection.lock.release();
+      // Before anyone else writes: the event store's appends commit with their own fsync.
+      if (deferred && !connection.isClosed) connection.db.exec('PRAGMA synchronous = FULL');
+      connection.lock.release();
     }
+    if (deferred) await connection.syncLog();
+    return result;
   }
 
   private async nested<T>(fn: (tx: SqlClient) => Promise<T>): Promise<T> {

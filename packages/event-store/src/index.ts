@@ -38,7 +38,14 @@ export {
   verifyStream,
 } from './hash-chain.js';
 export { uuidv7 } from './ids.js';
-export { migrate, type SqlClient, type SqlDialect, type SqlMigration, type SqlRow } from './sql.js';
+export {
+  migrate,
+  type SqlClient,
+  type SqlDialect,
+  type SqlMigration,
+  type SqlRow,
+  type TransactionOptions,
+} from './sql.js';
 export type {
   Actor,
   AppendOptions,

@@ -19,7 +19,18 @@ export interface SqlClient {
    * Runs `fn` in one transaction: committed when it resolves, rolled back when it throws.
    * Nested calls run inside the outer transaction.
    */
-  transaction<T>(fn: (tx: SqlClient) => Promise<T>): Promise<T>;
+  transaction<T>(fn: (tx: SqlClient) => Promise<T>, options?: TransactionOptions): Promise<T>;
+}
+
+export interface TransactionOptions {
+  /**
+   * Durable all the same when the promise resolves, but the wait for the disk does not stop the
+   * event loop: on SQLite (whose commits are otherwise an fsync on the calling thread) the
+   * write-ahead log is synced on the thread pool after the commit, which takes a little longer
+   * for this caller and frees the thread for everyone else. For background writers that commit
+   * often, such as the webhook dispatcher. PostgreSQL commits never block the thread; it ignores it.
+   */
+  syncInBackground?: boolean;
 }
 
 /** Creates the tables of one module (projections, webhooks, ...) once, in any order of callers. */

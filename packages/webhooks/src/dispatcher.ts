@@ -260,13 +260,18 @@ export class Dispatcher {
       if (limit <= 0) return;
       claimed = await this.claim(this.ctx.sql, limit);
     } else {
-      const results = await this.ctx.sql.transaction(async (tx) => {
-        const values: unknown[] = [];
-        for (const rider of riders) values.push(await rider.run(tx));
-        if (batch.length > 0) await this.record(tx, batch);
-        if (limit > 0) claimed = await this.claim(tx, limit);
-        return values;
-      });
+      // Sent only once this is on disk; the fsync runs off the event loop meanwhile, which keeps
+      // the process's other work (the API, the projections, the sender's answers) moving.
+      const results = await this.ctx.sql.transaction(
+        async (tx) => {
+          const values: unknown[] = [];
+          for (const rider of riders) values.push(await rider.run(tx));
+          if (batch.length > 0) await this.record(tx, batch);
+          if (limit > 0) claimed = await this.claim(tx, limit);
+          return values;
+        },
+        { syncInBackground: true },
+      );
       for (const outcome of batch) this.unsettled.delete(outcome.claimed.id);
       riders.forEach((rider, i) => {
         rider.resolve(results[i]);

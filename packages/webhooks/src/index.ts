@@ -16,6 +16,7 @@ export { webhookMigrations } from './schema.js';
 export { classifyError, RESPONSE_BODY_LIMIT, type SendOutcome } from './sender.js';
 export {
   createWebhookService,
+  DEFAULT_MAX_IN_FLIGHT,
   MAX_LIVE_SECRETS,
   MAX_PAYLOAD_BYTES,
   REPLAY_CAP,

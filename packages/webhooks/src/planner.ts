@@ -121,7 +121,7 @@ export class Planner {
         const commit = this.options.commit;
         const result = commit
           ? await commit((tx) => this.planBatch(tx))
-          : await this.ctx.sql.transaction((tx) => this.planBatch(tx));
+          : await this.ctx.sql.transaction((tx) => this.planBatch(tx), { syncInBackground: true });
         // A batch that rode in the dispatcher's transaction was claimed in it already.
         if (result.planned > 0 && !commit) this.options.onPlanned();
         busy = result.changes >= this.options.batchSize;

@@ -53,6 +53,7 @@ import {
 
 export const MAX_PAYLOAD_BYTES = 64 * 1024;
 export const MAX_LIVE_SECRETS = 3;
+export const DEFAULT_MAX_IN_FLIGHT = 256;
 /** Deliveries one replay call creates at most; call again from `resumeAfter` for more. */
 export const REPLAY_CAP = 10_000;
 
@@ -86,7 +87,12 @@ export interface WebhookServiceOptions {
   /** Claim lease, and the SQLite dispatcher role; default 60 s (must exceed the request timeout). */
   leaseMs?: number;
   pollIntervalMs?: number;
-  /** Requests in flight at once per process; default 64. */
+  /**
+   * Requests in flight at once per process; default 256. A slot is taken from the claim until the
+   * outcome reaches the dispatcher, so the throughput is at most this many per that round trip:
+   * 2,000 deliveries/s with 30 ms round trips (a busy SQLite process, loopback receivers) already
+   * need 60, and receivers 100 ms away need 200.
+   */
   maxInFlight?: number;
   plannerBatchSize?: number;
   /** Run the planner in this process (default true). */
@@ -217,7 +223,7 @@ export class WebhookService {
       dispatcherId: options.dispatcherId ?? `dsp_${randomBytes(8).toString('hex')}`,
       leaseMs,
       pollIntervalMs: options.pollIntervalMs ?? 1_000,
-      maxInFlight: options.maxInFlight ?? 64,
+      maxInFlight: options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT,
     });
     // On SQLite a commit is an fsync that blocks the process: batches ride along with the
     // dispatcher's, whose transaction also claims what they planned. (On PostgreSQL commits do not

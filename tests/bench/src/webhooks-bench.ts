@@ -8,7 +8,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { type SqlClient, sequencePosition } from '@muster/event-store';
 import { openSqliteSql } from '@muster/event-store-sqlite';
 import { appendChanges, type ReadinessChange } from '@muster/projections';
-import { createWebhookService } from '@muster/webhooks';
+import { createWebhookService, DEFAULT_MAX_IN_FLIGHT } from '@muster/webhooks';
 import { Agent, request } from 'undici';
 import { latencySummary, log, memorySampler, options, print, round } from './lib.js';
 
@@ -37,7 +37,8 @@ const args = options({
   receivers: { type: 'string', default: '10' },
   missions: { type: 'string', default: '20' },
   backlog: { type: 'string', default: '3000' },
-  'max-in-flight': { type: 'string', default: '64' },
+  /** Requests in flight per process; empty: the service's default. */
+  'max-in-flight': { type: 'string', default: '' },
   /** `normal` measures the same with synchronous=NORMAL (durable across process crashes, not power loss). */
   synchronous: { type: 'string', default: 'full' },
   dir: { type: 'string', default: '' },
@@ -103,9 +104,9 @@ function countTransactions(sql: SqlClient): { sql: SqlClient; readonly count: nu
     query: (text, params) => sql.query(text, params),
     execute: (text, params) => sql.execute(text, params),
     script: (text) => sql.script(text),
-    transaction: (fn) => {
+    transaction: (fn, options) => {
       count++;
-      return sql.transaction(fn);
+      return sql.transaction(fn, options);
     },
   };
   return {
@@ -121,7 +122,7 @@ async function main(): Promise<void> {
   const receiverCount = Number(args.receivers);
   const missionCount = Number(args.missions);
   const backlog = Number(args.backlog);
-  const maxInFlight = Number(args['max-in-flight']);
+  const maxInFlight = args['max-in-flight'] ? Number(args['max-in-flight']) : DEFAULT_MAX_IN_FLIGHT;
   const dir = mkdtempSync(join(args.dir || tmpdir(), 'muster-bench-webhooks-'));
   const memory = memorySampler(250);
   const loadAtStart = loadavg().map((n) => round(n, 2));
@@ -254,6 +255,7 @@ async function main(): Promise<void> {
       deliveriesPerSecond: round(mine.length / ((lastReceipt - wall0) / 1000), 0),
       ...latencySummary(mine.map(([id, , at]) => at - (committedAt.get(id) as number))),
       targetP99Ms: 50,
+      maxInFlight,
       /** CPU of this process (producer, planner, dispatcher) per delivery, and its share of one core. */
       cpuMicrosPerDelivery: round((cpu.user + cpu.system) / expected, 0),
       cpuShareOfOneCore: round((cpu.user + cpu.system) / 1e6 / busySeconds, 2),
