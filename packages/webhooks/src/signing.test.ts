@@ -12,6 +12,13 @@ describe('Standard Webhooks signing', () => {
     expect(generateSecret()).not.toBe(a);
   });
 
+  it('keeps the bytes of a secret in memory of their own (posting a pooled Buffer to the sender thread copies the pool)', () => {
+    const bytes = secretBytes(generateSecret());
+    expect(bytes.length).toBe(32);
+    expect(bytes.buffer.byteLength).toBe(32);
+    expect(bytes.equals(secretBytes(`${SECRET_PREFIX}${bytes.toString('base64')}`))).toBe(true);
+  });
+
   it('signs what the independent standardwebhooks verifier accepts, for any id and body (property)', () => {
     fc.assert(
       fc.property(
