@@ -1,4 +1,5 @@
 import type { SqlClient, SqlMigration } from '@muster/event-store';
+import { chunkLength } from './sql-rows.js';
 
 /**
  * The readiness change feed: every verdict change, precondition change and pledge change of
@@ -124,9 +125,12 @@ export async function appendChanges(
   );
   let seq = Number(last ?? 0);
   const written: ReadinessChange[] = changes.map((change) => ({ ...change, seq: ++seq }));
-  // Several rows per statement: one round trip per hundred changes rather than one per change.
-  for (let start = 0; start < written.length; start += 100) {
-    const chunk = written.slice(start, start + 100);
+  // Several rows per statement: one round trip per hundred changes rather than one per change,
+  // in lengths from a small set (`chunkLength`).
+  for (let start = 0; start < written.length; ) {
+    const length = chunkLength(written.length - start, 100);
+    const chunk = written.slice(start, start + length);
+    start += length;
     const params: unknown[] = [];
     const tuples = chunk.map((change) => {
       const base = params.length;

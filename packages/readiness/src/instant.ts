@@ -30,6 +30,28 @@ function daysFromCivil(year: number, month: number, day: number): number {
  * Date.parse on the hot paths of fold and evaluate.
  */
 function canonicalMs(instant: string): number | undefined {
+  // The same two instants (an event's occurredAt and recordedAt) are read several times over
+  // while one event is folded and evaluated: the last two answers are kept.
+  if (instant === lastText) {
+    return lastMs;
+  }
+  if (instant === otherText) {
+    return otherMs;
+  }
+  const ms = parseCanonical(instant);
+  otherText = lastText;
+  otherMs = lastMs;
+  lastText = instant;
+  lastMs = ms;
+  return ms;
+}
+
+let lastText: string | undefined;
+let lastMs: number | undefined;
+let otherText: string | undefined;
+let otherMs: number | undefined;
+
+function parseCanonical(instant: string): number | undefined {
   if (
     instant.length !== 24 ||
     instant.charCodeAt(4) !== 45 || // -

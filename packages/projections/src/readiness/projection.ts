@@ -3,7 +3,7 @@ import { evaluateStatus, type MissionState, nextChangeAfter, serializeState } fr
 import { appendChanges, changeFeedMigrations } from '../change-feed.js';
 import { ProjectionError } from '../errors.js';
 import type { Projection, ProjectionContext } from '../projection.js';
-import { insertRows, upsertClause } from '../sql-rows.js';
+import { chunkLength, insertRows, upsertClause } from '../sql-rows.js';
 import {
   MissionProcessor,
   type MissionRuntime,
@@ -79,6 +79,13 @@ interface CachedMission {
 /** Per-context memory: the mission states of one generation of the tables. */
 class MissionCache {
   private readonly missions = new Map<string, CachedMission>();
+  /**
+   * Missions forgotten since the last batch was written, to snapshot in that batch's transaction
+   * (see `write`): a state that leaves memory comes back from a snapshot near its end rather than
+   * by folding its whole stream again, which for a finished mission that time later touches (the
+   * swap of a rebuild advances every mission to the live watermark) is most of it.
+   */
+  evicted: CachedMission[] = [];
 
   constructor(
     private readonly capacity: number,
@@ -104,6 +111,7 @@ class MissionCache {
       if (this.missions.size <= this.capacity && events <= this.maxEvents) break;
       if (id === missionId) continue;
       this.missions.delete(id);
+      this.evicted.push(oldest);
       events -= oldest.rt.state.eventCount;
     }
   }
@@ -162,9 +170,20 @@ export function createReadinessProjection(options: ReadinessProjectionOptions): 
     return cache;
   };
 
-  const load = async (tx: SqlClient, ctx: ProjectionContext, missionId: string): Promise<CachedMission> => {
+  /**
+   * A mission's entry: from memory, else from its row, latest snapshot and the events after it.
+   * `keep: false` (time alone moving a mission that is not in memory) leaves memory as it was:
+   * such a mission is written and forgotten rather than pushing out the missions events keep
+   * busy, which is what a rebuild's swap would otherwise do to them, the largest first.
+   */
+  const load = async (
+    tx: SqlClient,
+    ctx: ProjectionContext,
+    missionId: string,
+    keep = true,
+  ): Promise<CachedMission> => {
     const cache = cacheOf(ctx);
-    const cached = cache.get(missionId);
+    const cached = keep ? cache.get(missionId) : cache.peek(missionId);
     if (cached) return cached;
     const [row] = await tx.query(`SELECT * FROM ${ctx.table(MISSIONS)} WHERE mission_id = $1`, [missionId]);
     let entry: CachedMission;
@@ -207,7 +226,7 @@ export function createReadinessProjection(options: ReadinessProjectionOptions): 
         checkpointSpacing: checkpointEvery,
       };
     }
-    cache.set(missionId, entry);
+    if (keep) cache.set(missionId, entry);
     return entry;
   };
 
@@ -261,6 +280,19 @@ export function createReadinessProjection(options: ReadinessProjectionOptions): 
     touched: Map<string, CachedMission>,
     sink: ProcessorSink,
   ): Promise<void> => {
+    const cache = cacheOf(ctx);
+    const evicted = cache.evicted;
+    cache.evicted = [];
+    for (const entry of evicted) {
+      const { rt } = entry;
+      if (rt.state.mission === null || rt.revision - entry.snapshotRevision < flushMinEvents) continue;
+      // In a rebuild, a mission that left memory (the least recently used: one gone quiet) comes
+      // back surely only if time moves it at the swap, to the live watermark just before now.
+      // Other snapshots would mostly go unread; a later event folds from the last one, as before.
+      if (ctx.mode === 'rebuild' && (rt.nextAt === null || rt.nextAt > ctx.clock().getTime())) continue;
+      await writeSnapshot(tx, ctx, rt);
+      entry.snapshotRevision = rt.revision;
+    }
     if (touched.size === 0) return;
     const missions: unknown[][] = [];
     const verdictMissions: string[] = [];
@@ -319,8 +351,9 @@ export function createReadinessProjection(options: ReadinessProjectionOptions): 
       upsertClause(['mission_id'], MISSION_COLUMNS),
     );
     if (verdictMissions.length > 0) {
-      for (let i = 0; i < verdictMissions.length; i += 500) {
-        const ids = verdictMissions.slice(i, i + 500);
+      for (let i = 0; i < verdictMissions.length; ) {
+        const ids = verdictMissions.slice(i, i + chunkLength(verdictMissions.length - i, 512));
+        i += ids.length;
         await tx.execute(
           `DELETE FROM ${ctx.table(VERDICTS)} WHERE mission_id IN (${ids.map((_, j) => `$${j + 1}`).join(', ')})`,
           ids,
@@ -435,7 +468,7 @@ export function createReadinessProjection(options: ReadinessProjectionOptions): 
         const sink = newSink({ changes: ctx.mode === 'live' });
         for (const missionId of fresh) {
           done.add(missionId);
-          const entry = await load(tx, ctx, missionId);
+          const entry = await load(tx, ctx, missionId, false);
           processor.advance(entry.rt, until, sink);
           touched.set(missionId, entry);
         }

@@ -51,6 +51,25 @@ async function caughtUp(
   if (head) expect(await runner.waitForPosition(head, 30_000)).toBe(true);
 }
 
+/** A runner of `projection` alone, once it has caught up with the log. */
+async function runCaughtUp(
+  fx: Awaited<ReturnType<typeof openSqliteFixture>>,
+  clock: ManualClock,
+  projection: ReturnType<typeof createReadinessProjection>,
+  batchSize?: number,
+) {
+  const runner = await startProjections({
+    store: fx.store,
+    sql: fx.sql,
+    projections: [projection],
+    clock: clock.now,
+    ...(batchSize === undefined ? {} : { batchSize }),
+  });
+  cleanups.push(() => runner.close());
+  await caughtUp(runner, fx);
+  return runner;
+}
+
 async function timeSettled(runner: ProjectionsHandle, clock: ManualClock) {
   runner.poke();
   await eventually(async () => {
@@ -151,14 +170,7 @@ describe('rebuilding the readiness projection', () => {
     const { fx, clock } = await setup('rebuild-memory');
     await fillSynthetic(fx.store, clock, { missions: MISSIONS_UNDER_TEST, eventsPerMission: 200 });
     const projection = createReadinessProjection({ store: fx.store });
-    const runner = await startProjections({
-      store: fx.store,
-      sql: fx.sql,
-      projections: [projection],
-      clock: clock.now,
-    });
-    cleanups.push(() => runner.close());
-    await caughtUp(runner, fx);
+    const runner = await runCaughtUp(fx, clock, projection);
     const queries = createReadinessQueries({ store: fx.store, sql: fx.sql, projection });
     await runner.rebuild('readiness');
     for (const id of MISSIONS_UNDER_TEST) {
@@ -167,6 +179,23 @@ describe('rebuilding the readiness projection', () => {
         folded: 0,
         snapshotRevision: null,
       });
+    }
+  });
+
+  it('snapshots a mission that leaves memory, so that it comes back from near its end', async () => {
+    const { fx, clock } = await setup('evicted-snapshots');
+    await fillSynthetic(fx.store, clock, { missions: MISSIONS_UNDER_TEST, eventsPerMission: 200 });
+    // Room for one mission: every other one leaves memory as the interleaved log moves on.
+    const projection = createReadinessProjection({ store: fx.store, cacheSize: 1, snapshotEvery: 1_000_000 });
+    await runCaughtUp(fx, clock, projection, 60);
+    const rows = await fx.sql.query('SELECT DISTINCT mission_id FROM readiness_snapshots');
+    expect(rows.length).toBeGreaterThanOrEqual(MISSIONS_UNDER_TEST.length - 1);
+    // Another process, with no projection: the latest snapshot and a short fold.
+    const elsewhere = createReadinessQueries({ store: fx.store, sql: fx.sql });
+    for (const id of MISSIONS_UNDER_TEST.slice(0, 3)) {
+      const basis = (await elsewhere.verdictAsOf(id, '2024-03-01T00:00:00Z'))?.basis;
+      expect(basis?.snapshotRevision).not.toBeNull();
+      expect(basis?.folded).toBeLessThan(100);
     }
   });
 
