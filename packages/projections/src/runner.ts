@@ -31,6 +31,7 @@ import {
   runnerMigrations,
   sameAs,
 } from './runner-schema.js';
+import { Wakeups } from './wakeups.js';
 
 export interface StartProjectionsOptions {
   store: EventStore;
@@ -311,19 +312,27 @@ class Pump {
     this.iterator = subscription[Symbol.asyncIterator]();
   }
 
-  private arm(): Promise<IteratorResult<SubscriptionMessage>> {
-    if (this.pending) return this.pending;
+  /** Whoever waits in `next`; told once the pending message has settled. */
+  private waiter: ((arrived: boolean) => void) | null = null;
+
+  private arm(): void {
+    if (this.pending) return;
     const pending = this.iterator.next();
     this.pending = pending;
+    // The only reaction on `pending`: waits in `next` come and go through `waiter`, so an idle
+    // subscription does not collect one reaction per wake-up while it has nothing to deliver.
     pending.then(
       (value) => {
-        if (this.pending === pending) this.settled = { value };
+        if (this.pending !== pending) return;
+        this.settled = { value };
+        this.waiter?.(true);
       },
       (error: unknown) => {
-        if (this.pending === pending) this.settled = { error };
+        if (this.pending !== pending) return;
+        this.settled = { error };
+        this.waiter?.(true);
       },
     );
-    return pending;
   }
 
   private take(): IteratorResult<SubscriptionMessage> {
@@ -337,10 +346,15 @@ class Pump {
 
   /** The next message, or null when `interrupt` resolves first. */
   async next(interrupt: Promise<unknown>): Promise<IteratorResult<SubscriptionMessage> | null> {
-    const pending = this.arm();
-    const winner = await Promise.race([pending.then(() => true), interrupt.then(() => false)]);
-    if (!winner) return null;
-    await null;
+    this.arm();
+    if (this.settled === null) {
+      const arrived = await new Promise<boolean>((resolve) => {
+        this.waiter = resolve;
+        void interrupt.then(() => resolve(false));
+      });
+      this.waiter = null;
+      if (!arrived && this.settled === null) return null;
+    }
     return this.take();
   }
 
@@ -357,34 +371,6 @@ class Pump {
     }
     return out;
   }
-}
-
-function sleepUnless(ms: number, signal: Promise<unknown>): Promise<void> {
-  return interruptibleSleep(ms, signal).promise;
-}
-
-/** A sleep that ends early on `signal`; `cancel` frees its timer when something else won. */
-function interruptibleSleep(
-  ms: number,
-  signal: Promise<unknown>,
-): { promise: Promise<void>; cancel(): void } {
-  let timer: NodeJS.Timeout | undefined;
-  let done!: () => void;
-  const promise = new Promise<void>((resolve) => {
-    done = resolve;
-    timer = setTimeout(resolve, Math.max(0, ms));
-  });
-  void signal.then(() => {
-    clearTimeout(timer);
-    done();
-  });
-  return {
-    promise,
-    cancel: () => {
-      clearTimeout(timer);
-      done();
-    },
-  };
 }
 
 interface ContextBuffer {
@@ -404,8 +390,7 @@ class Worker {
   private lastRenew = 0;
   private stopping = false;
   private loop: Promise<void> | null = null;
-  private wakeSignal!: Promise<void>;
-  private wakeResolve!: () => void;
+  private readonly wakeups = new Wakeups();
   private live: ContextBuffer | null = null;
   private rebuildTask: Promise<RebuildResult> | null = null;
   private lastSwapCheck = 0;
@@ -420,19 +405,10 @@ class Worker {
     private readonly runner: Runner,
   ) {
     this.name = projection.name;
-    this.resetWake();
-  }
-
-  private resetWake(): void {
-    this.wakeSignal = new Promise((resolve) => {
-      this.wakeResolve = resolve;
-    });
   }
 
   wake(): void {
-    const resolve = this.wakeResolve;
-    this.resetWake();
-    resolve();
+    this.wakeups.wake();
   }
 
   start(): void {
@@ -493,7 +469,7 @@ class Worker {
           this.lease = await tryAcquireLease(this.s.sql, this.name, this.s.owner, this.now(), this.s.ttl);
           if (!this.lease) {
             const pause = this.s.ttl / 3;
-            await sleepUnless(pause / 2 + (this.s.random() * pause) / 2, this.wakeSignal);
+            await this.wakeups.sleep(pause / 2 + (this.s.random() * pause) / 2).promise;
             continue;
           }
           this.lastRenew = this.now();
@@ -520,7 +496,7 @@ class Worker {
           { projection: this.name, err: error, restartInMs: delay },
           'projection failed; restarting from its checkpoint',
         );
-        await sleepUnless(delay, this.wakeSignal);
+        await this.wakeups.sleep(delay).promise;
       }
     }
     await this.letGo();
@@ -566,7 +542,7 @@ class Worker {
     const pump = new Pump(subscription);
     try {
       while (!this.stopping) {
-        const interrupt = interruptibleSleep(this.untilHousekeeping(), this.wakeSignal);
+        const interrupt = this.wakeups.sleep(this.untilHousekeeping());
         const first = await pump.next(interrupt.promise);
         interrupt.cancel();
         if (first !== null) {
@@ -812,7 +788,7 @@ class Worker {
         });
       }
       if (this.stopping) throw new ProjectionError('projections-closed');
-      await sleepUnless(Math.min(this.s.tickMs, 100), this.wakeSignal);
+      await this.wakeups.sleep(Math.min(this.s.tickMs, 100)).promise;
       this.wake();
     }
     onProgress?.({
@@ -925,7 +901,7 @@ class Worker {
 
   /** Resolves at the next tick or wake-up, to look at `stopping` again. */
   private stopSignal(): Promise<void> {
-    return sleepUnless(this.s.tickMs, this.wakeSignal);
+    return this.wakeups.sleep(this.s.tickMs).promise;
   }
 
   /**
