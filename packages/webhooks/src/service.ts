@@ -94,6 +94,7 @@ export interface WebhookServiceOptions {
    * need 60, and receivers 100 ms away need 200.
    */
   maxInFlight?: number;
+  /** Changes planned per transaction; default 50 on SQLite with the dispatcher in the process, else 500. */
   plannerBatchSize?: number;
   /** Run the planner in this process (default true). */
   plan?: boolean;
@@ -225,13 +226,16 @@ export class WebhookService {
       pollIntervalMs: options.pollIntervalMs ?? 1_000,
       maxInFlight: options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT,
     });
-    // On SQLite a commit is an fsync that blocks the process: batches ride along with the
-    // dispatcher's, whose transaction also claims what they planned. (On PostgreSQL commits do not
-    // block, and separate transactions keep the planner's and the dispatcher's queue locks from
-    // ever waiting on each other.)
+    // On SQLite every commit is an fsync, and the SQL work itself holds the process: batches ride
+    // along with the dispatcher's transaction, sharing its fsync, and it claims what they planned.
+    // (On PostgreSQL commits do not block, and separate transactions keep the planner's and the
+    // dispatcher's queue locks from ever waiting on each other.)
     const ride = options.dispatch !== false && options.sql.dialect === 'sqlite';
     this.planner = new Planner(this.ctx, {
-      batchSize: options.plannerBatchSize ?? 500,
+      // A batch that rides in the dispatcher's transaction delays that transaction's sends and
+      // the whole process (SQLite work is synchronous): after a pause, 500 changes to 10
+      // subscriptions would be one stall of several hundred milliseconds; 50 keep it to tens.
+      batchSize: options.plannerBatchSize ?? (ride ? 50 : 500),
       pollIntervalMs: options.pollIntervalMs ?? 1_000,
       onPlanned: () => this.dispatcher.wake(),
       ...(ride ? { commit: (work) => this.dispatcher.commitWith(work) } : {}),
