@@ -478,6 +478,10 @@ class SqliteStore implements SqliteEventStore {
         for (const row of rows) queue.push({ kind: 'event', event: toRecorded(row) });
         if (rows.length === batchSize) {
           after = (rows[rows.length - 1] as EventRow)[0];
+          // Reads are synchronous and the consumer's SQL too: without a turn of the event loop
+          // between pages, a long catch-up (a rebuild: a minute) runs as one chain of promise
+          // callbacks, and no timer, socket or request is served until it ends.
+          await new Promise<void>((resolve) => setImmediate(resolve));
         } else {
           const lastRow = rows[rows.length - 1];
           // Events the filter dropped still count as progress: report it so the caller can checkpoint.

@@ -197,17 +197,25 @@ function setSwitch(
 function insertPoolPoint(points: PVec<PoolPoint>, point: Omit<PoolPoint, 'total'>): PVec<PoolPoint> {
   const last = vecLast(points);
   if (last === undefined || last.at <= point.at) {
-    return vecPush(points, { ...point, total: (last?.total ?? 0) + point.delta });
+    return vecPush(points, withTotal(point, (last?.total ?? 0) + point.delta));
   }
   const index = vecInsertionIndex(points, point.at, byAt);
   const rest = vecSliceFrom(points, index);
   let total = (index === 0 ? 0 : vecGet(points, index - 1).total) + point.delta;
-  const items: PoolPoint[] = [{ ...point, total }];
+  const items: PoolPoint[] = [withTotal(point, total)];
   for (const item of rest) {
     total += item.delta;
-    items.push({ ...item, total });
+    items.push(withTotal(item, total));
   }
   return vecReplaceFrom(points, index, items);
+}
+
+/**
+ * A pool point with its running total. Spelt out rather than spread (a spread copies key by key):
+ * the keys in the order the spread gave them, so that serialised states keep their bytes.
+ */
+function withTotal(point: Omit<PoolPoint, 'total'>, total: number): PoolPoint {
+  return { at: point.at, delta: point.delta, pledgeId: point.pledgeId, evidence: point.evidence, total };
 }
 
 function addToPool(
