@@ -68,6 +68,22 @@ describe('transactions that sync in the background', () => {
     await sql.close();
   });
 
+  it('with durable: false, commit at NORMAL without any sync, then put synchronous back to FULL', async () => {
+    const sql = await open('relaxed.db');
+    const during = await sql.transaction(
+      async (tx) => {
+        await tx.execute('INSERT INTO t (n) VALUES (1)');
+        return Number((await tx.query<{ synchronous: number }>('PRAGMA synchronous'))[0]?.synchronous);
+      },
+      { durable: false, syncInBackground: true },
+    );
+    expect(during).toBe(1);
+    expect(syncs.started).toBe(0);
+    expect(await level(sql)).toBe(2);
+    expect(await sql.query('SELECT n FROM t')).toEqual([{ n: 1 }]);
+    await sql.close();
+  });
+
   it('let the event loop run while the log is synced', async () => {
     const sql = await open('loop.db');
     syncs.delayMs = 100;

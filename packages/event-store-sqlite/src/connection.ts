@@ -238,7 +238,8 @@ export class SqliteSqlClient implements SqlClient {
    * thread pool, the lock already released: durable as at `FULL` when the promise resolves, but
    * the event loop ran meanwhile. Until then this process (other processes too) can read the
    * commit before it is durable; whatever commits after it is durable only with it, because the
-   * log is synced in order.
+   * log is synced in order. With `durable: false`, the same commit at `NORMAL` and no sync at all:
+   * the next commit at `FULL` (an append) or checkpoint makes it durable.
    */
   async transaction<T>(fn: (tx: SqlClient) => Promise<T>, options?: TransactionOptions): Promise<T> {
     if (this.inTransaction) return this.nested(fn);
@@ -246,13 +247,16 @@ export class SqliteSqlClient implements SqlClient {
     const connection = this.connection;
     const tx = new SqliteSqlClient(connection, true);
     let deferred = false;
+    let relaxed = false;
     try {
       if (connection.syncFailure) throw connection.syncFailure;
-      deferred = options?.syncInBackground === true && !connection.isClosed && connection.defersSync;
-      if (deferred) connection.db.exec('PRAGMA synchronous = NORMAL');
+      const syncs = !connection.isClosed && connection.defersSync;
+      relaxed = options?.durable === false && syncs;
+      deferred = !relaxed && options?.syncInBackground === true && syncs;
+      if (deferred || relaxed) connection.db.exec('PRAGMA synchronous = NORMAL');
       connection.prepare('BEGIN IMMEDIATE').run();
     } catch (error) {
-      if (deferred && !connection.isClosed) connection.db.exec('PRAGMA synchronous = FULL');
+      if ((deferred || relaxed) && !connection.isClosed) connection.db.exec('PRAGMA synchronous = FULL');
       connection.lock.release();
       throw mapSqliteError(error);
     }
@@ -265,7 +269,7 @@ export class SqliteSqlClient implements SqlClient {
       throw mapSqliteError(error);
     } finally {
       // Before anyone else writes: the event store's appends commit with their own fsync.
-      if (deferred && !connection.isClosed) connection.db.exec('PRAGMA synchronous = FULL');
+      if ((deferred || relaxed) && !connection.isClosed) connection.db.exec('PRAGMA synchronous = FULL');
       connection.lock.release();
     }
     if (deferred) await connection.syncLog();

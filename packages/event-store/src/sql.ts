@@ -31,6 +31,14 @@ export interface TransactionOptions {
    * often, such as the webhook dispatcher. PostgreSQL commits never block the thread; it ignores it.
    */
   syncInBackground?: boolean;
+  /**
+   * `false`: the commit need not be on disk when the promise resolves. It is atomic all the same,
+   * and durable once a later durable commit (or a checkpoint of the log) syncs it; a crash before
+   * that may lose it whole, never part of it. For work redone from a checkpoint written in the
+   * same transaction, such as the batches of a rebuild. SQLite then commits at
+   * `synchronous = NORMAL` without any fsync; PostgreSQL ignores it.
+   */
+  durable?: boolean;
 }
 
 /** Creates the tables of one module (projections, webhooks, ...) once, in any order of callers. */

@@ -866,18 +866,24 @@ class Worker {
           }
           if (to === position && !done) continue;
           const from = position;
-          await this.s.sql.transaction(async (tx) => {
-            await fenceLease(tx, lease, this.now(), this.s.ttl);
-            if (batch.length > 0) await this.projection.handle(batch, tx, shadow.ctx);
-            // A finished generation starts with snapshots as fresh as a clean shutdown leaves them.
-            if (done) await this.projection.flush?.(tx, shadow.ctx);
-            const moved = await tx.execute(
-              `UPDATE projection_rebuilds SET position = $1, events = events + $2, updated_at = $3, status = $4
+          await this.s.sql.transaction(
+            async (tx) => {
+              await fenceLease(tx, lease, this.now(), this.s.ttl);
+              if (batch.length > 0) await this.projection.handle(batch, tx, shadow.ctx);
+              // A finished generation starts with snapshots as fresh as a clean shutdown leaves them.
+              if (done) await this.projection.flush?.(tx, shadow.ctx);
+              const moved = await tx.execute(
+                `UPDATE projection_rebuilds SET position = $1, events = events + $2, updated_at = $3, status = $4
                WHERE name = $5 AND generation = $6 AND ${sameAs(tx.dialect, 'position', '$7')}`,
-              [to, batch.length, this.now(), done ? 'ready' : 'building', this.name, generation, from],
-            );
-            if (moved !== 1) throw new ProjectionError('lease-lost', { name: leaseName });
-          });
+                [to, batch.length, this.now(), done ? 'ready' : 'building', this.name, generation, from],
+              );
+              if (moved !== 1) throw new ProjectionError('lease-lost', { name: leaseName });
+              // No wait for the disk per batch: the shadow's rows and its checkpoint commit together,
+              // so a crash loses whole batches at most, which the resumed rebuild folds again; the
+              // swap, which readers depend on, commits durably.
+            },
+            { durable: false },
+          );
           position = to;
           events += batch.length;
           if (done) this.shadowMemory = { generation, memory: shadow.ctx.memory };
