@@ -105,11 +105,20 @@ class MissionCache {
   set(missionId: string, entry: CachedMission): void {
     this.missions.delete(missionId);
     this.missions.set(missionId, entry);
+    this.trim(new Set([missionId]));
+  }
+
+  /**
+   * Forgets the least recently used missions until the limits hold again, except those in `keep`.
+   * Also called once per batch: missions grow in place as their events are folded, so checking
+   * only when one is added let a steady set of busy missions outgrow the limit without end.
+   */
+  trim(keep: ReadonlySet<string>): void {
     let events = 0;
     for (const e of this.missions.values()) events += e.rt.state.eventCount;
     for (const [id, oldest] of this.missions) {
       if (this.missions.size <= this.capacity && events <= this.maxEvents) break;
-      if (id === missionId) continue;
+      if (keep.has(id)) continue;
       this.missions.delete(id);
       this.evicted.push(oldest);
       events -= oldest.rt.state.eventCount;
@@ -281,6 +290,7 @@ export function createReadinessProjection(options: ReadinessProjectionOptions): 
     sink: ProcessorSink,
   ): Promise<void> => {
     const cache = cacheOf(ctx);
+    cache.trim(new Set(touched.keys()));
     const evicted = cache.evicted;
     cache.evicted = [];
     for (const entry of evicted) {

@@ -199,6 +199,22 @@ describe('rebuilding the readiness projection', () => {
     }
   });
 
+  it('keeps the events it holds in memory within its limit while the missions it holds grow', async () => {
+    const { fx, clock } = await setup('cache-limit');
+    await fillSynthetic(fx.store, clock, { missions: MISSIONS_UNDER_TEST, eventsPerMission: 200 });
+    // Every mission enters memory early, with few events, and grows there afterwards.
+    const projection = createReadinessProjection({ store: fx.store, cacheEvents: 300 });
+    await runCaughtUp(fx, clock, projection, 20);
+    const held = MISSIONS_UNDER_TEST.flatMap((id) => {
+      const state = projection.latestState(id)?.state;
+      return state ? [state.eventCount] : [];
+    });
+    expect(held.length).toBeGreaterThan(0);
+    // The limit, give or take the missions of the batch being written, which stay until written.
+    expect(held.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(300 + 20);
+    expect(held.length).toBeLessThan(MISSIONS_UNDER_TEST.length);
+  });
+
   it('resumes a rebuild interrupted half-way when the next runner starts', async () => {
     const { fx, clock, start } = await setup('rebuild-resume');
     await fillSynthetic(fx.store, clock, { missions: MISSIONS_UNDER_TEST, eventsPerMission: 1000 });
