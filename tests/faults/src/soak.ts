@@ -15,6 +15,12 @@ export interface SoakOptions {
   probeSeconds?: number;
   missions?: number;
   receivers?: number;
+  /** The service's state caches (MUSTER_STATE_CACHE_EVENTS); the service's default when absent.
+   * Smaller than the missions' working set, they turn every command into a reload. */
+  cacheEvents?: number;
+  /** Seconds left out of the comparison at the start (caches filling, the heap finding its size
+   * before its first full collection); 30% of the run when absent. */
+  warmupSeconds?: number;
   log?: (message: string) => void;
 }
 
@@ -24,6 +30,8 @@ export interface SoakWindow {
   p50Ms: number;
   p99Ms: number;
   rssMiB: number;
+  /** V8 heap in use as the service reports it in /metrics (sampled at the window's close). */
+  heapUsedMiB: number | null;
 }
 
 export interface SoakReport {
@@ -37,7 +45,16 @@ export interface SoakReport {
   deliveriesPerReceiver: number[];
   windows: SoakWindow[];
   /** Mean RSS of the first and the second half of the steady phase. */
-  memory: { warmRssMiB: number; endRssMiB: number; growthPercent: number };
+  memory: {
+    warmRssMiB: number;
+    endRssMiB: number;
+    growthPercent: number;
+    /** The same comparison for the V8 heap in use: what the process keeps, as opposed to what the
+     * allocator and SQLite's page caches hold on to. */
+    warmHeapMiB: number | null;
+    endHeapMiB: number | null;
+    heapGrowthPercent: number | null;
+  };
   latency: {
     medianWindowP99Ms: number;
     worstWindowP99Ms: number;
@@ -75,7 +92,7 @@ export async function soak(options: SoakOptions): Promise<SoakReport> {
       MUSTER_RATE_LIMIT_PER_MINUTE: '0',
       MUSTER_WEBHOOK_ALLOW_HTTP: '1',
       MUSTER_WEBHOOK_ALLOW_CIDRS: '127.0.0.0/8',
-      MUSTER_STATE_CACHE_EVENTS: '20000',
+      ...(options.cacheEvents ? { MUSTER_STATE_CACHE_EVENTS: String(options.cacheEvents) } : {}),
     });
     const running = service;
     const key = await registerAgency(running, 'soak-coordinator', ['coordinator']);
@@ -166,7 +183,9 @@ export async function soak(options: SoakOptions): Promise<SoakReport> {
       const tracked = task.finally(() => inflight.delete(tracked));
       inflight.add(tracked);
       if (performance.now() >= nextWindow) {
-        windows.push(closeWindow(windows.length, windowLatencies, rssMiB(running)));
+        const closed = closeWindow(windows.length, windowLatencies, rssMiB(running));
+        windows.push(closed);
+        sampleHeap(running, closed);
         windowLatencies = [];
         nextWindow += WINDOW_MS;
       }
@@ -180,13 +199,17 @@ export async function soak(options: SoakOptions): Promise<SoakReport> {
     // After the warm-up (caches filling, the heap finding its size), the steady phase is split in
     // halves: memory and latency of the second half are compared with the first. Means over
     // several windows, because single RSS readings swing with garbage collection.
-    const steady = windows.slice(Math.min(windows.length - 2, Math.max(1, Math.floor(windows.length * 0.3))));
+    const warmupWindows = Math.round(((options.warmupSeconds ?? options.seconds * 0.3) * 1000) / WINDOW_MS);
+    const steady = windows.slice(Math.min(windows.length - 2, Math.max(1, warmupWindows)));
     const half = Math.max(1, Math.floor(steady.length / 2));
     const early = steady.slice(0, half);
     const late = steady.slice(half);
     const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / Math.max(1, values.length);
     const warm = round(mean(early.map((w) => w.rssMiB)));
     const endRss = round(mean(late.map((w) => w.rssMiB)));
+    const heaps = (ws: SoakWindow[]) => ws.flatMap((w) => (w.heapUsedMiB === null ? [] : [w.heapUsedMiB]));
+    const warmHeap = heaps(early).length > 0 ? round(mean(heaps(early))) : null;
+    const endHeap = heaps(late).length > 0 ? round(mean(heaps(late))) : null;
     const p99s = steady.map((w) => w.p99Ms).sort((a, b) => a - b);
     return {
       seconds: options.seconds,
@@ -198,7 +221,15 @@ export async function soak(options: SoakOptions): Promise<SoakReport> {
       deliveries: received.reduce((a, b) => a + b, 0),
       deliveriesPerReceiver: received,
       windows,
-      memory: { warmRssMiB: warm, endRssMiB: endRss, growthPercent: round(((endRss - warm) / warm) * 100) },
+      memory: {
+        warmRssMiB: warm,
+        endRssMiB: endRss,
+        growthPercent: round(((endRss - warm) / warm) * 100),
+        warmHeapMiB: warmHeap,
+        endHeapMiB: endHeap,
+        heapGrowthPercent:
+          warmHeap !== null && endHeap !== null ? round(((endHeap - warmHeap) / warmHeap) * 100) : null,
+      },
       latency: {
         medianWindowP99Ms: p99s[Math.floor(p99s.length / 2)] ?? 0,
         worstWindowP99Ms: p99s[p99s.length - 1] ?? 0,
@@ -227,7 +258,19 @@ function closeWindow(index: number, latencies: number[], rss: number): SoakWindo
     p50Ms: percentile(latencies, 50),
     p99Ms: percentile(latencies, 99),
     rssMiB: rss,
+    heapUsedMiB: null,
   };
+}
+
+/** Fills the window's heap figure from /metrics when the answer comes; a miss leaves it null. */
+function sampleHeap(service: { url: string }, window: SoakWindow): void {
+  fetch(`${service.url}/metrics`)
+    .then((res) => res.text())
+    .then((text) => {
+      const bytes = Number(/^muster_nodejs_heap_size_used_bytes (\S+)$/m.exec(text)?.[1]);
+      if (Number.isFinite(bytes)) window.heapUsedMiB = round(bytes / 2 ** 20);
+    })
+    .catch(() => {});
 }
 
 function rssMiB(service: ServiceProcess): number {
