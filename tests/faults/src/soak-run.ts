@@ -1,18 +1,21 @@
 import { parseArgs } from 'node:util';
 import { soak } from './soak.js';
 
-/** `pnpm --filter @muster/faults soak [--minutes 10] [--rate N]`: prints the figures as JSON. */
+/** `pnpm --filter @muster/faults soak [--minutes 10] [--rate N] [--missions 40] [--lifetime 300]`: prints the figures as JSON. */
 const { values } = parseArgs({
   options: {
     minutes: { type: 'string', default: '10' },
     rate: { type: 'string' },
     missions: { type: 'string', default: '40' },
+    /** Commands per mission before another takes its slot. */
+    lifetime: { type: 'string', default: '300' },
   },
 });
 const report = await soak({
   seconds: Math.round(Number(values.minutes) * 60),
   ...(values.rate ? { rate: Number(values.rate) } : {}),
   missions: Number(values.missions),
+  missionLifetime: Number(values.lifetime),
   probeSeconds: 10,
   log: (message) => process.stderr.write(`[soak] ${message}\n`),
 });

@@ -15,8 +15,14 @@ export interface SoakOptions {
   probeSeconds?: number;
   missions?: number;
   receivers?: number;
-  /** The service's state caches (MUSTER_STATE_CACHE_EVENTS); the service's default when absent.
-   * Smaller than the missions' working set, they turn every command into a reload. */
+  /**
+   * Commands a mission receives before it is done and another takes its slot (300 when absent).
+   * Missions end: a fixed set that grew without end would have memory grow with it by design
+   * (a state keeps its whole history), up to the state caches' limit and then into reloads.
+   */
+  missionLifetime?: number;
+  /** The service's state caches (MUSTER_STATE_CACHE_EVENTS): twice the missions' working set
+   * (`missions × missionLifetime`) when absent, so that they are full after the warm-up. */
   cacheEvents?: number;
   /** Seconds left out of the comparison at the start (caches filling, the heap finding its size
    * before its first full collection); 30% of the run when absent. */
@@ -70,6 +76,7 @@ const WINDOW_MS = 10_000;
 export async function soak(options: SoakOptions): Promise<SoakReport> {
   const log = options.log ?? (() => {});
   const missions = options.missions ?? 40;
+  const lifetime = options.missionLifetime ?? 300;
   const receiverCount = options.receivers ?? 3;
   const store = await createStore('sqlite');
   const receivers: Server[] = [];
@@ -92,7 +99,7 @@ export async function soak(options: SoakOptions): Promise<SoakReport> {
       MUSTER_RATE_LIMIT_PER_MINUTE: '0',
       MUSTER_WEBHOOK_ALLOW_HTTP: '1',
       MUSTER_WEBHOOK_ALLOW_CIDRS: '127.0.0.0/8',
-      ...(options.cacheEvents ? { MUSTER_STATE_CACHE_EVENTS: String(options.cacheEvents) } : {}),
+      MUSTER_STATE_CACHE_EVENTS: String(Math.max(1000, options.cacheEvents ?? 2 * missions * lifetime)),
     });
     const running = service;
     const key = await registerAgency(running, 'soak-coordinator', ['coordinator']);
@@ -103,19 +110,37 @@ export async function soak(options: SoakOptions): Promise<SoakReport> {
       });
       if (created.status !== 201) throw new Error(`subscribe: ${created.status} ${created.body}`);
     }
-    for (let m = 0; m < missions; m++) {
-      const res = await call(running, 'POST', '/v1/missions', {
-        key,
-        body: { id: `soak-${m}`, template: 'mss-haiti' },
-      });
-      if (res.status !== 201) throw new Error(`define: ${res.status} ${res.body}`);
-    }
+    // Slot s's missions follow one another, staggered so that they do not all end together.
+    const defined = new Map<string, Promise<void>>();
+    const define = (mission: string): Promise<void> => {
+      let done = defined.get(mission);
+      if (!done) {
+        done = call(running, 'POST', '/v1/missions', {
+          key,
+          body: { id: mission, template: 'mss-haiti' },
+          headers: { 'idempotency-key': `define-${mission}` },
+        }).then((res) => {
+          if (res.status !== 201)
+            throw new Error(`define ${mission}: ${res.status} ${res.body.slice(0, 200)}`);
+        });
+        defined.set(mission, done);
+      }
+      return done;
+    };
+    const missionOf = (n: number): string => {
+      const slot = n % missions;
+      const generation = Math.floor(
+        (Math.floor(n / missions) + Math.floor((slot * lifetime) / missions)) / lifetime,
+      );
+      return `soak-${slot}-${generation}`;
+    };
+    for (let m = 0; m < missions; m++) await define(missionOf(m));
 
     let sequence = 0;
     const units = ['RDU', 'ASTU', 'GSU', 'BPU'];
     const command = async (): Promise<{ ms: number; ok: boolean; detail?: string }> => {
       const n = sequence++;
-      const mission = `soak-${n % missions}`;
+      const mission = missionOf(n);
       const pledge = n % 10 < 3;
       const path = `/v1/missions/${mission}/commands/${pledge ? 'pledge-logistics' : 'report-unit-readiness'}`;
       const body = pledge
@@ -129,6 +154,7 @@ export async function soak(options: SoakOptions): Promise<SoakReport> {
         : { unit: units[n % 4], officersReady: (n * 37) % 400, status: 'standby' };
       const started = performance.now();
       try {
+        await define(mission);
         const res = await call(running, 'POST', path, { key, body });
         const ms = performance.now() - started;
         return res.status === 201
