@@ -669,38 +669,23 @@ export class Dispatcher {
         }
       }
     }
-    // Rows per statement are kept to a few dozen: SQLite finds each bound parameter by name, a cost
-    // that grows with the number of parameters in the statement.
-    const SUCCEEDED = 10;
-    for (let i = 0; i < succeeded.length; i += SUCCEEDED * 25) {
-      const part = succeeded.slice(i, i + SUCCEEDED * 25);
-      const rows: string[] = [];
-      for (let o = 1; o < part.length + 1; o += SUCCEEDED) {
-        rows.push(
-          `($${o + 1}, $${o + 2}, $${o + 3}, $${o + 4}, $${o + 5}, $${o + 6}, $1, $${o + 7}, $${o + 8}, 'succeeded', $${o + 9}, NULL, NULL, $${o + 10})`,
-        );
-      }
-      await tx.execute(
-        `INSERT INTO webhook_attempts (id, delivery_id, subscription_id, message_id, attempt, trigger, dispatcher_id, started_at, latency_ms, outcome, status_code, error_class, error_message, response_body)
-         VALUES ${rows.join(', ')}`,
-        [owner, ...part],
-      );
-    }
-    const OTHERS = 13;
-    for (let i = 0; i < others.length; i += OTHERS * 25) {
-      const part = others.slice(i, i + OTHERS * 25);
-      const rows: string[] = [];
-      for (let o = 1; o < part.length + 1; o += OTHERS) {
-        rows.push(
-          `($${o + 1}, $${o + 2}, $${o + 3}, $${o + 4}, $${o + 5}, $${o + 6}, $1, $${o + 7}, $${o + 8}, $${o + 9}, $${o + 10}, $${o + 11}, $${o + 12}, $${o + 13})`,
-        );
-      }
-      await tx.execute(
-        `INSERT INTO webhook_attempts (id, delivery_id, subscription_id, message_id, attempt, trigger, dispatcher_id, started_at, latency_ms, outcome, status_code, error_class, error_message, response_body)
-         VALUES ${rows.join(', ')}`,
-        [owner, ...part],
-      );
-    }
+    // Succeeded attempts leave their error columns out (NULL) and name their outcome inline.
+    await insertAttempts(
+      tx,
+      owner,
+      succeeded,
+      10,
+      (p) =>
+        `(${p(1)}, ${p(2)}, ${p(3)}, ${p(4)}, ${p(5)}, ${p(6)}, $1, ${p(7)}, ${p(8)}, 'succeeded', ${p(9)}, NULL, NULL, ${p(10)})`,
+    );
+    await insertAttempts(
+      tx,
+      owner,
+      others,
+      13,
+      (p) =>
+        `(${p(1)}, ${p(2)}, ${p(3)}, ${p(4)}, ${p(5)}, ${p(6)}, $1, ${p(7)}, ${p(8)}, ${p(9)}, ${p(10)}, ${p(11)}, ${p(12)}, ${p(13)})`,
+    );
     const DELIVERED = 5;
     for (let i = 0; i < delivered.length; i += DELIVERED * 40) {
       const part = delivered.slice(i, i + DELIVERED * 40);
@@ -723,5 +708,29 @@ export class Dispatcher {
         [sub.failingSince, sub.lastFailureAt, id],
       );
     }
+  }
+}
+
+/**
+ * Inserts attempt rows, `width` values each (flattened in `values`), 25 rows per statement: SQLite
+ * finds each bound parameter by name, a cost that grows with the number of parameters in the
+ * statement. `row(p)` writes one row's VALUES tuple, `p(k)` naming its k-th value; `$1` is `owner`.
+ */
+async function insertAttempts(
+  tx: SqlClient,
+  owner: string,
+  values: readonly unknown[],
+  width: number,
+  row: (p: (k: number) => string) => string,
+): Promise<void> {
+  for (let i = 0; i < values.length; i += width * 25) {
+    const part = values.slice(i, i + width * 25);
+    const rows: string[] = [];
+    for (let o = 1; o < part.length + 1; o += width) rows.push(row((k) => `$${o + k}`));
+    await tx.execute(
+      `INSERT INTO webhook_attempts (id, delivery_id, subscription_id, message_id, attempt, trigger, dispatcher_id, started_at, latency_ms, outcome, status_code, error_class, error_message, response_body)
+       VALUES ${rows.join(', ')}`,
+      [owner, ...part],
+    );
   }
 }

@@ -6,6 +6,7 @@ import type { FromWorker, SenderConfig, ToWorker } from './send-worker.js';
 import {
   type AttemptControl,
   type AttemptRequest,
+  SENDER_CLOSED,
   type SenderOptions,
   type SendOutcome,
   type Transport,
@@ -209,16 +210,7 @@ class SendThread {
     for (const w of waiting) {
       const owner = this.configs.get(w.configId);
       if (!owner) {
-        w.resolve({
-          ok: false,
-          statusCode: null,
-          errorClass: 'connect',
-          errorMessage: 'the webhook sender was closed',
-          responseBody: null,
-          retryAfter: undefined,
-          timedOut: false,
-          latencyMs: 0,
-        });
+        w.resolve({ ...SENDER_CLOSED });
         continue;
       }
       w.control.onAbort(null);

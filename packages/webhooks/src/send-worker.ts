@@ -1,7 +1,13 @@
 import type { LookupAddress } from 'node:dns';
 import { parentPort } from 'node:worker_threads';
 import type { Cidr } from './ip-ranges.js';
-import { AttemptControl, type AttemptRequest, type SendOutcome, WebhookSender } from './sender.js';
+import {
+  AttemptControl,
+  type AttemptRequest,
+  SENDER_CLOSED,
+  type SendOutcome,
+  WebhookSender,
+} from './sender.js';
 import { systemResolver } from './ssrf.js';
 
 /**
@@ -91,16 +97,7 @@ if (port) {
         for (const [requestId, configId, request] of message.batch) {
           const sender = senders.get(configId);
           if (!sender) {
-            finished(requestId, {
-              ok: false,
-              statusCode: null,
-              errorClass: 'connect',
-              errorMessage: 'the webhook sender was closed',
-              responseBody: null,
-              retryAfter: undefined,
-              timedOut: false,
-              latencyMs: 0,
-            });
+            finished(requestId, { ...SENDER_CLOSED });
             continue;
           }
           const control = new AttemptControl();

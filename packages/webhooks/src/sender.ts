@@ -16,6 +16,18 @@ export interface SendOutcome {
   latencyMs: number;
 }
 
+/** The outcome of an attempt whose sender was closed before it could send: retried later. */
+export const SENDER_CLOSED: Readonly<SendOutcome> = Object.freeze({
+  ok: false,
+  statusCode: null,
+  errorClass: 'connect',
+  errorMessage: 'the webhook sender was closed',
+  responseBody: null,
+  retryAfter: undefined,
+  timedOut: false,
+  latencyMs: 0,
+});
+
 /** One attempt to send: signed by the sender, with the secrets live when it was claimed. */
 export interface AttemptRequest {
   url: string;

@@ -92,14 +92,8 @@ export class ProjectedReadModel implements MissionReadModel {
   async close(): Promise<void> {}
 }
 
-function summary(stored: {
-  missionId: string;
-  name: string;
-  leadNation: string;
-  baseCurrency: string;
-  template: string | null;
-  definedAt: string;
-}): MissionSummary {
+/** The API's fields of a stored summary (the read model's row carries more). */
+function summary(stored: MissionSummary): MissionSummary {
   return {
     missionId: stored.missionId,
     name: stored.name,
