@@ -163,6 +163,10 @@ class SqliteStore implements SqliteEventStore {
   /** Last revision and hash of recently written streams (this process is the file's only writer). */
   private readonly heads = new BoundedMap<string, StreamHead>(HEAD_CACHE_SIZE);
   private readonly subscriptions = new Set<AsyncQueue<SubscriptionMessage>>();
+  /** Where subscribers must stop: commits whose log sync is still running are not theirs yet. */
+  private readonly durable = new DurableHorizon();
+  /** Log syncs under way, each acknowledging its batch when it ends. */
+  private readonly syncs = new Set<Promise<void>>();
   private closed = false;
 
   constructor(
@@ -219,10 +223,14 @@ class SqliteStore implements SqliteEventStore {
     const outcomes: Array<{ ok: true; result: AppendResult } | { ok: false; error: unknown }> = [];
     // Stream heads written by this transaction; they reach the cache only once it commits.
     const written = new Map<string, StreamHead>();
+    let deferred = false;
     try {
       if (this.connection.isClosed) throw new StoreClosedError();
+      if (this.connection.syncFailure) throw this.connection.syncFailure;
       const recordedAt = this.clock().toISOString();
       const db = this.connection.db;
+      deferred = this.connection.defersSync;
+      if (deferred) db.exec('PRAGMA synchronous = NORMAL');
       this.connection.prepare('BEGIN IMMEDIATE').run();
       try {
         for (const append of batch) {
@@ -237,6 +245,9 @@ class SqliteStore implements SqliteEventStore {
       } catch (error) {
         if (db.inTransaction) this.connection.prepare('ROLLBACK').run();
         throw error;
+      } finally {
+        // Before anyone else writes: SQL transactions choose their own level from FULL.
+        if (deferred && !this.connection.isClosed) db.exec('PRAGMA synchronous = FULL');
       }
     } catch (error) {
       lock.release();
@@ -246,12 +257,33 @@ class SqliteStore implements SqliteEventStore {
     }
     lock.release();
     for (const [stream, head] of written) this.heads.remember(stream, head);
-    batch.forEach((append, i) => {
-      const outcome = outcomes[i];
-      if (outcome?.ok) append.resolve(outcome.result);
-      else append.reject(outcome?.error);
-    });
-    this.wakeLive();
+    const settle = (failure?: unknown) => {
+      batch.forEach((append, i) => {
+        const outcome = outcomes[i];
+        if (failure !== undefined) append.reject(failure);
+        else if (outcome?.ok) append.resolve(outcome.result);
+        else append.reject(outcome?.error);
+      });
+    };
+    if (!deferred) {
+      settle();
+      this.wakeLive();
+      return;
+    }
+    // The commit skipped its fsync; the log is synced on the thread pool while the next batch is
+    // written, and this batch is acknowledged (and shown to subscribers) only once it is durable.
+    const range = positionRange(outcomes);
+    if (range) this.durable.committed(range.first, range.last);
+    const synced = this.connection.syncLog().then(
+      () => {
+        if (range) this.durable.synced(range.last);
+        settle();
+        this.wakeLive();
+      },
+      (error) => settle(mapSqliteError(error)),
+    );
+    this.syncs.add(synced);
+    void synced.finally(() => this.syncs.delete(synced));
   }
 
   /**
@@ -473,7 +505,7 @@ class SqliteStore implements SqliteEventStore {
       let after = from === 'start' ? 0 : from === 'end' ? this.head() : parsePosition(from);
       let caughtUp = false;
       while (!queue.closed) {
-        const head = this.head();
+        const head = this.durable.cap(this.head());
         const rows = pageStatement.all(args(after, head, ...where.params, batchSize)) as EventRow[];
         for (const row of rows) queue.push({ kind: 'event', event: toRecorded(row) });
         if (rows.length === batchSize) {
@@ -562,6 +594,7 @@ class SqliteStore implements SqliteEventStore {
     while (this.flushing || this.flushScheduled || this.pending.length > 0) {
       await (this.flushing ?? new Promise((resolve) => setImmediate(resolve)));
     }
+    await Promise.all(this.syncs);
     for (const queue of this.subscriptions) queue.end();
     this.wakeLive();
     await this.connection.lock.acquire();
@@ -587,6 +620,47 @@ function toRecorded(row: EventRow): RecordedEvent {
     hash: row[8],
     previousHash: row[9],
   };
+}
+
+/**
+ * The last position known durable while commits wait for their log sync. Syncs end in the order
+ * of their commits (one runs at a time and each covers everything written before it), so one
+ * number suffices: below the first unsynced commit until its sync ends, then up to that commit.
+ */
+class DurableHorizon {
+  /** Null: everything committed is durable. */
+  private limit: number | null = null;
+  private lastCommitted = 0;
+
+  committed(first: number, last: number): void {
+    if (this.limit === null) this.limit = first - 1;
+    this.lastCommitted = last;
+  }
+
+  synced(last: number): void {
+    if (this.limit === null) return;
+    this.limit = last >= this.lastCommitted ? null : Math.max(this.limit, last);
+  }
+
+  cap(head: number): number {
+    return this.limit === null ? head : Math.min(head, this.limit);
+  }
+}
+
+function positionRange(
+  outcomes: ReadonlyArray<{ ok: true; result: AppendResult } | { ok: false; error: unknown }>,
+): { first: number; last: number } | null {
+  let first = Number.POSITIVE_INFINITY;
+  let last = 0;
+  for (const outcome of outcomes) {
+    if (!outcome.ok || outcome.result.idempotent) continue;
+    for (const event of outcome.result.events) {
+      const position = Number(event.position);
+      if (position < first) first = position;
+      if (position > last) last = position;
+    }
+  }
+  return last > 0 ? { first, last } : null;
 }
 
 function parsePosition(position: string): number {

@@ -609,12 +609,18 @@ class Worker {
     const last = (events[events.length - 1] as RecordedEvent).position;
     const previous = this.position;
     live.published = [];
-    await this.s.sql.transaction(async (tx) => {
-      const now = this.now();
-      await fenceLease(tx, lease, now, this.s.ttl);
-      await this.projection.handle(events, tx, live.ctx);
-      await this.moveCheckpoint(tx, previous, last, now);
-    });
+    // The log is synced off the event loop where the store can: the batch is acknowledged (and its
+    // changes published) only once durable; a reader may see it a moment earlier, which is harmless
+    // for a read model folded again from the log after a crash.
+    await this.s.sql.transaction(
+      async (tx) => {
+        const now = this.now();
+        await fenceLease(tx, lease, now, this.s.ttl);
+        await this.projection.handle(events, tx, live.ctx);
+        await this.moveCheckpoint(tx, previous, last, now);
+      },
+      { syncInBackground: true },
+    );
     this.lastRenew = this.now();
     this.position = last;
     this.nextDue = undefined;

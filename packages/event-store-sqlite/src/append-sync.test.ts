@@ -1,0 +1,126 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type RecordedEvent, StoreUnavailableError } from '@muster/event-store';
+import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { openSqliteEventStore } from './index.js';
+
+/** The log's fsyncs as node:fs sees them, with a controllable delay and failure. */
+const syncs = vi.hoisted(() => ({
+  started: 0,
+  finished: 0,
+  fail: null as NodeJS.ErrnoException | null,
+  delayMs: 0,
+}));
+
+vi.mock('node:fs', async (importOriginal) => {
+  const fs = await importOriginal<typeof import('node:fs')>();
+  const fdatasync = (fd: number, callback: (error: NodeJS.ErrnoException | null) => void) => {
+    syncs.started++;
+    const failure = syncs.fail;
+    setTimeout(() => {
+      if (failure) {
+        callback(failure);
+        return;
+      }
+      fs.fdatasync(fd, (error) => {
+        syncs.finished++;
+        callback(error);
+      });
+    }, syncs.delayMs);
+  };
+  return { ...fs, default: { ...fs, fdatasync }, fdatasync };
+});
+
+const dir = mkdtempSync(join(tmpdir(), 'muster-sqlite-append-sync-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+beforeEach(() => {
+  syncs.started = 0;
+  syncs.finished = 0;
+  syncs.fail = null;
+  syncs.delayMs = 0;
+});
+
+const event = (n: number) => ({ type: 'Counted', data: { n } });
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Collects what a subscription from the start delivers. */
+function collect(store: Awaited<ReturnType<typeof openSqliteEventStore>>) {
+  const seen: RecordedEvent[] = [];
+  const subscription = store.subscribeToAll({ fromPosition: 'start' });
+  void (async () => {
+    for await (const message of subscription) if (message.kind === 'event') seen.push(message.event);
+  })();
+  return { seen, close: () => subscription.close() };
+}
+
+describe('appends on a WAL file at synchronous = FULL', () => {
+  it('resolve only once the log is synced, off the event loop', async () => {
+    const store = await openSqliteEventStore({ path: join(dir, 'resolve.db') });
+    const result = await store.appendToStream('s-1', [event(1)]);
+    expect(result.nextExpectedRevision).toBe(0);
+    expect(syncs.finished).toBeGreaterThanOrEqual(1);
+    const level = await store.sql.query<{ synchronous: number }>('PRAGMA synchronous');
+    expect(level[0]?.synchronous).toBe(2);
+    await store.close();
+  });
+
+  it('are shown to subscribers only once durable', async () => {
+    const store = await openSqliteEventStore({ path: join(dir, 'horizon.db'), pollIntervalMs: 10 });
+    await store.appendToStream('s-1', [event(0)]);
+    const subscriber = collect(store);
+    await vi.waitFor(() => expect(subscriber.seen).toHaveLength(1));
+    syncs.delayMs = 150;
+    const pending = store.appendToStream('s-1', [event(1)]);
+    await sleep(60);
+    // Committed (another reader of the table sees it) but its sync is still running.
+    expect(await store.streamRevision('s-1')).toBe(1);
+    expect(subscriber.seen).toHaveLength(1);
+    await pending;
+    await vi.waitFor(() => expect(subscriber.seen.map((e) => e.data)).toEqual([{ n: 0 }, { n: 1 }]));
+    await subscriber.close();
+    await store.close();
+  });
+
+  it('write the next batch while the previous one syncs, and acknowledge in order', async () => {
+    const store = await openSqliteEventStore({ path: join(dir, 'pipeline.db') });
+    syncs.delayMs = 40;
+    const acknowledged: number[] = [];
+    const appends = Array.from({ length: 40 }, (_, i) =>
+      store.appendToStream(`s-${i % 4}`, [event(i)]).then((r) => {
+        acknowledged.push(Number(r.position));
+        return r;
+      }),
+    );
+    await Promise.all(appends);
+    expect(acknowledged).toEqual([...acknowledged].sort((a, b) => a - b));
+    // Group commit: far fewer syncs than appends.
+    expect(syncs.started).toBeLessThan(40);
+    let count = 0;
+    for await (const _ of store.readAll()) count++;
+    expect(count).toBe(40);
+    await store.close();
+  });
+
+  it('fail when the sync fails, never reach subscribers, and refuse every later append', async () => {
+    const store = await openSqliteEventStore({ path: join(dir, 'failed.db'), pollIntervalMs: 10 });
+    await store.appendToStream('s-1', [event(0)]);
+    const subscriber = collect(store);
+    await vi.waitFor(() => expect(subscriber.seen).toHaveLength(1));
+    syncs.fail = Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+    await expect(store.appendToStream('s-1', [event(1)])).rejects.toBeInstanceOf(StoreUnavailableError);
+    syncs.fail = null;
+    await expect(store.appendToStream('s-2', [event(2)])).rejects.toBeInstanceOf(StoreUnavailableError);
+    await sleep(50);
+    expect(subscriber.seen).toHaveLength(1);
+    await subscriber.close();
+    await store.close();
+  });
+
+  it('skip the log sync when the caller chose synchronous = NORMAL', async () => {
+    const store = await openSqliteEventStore({ path: join(dir, 'normal.db'), synchronous: 'NORMAL' });
+    await store.appendToStream('s-1', [event(1)]);
+    expect(syncs.started).toBe(0);
+    await store.close();
+  });
+});
