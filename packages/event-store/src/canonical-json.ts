@@ -16,7 +16,57 @@ export class NotJsonError extends Error {
 const MAX_DEPTH = 64;
 
 export function canonicalJson(value: unknown): string {
+  try {
+    return fast(value, 0);
+  } catch (error) {
+    if (error !== NOT_PLAIN_JSON) throw error;
+  }
+  // Only to name the problem and where it is: the fast path keeps no paths.
   return write(value, '', 0, new Set());
+}
+
+const NOT_PLAIN_JSON = Symbol('not plain JSON');
+
+/**
+ * Every event is serialised on the append path, so the common case (valid JSON) builds no path
+ * strings and tracks no visited set: a cycle shows up as too deep, and anything refused is
+ * serialised again by `write`, which says why.
+ */
+function fast(value: unknown, depth: number): string {
+  switch (typeof value) {
+    case 'string':
+      return JSON.stringify(value);
+    case 'number':
+      if (!Number.isFinite(value)) throw NOT_PLAIN_JSON;
+      return JSON.stringify(value);
+    case 'boolean':
+      return value ? 'true' : 'false';
+    case 'object': {
+      if (value === null) return 'null';
+      if (depth >= MAX_DEPTH) throw NOT_PLAIN_JSON;
+      if (Array.isArray(value)) {
+        let out = '[';
+        for (let i = 0; i < value.length; i++) {
+          const item: unknown = value[i];
+          if (item === undefined) throw NOT_PLAIN_JSON;
+          out += i === 0 ? fast(item, depth + 1) : `,${fast(item, depth + 1)}`;
+        }
+        return `${out}]`;
+      }
+      const proto = Object.getPrototypeOf(value);
+      if (proto !== Object.prototype && proto !== null) throw NOT_PLAIN_JSON;
+      const keys = Object.keys(value).sort();
+      let out = '{';
+      for (const key of keys) {
+        const item = (value as Record<string, unknown>)[key];
+        if (item === undefined) continue;
+        out += `${out.length === 1 ? '' : ','}${JSON.stringify(key)}:${fast(item, depth + 1)}`;
+      }
+      return `${out}}`;
+    }
+    default:
+      throw NOT_PLAIN_JSON;
+  }
 }
 
 function write(value: unknown, path: string, depth: number, seen: Set<object>): string {

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { canonicalJson } from './canonical-json.js';
+import { canonicalJson, NotJsonError } from './canonical-json.js';
 import { computeEventHash, hashInput, hashInputParts, sealEvents, verifyStream } from './hash-chain.js';
 import type { RecordedEvent } from './types.js';
 import { DEFAULT_LIMITS } from './types.js';
@@ -50,6 +50,37 @@ describe('canonical JSON', () => {
 
   it('sorts keys and drops undefined object fields', () => {
     expect(canonicalJson({ b: 1, a: [true, null, 'x'], c: undefined })).toBe('{"a":[true,null,"x"],"b":1}');
+  });
+
+  it('holds the same value as JSON.stringify, with every object key in code-unit order', () => {
+    fc.assert(
+      fc.property(json, (value) => {
+        const text = canonicalJson(value);
+        expect(JSON.parse(text)).toEqual(JSON.parse(JSON.stringify(value)));
+        // Re-serialising with keys sorted by hand gives the same text.
+        expect(text).toBe(sortedStringify(JSON.parse(JSON.stringify(value))));
+      }),
+    );
+  });
+
+  it('names what is not JSON and where', () => {
+    const cycle: Record<string, unknown> = { a: 1 };
+    cycle.self = { back: cycle };
+    let deep: unknown = 1;
+    for (let i = 0; i < 70; i++) deep = [deep];
+    const cases: Array<[unknown, RegExp]> = [
+      [{ a: { b: Number.NaN } }, /^a\.b: NaN is not a finite number$/],
+      [{ list: [1, undefined] }, /^list\[1\]: undefined is not JSON$/],
+      [{ when: new Date(0) }, /^when: Date is not a plain JSON object$/],
+      [{ f: () => 1 }, /^f: function is not JSON$/],
+      [cycle, /^self\.back: circular reference$/],
+      [deep, /nested deeper than 64 levels$/],
+      [{ n: 10n }, /^n: bigint is not JSON$/],
+    ];
+    for (const [value, message] of cases) {
+      expect(() => canonicalJson(value)).toThrow(NotJsonError);
+      expect(() => canonicalJson(value)).toThrow(message);
+    }
   });
 });
 
@@ -155,3 +186,13 @@ describe('hash chain', () => {
     );
   });
 });
+
+/** An independent canonical form: keys compared by code unit, built by hand. */
+function sortedStringify(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(sortedStringify).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${sortedStringify(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
