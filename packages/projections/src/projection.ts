@@ -35,6 +35,14 @@ export interface ProjectionContext {
   readonly memory: Map<string, unknown>;
   readonly logger: Logger;
   readonly clock: () => Date;
+  /**
+   * In a rebuild: the instant up to which the live generation has recorded the changes time alone
+   * causes (its watermark, as of this transaction), or null when unknown. The swap advances the
+   * shadow at least that far, and no event appended from now on can be recorded before it (the
+   * scheduler advances only once the log is processed), so a mission whose stream has no event
+   * left past its state may be advanced to it early.
+   */
+  readonly liveWatermark?: () => number | null;
   /** Change-feed rows written by this transaction, handed to `onChanges` listeners after commit. */
   publish(changes: readonly ReadinessChange[]): void;
 }

@@ -376,6 +376,8 @@ class Pump {
 interface ContextBuffer {
   ctx: ProjectionContext;
   published: ReadinessChange[];
+  /** What `ctx.liveWatermark` answers (rebuild contexts only). */
+  liveWatermark: number | null;
 }
 
 class Worker {
@@ -396,6 +398,8 @@ class Worker {
   private lastSwapCheck = 0;
   /** What a rebuild in this process learnt, handed to the live generation when it is swapped in. */
   private shadowMemory: { generation: number; memory: Map<string, unknown> } | null = null;
+  /** A rebuild started: the live generation's memory goes at the lead loop's next turn (see `runRebuild`). */
+  private dropLiveMemory = false;
   private nextDue: number | null | undefined;
   private activeSubscription: Subscription | null = null;
 
@@ -431,6 +435,7 @@ class Worker {
   ): ContextBuffer {
     const buffer: ContextBuffer = {
       published: [],
+      liveWatermark: null,
       ctx: {
         projection: this.name,
         mode,
@@ -439,6 +444,7 @@ class Worker {
         memory,
         logger: this.s.logger,
         clock: this.s.clock,
+        liveWatermark: () => (mode === 'rebuild' ? buffer.liveWatermark : null),
         publish: (changes) => {
           buffer.published.push(...changes);
         },
@@ -555,6 +561,10 @@ class Worker {
           healthy();
         }
         await this.housekeeping();
+        if (this.dropLiveMemory) {
+          this.dropLiveMemory = false;
+          this.live?.ctx.memory.clear();
+        }
       }
     } finally {
       this.activeSubscription = null;
@@ -778,8 +788,12 @@ class Worker {
   private async runRebuild(onProgress?: (progress: RebuildProgress) => void): Promise<RebuildResult> {
     const started = performance.now();
     // The shadow generation needs states of its own; the live ones come back from their snapshots
-    // when new events need them, rather than both sets being held for the rebuild's duration.
-    this.live?.ctx.memory.clear();
+    // when new events need them, rather than both sets being held for the rebuild's duration. They
+    // go once the lead loop has finished what it is doing: a batch or the scheduler's round in
+    // flight (at the end of a catch-up, every mission time has moved since) would otherwise load
+    // each state it needs from a snapshot, or fold it from zero, the moment after it was dropped.
+    this.dropLiveMemory = true;
+    this.wake();
     const { generation, events } = await this.buildShadow(onProgress);
     this.wake();
     // The lease holder swaps, wherever it runs; if it is this process, wake it now.
@@ -875,6 +889,7 @@ class Worker {
           await this.s.sql.transaction(
             async (tx) => {
               await fenceLease(tx, lease, this.now(), this.s.ttl);
+              shadow.liveWatermark = (await readCheckpoint(tx, this.name))?.watermark ?? null;
               if (batch.length > 0) await this.projection.handle(batch, tx, shadow.ctx);
               // A finished generation starts with snapshots as fresh as a clean shutdown leaves them.
               if (done) await this.projection.flush?.(tx, shadow.ctx);
@@ -1002,6 +1017,7 @@ class Worker {
       await tx.execute('DELETE FROM projection_rebuilds WHERE name = $1', [this.name]);
     });
     this.generation = row.generation;
+    this.dropLiveMemory = false;
     // The shadow's states are the new live generation's: the same events folded into the same tables.
     this.live = this.context('live', row.generation, shadow.ctx.memory);
     this.projection.attach?.(this.live.ctx);

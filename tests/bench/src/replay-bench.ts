@@ -1,5 +1,5 @@
 import { fork } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { EventData } from '@muster/event-store';
@@ -30,6 +30,13 @@ const args = options({
   'per-mission': { type: 'string', default: '10000' },
   dir: { type: 'string', default: '' },
   keep: { type: 'boolean', default: false },
+  /**
+   * A database filled by an earlier run with the same sizes (filled there first if missing): the
+   * fill is skipped and the measuring process works on a fresh copy of it.
+   */
+  db: { type: 'string', default: '' },
+  /** Runs the measuring process under `--cpu-prof`, writing its profile into this directory. */
+  'cpu-prof': { type: 'string', default: '' },
   /** Caps V8's old space in the measuring process (--max-old-space-size), as a container would. */
   'heap-mb': { type: 'string', default: '' },
   child: { type: 'string', default: '' },
@@ -60,9 +67,16 @@ async function parent(): Promise<void> {
       missions.push({ id: `mission-${String(i).padStart(4, '0')}`, events: Math.min(perMission, left) });
       left -= perMission;
     }
-    log(`filling ${total} events: ${missions.length} missions, the largest of ${big} events`);
-    const fill = await fillStore(path, missions);
-    log(`filled in ${fill.seconds}s (${fill.eventsPerSecond} events/s); measuring in a fresh process`);
+    let fill: Awaited<ReturnType<typeof fillStore>> | 'reused' = 'reused';
+    if (args.db && existsSync(args.db)) {
+      log(`copying ${args.db} (${total} events expected: the sizes it was filled with)`);
+      copyFileSync(args.db, path);
+    } else {
+      log(`filling ${total} events: ${missions.length} missions, the largest of ${big} events`);
+      fill = await fillStore(path, missions);
+      log(`filled in ${fill.seconds}s (${fill.eventsPerSecond} events/s); measuring in a fresh process`);
+      if (args.db) copyFileSync(path, args.db);
+    }
     const measured = await new Promise<Record<string, unknown>>((resolve, reject) => {
       const proc = fork(new URL(import.meta.url).pathname, ['--child', path, '--big', String(big)], {
         execArgv: [
@@ -70,6 +84,7 @@ async function parent(): Promise<void> {
           '--import',
           'tsx',
           '--expose-gc',
+          ...(args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${args['cpu-prof']}`] : []),
           ...(args['heap-mb'] ? [`--max-old-space-size=${args['heap-mb']}`] : []),
         ],
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -172,7 +187,7 @@ async function fillStore(
 
 async function child(path: string): Promise<void> {
   const store = await openSqliteEventStore({ path });
-  const sampler = memorySampler();
+  const sampler = phasePeaks(memorySampler());
 
   log('baseline: reading and JSON-parsing every event');
   let t0 = performance.now();
@@ -201,14 +216,26 @@ async function child(path: string): Promise<void> {
   log('the projection catching up from zero');
   t0 = performance.now();
   await runner.waitForPosition(head, 3_600_000);
+  const catchUpEventsSeconds = (performance.now() - t0) / 1000;
+  // A catch-up ends once time's changes are recorded too: the scheduler starts on them when the
+  // events are done (every mission time has moved since its last event), and the rebuild timed
+  // next would otherwise share the process with that work.
+  const watermark = clock().getTime() - 1000;
+  for (;;) {
+    const [status] = await runner.status();
+    if (status?.watermark && Date.parse(status.watermark) >= watermark) break;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
   const catchUpSeconds = (performance.now() - t0) / 1000;
-  log(`caught up in ${round(catchUpSeconds, 1)}s (${rss()})`);
+  const catchUpPeakRssMiB = sampler.peak();
+  log(`caught up in ${round(catchUpSeconds, 1)}s, events in ${round(catchUpEventsSeconds, 1)}s (${rss()})`);
 
   log('rebuild from zero into shadow tables, then swap');
   t0 = performance.now();
   const rebuilt = await runner.rebuild('readiness');
   const rebuildSeconds = (performance.now() - t0) / 1000;
   log(`rebuilt in ${round(rebuildSeconds, 1)}s (${rss()})`);
+  const rebuildPeakRssMiB = sampler.peak();
   const peakRssMiB = sampler.stop();
   // Live data, as opposed to garbage the collector had not reclaimed yet when RSS peaked.
   (globalThis as { gc?: () => void }).gc?.();
@@ -270,9 +297,10 @@ async function child(path: string): Promise<void> {
     rawRead: { seconds: round(rawSeconds, 2), eventsPerSecond: round(rawRate, 0) },
     catchUp: {
       seconds: round(catchUpSeconds, 2),
+      eventsSeconds: round(catchUpEventsSeconds, 2),
       eventsPerSecond: round(catchUpRate, 0),
       ratioToRawRead: round(catchUpRate / rawRate, 3),
-      note: 'live mode: also writes the change feed',
+      note: 'live mode: also writes the change feed; seconds include recording the changes time caused up to now (eventsSeconds: the events only)',
     },
     rebuild: {
       seconds: round(rebuildSeconds, 2),
@@ -281,6 +309,7 @@ async function child(path: string): Promise<void> {
       generation: rebuilt.generation,
     },
     peakRssMiB,
+    peakRssByPhaseMiB: { catchUp: catchUpPeakRssMiB, rebuild: rebuildPeakRssMiB },
     heapAfterGcMiB,
     asOf,
     knownAt: latencySummary(knownAt),
@@ -302,4 +331,23 @@ async function child(path: string): Promise<void> {
       asOfCold: asOf.coldMs < 20,
     },
   });
+}
+
+/** A sampler whose `peak()` is the peak RSS (MiB) since the previous call (or the start). */
+function phasePeaks(sampler: ReturnType<typeof memorySampler>) {
+  let peak = 0;
+  const timer = setInterval(() => {
+    peak = Math.max(peak, process.memoryUsage().rss);
+  }, 20);
+  return {
+    peak(): number {
+      const out = round(Math.max(peak, process.memoryUsage().rss) / 1024 / 1024, 1);
+      peak = 0;
+      return out;
+    },
+    stop(): number {
+      clearInterval(timer);
+      return sampler.stop();
+    },
+  };
 }

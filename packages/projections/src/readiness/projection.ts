@@ -1,5 +1,11 @@
 import type { EventStore, RecordedEvent, SqlClient } from '@muster/event-store';
-import { evaluateStatus, type MissionState, nextChangeAfter, serializeState } from '@muster/readiness';
+import {
+  evaluateStatus,
+  type MissionState,
+  missionStreamName,
+  nextChangeAfter,
+  serializeState,
+} from '@muster/readiness';
 import { appendChanges, changeFeedMigrations } from '../change-feed.js';
 import { ProjectionError } from '../errors.js';
 import type { Projection, ProjectionContext } from '../projection.js';
@@ -283,6 +289,23 @@ export function createReadinessProjection(options: ReadinessProjectionOptions): 
       'ON CONFLICT DO NOTHING',
     );
 
+  /**
+   * Moves a mission that left a rebuild's memory to the live watermark, when time will move it
+   * there at the swap anyway and its stream holds no event past its state (see `liveWatermark`).
+   * True if it moved.
+   */
+  const advanceEarly = async (
+    ctx: ProjectionContext,
+    rt: MissionRuntime,
+    sink: ProcessorSink,
+  ): Promise<boolean> => {
+    const until = ctx.liveWatermark?.() ?? null;
+    if (until === null || rt.nextAt === null || rt.nextAt > until || rt.status === null) return false;
+    if ((await store.streamRevision(missionStreamName(rt.missionId))) !== rt.revision) return false;
+    processor.advance(rt, until, sink);
+    return true;
+  };
+
   const write = async (
     tx: SqlClient,
     ctx: ProjectionContext,
@@ -293,22 +316,33 @@ export function createReadinessProjection(options: ReadinessProjectionOptions): 
     cache.trim(new Set(touched.keys()));
     const evicted = cache.evicted;
     cache.evicted = [];
+    let written = touched;
     for (const entry of evicted) {
       const { rt } = entry;
-      if (rt.state.mission === null || rt.revision - entry.snapshotRevision < flushMinEvents) continue;
-      // In a rebuild, a mission that left memory (the least recently used: one gone quiet) comes
-      // back surely only if time moves it at the swap, to the live watermark just before now.
-      // Other snapshots would mostly go unread; a later event folds from the last one, as before.
-      if (ctx.mode === 'rebuild' && (rt.nextAt === null || rt.nextAt > ctx.clock().getTime())) continue;
+      if (rt.state.mission === null) continue;
+      if (ctx.mode === 'rebuild') {
+        // In a rebuild, a mission that left memory (the least recently used: one gone quiet) comes
+        // back surely only if time moves it at the swap, to the live watermark just before now.
+        // When its stream holds nothing past its state, it is moved to the live watermark now,
+        // as the swap would (the same changes in the same order: advancing is incremental), and
+        // then mostly needs neither a snapshot now nor a load at the swap.
+        if (await advanceEarly(ctx, rt, sink)) {
+          if (written === touched) written = new Map(touched);
+          written.set(rt.missionId, entry);
+        }
+        // Other snapshots would mostly go unread; a later event folds from the last one, as before.
+        if (rt.nextAt === null || rt.nextAt > ctx.clock().getTime()) continue;
+      }
+      if (rt.revision - entry.snapshotRevision < flushMinEvents) continue;
       await writeSnapshot(tx, ctx, rt);
       entry.snapshotRevision = rt.revision;
     }
-    if (touched.size === 0) return;
+    if (written.size === 0) return;
     const missions: unknown[][] = [];
     const verdictMissions: string[] = [];
     const verdictRows: unknown[][] = [];
     const snapshots: MissionRuntime[] = [];
-    for (const entry of touched.values()) {
+    for (const entry of written.values()) {
       const { rt } = entry;
       const info = rt.state.mission;
       missions.push([

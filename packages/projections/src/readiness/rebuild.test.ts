@@ -215,6 +215,25 @@ describe('rebuilding the readiness projection', () => {
     expect(held.length).toBeLessThan(MISSIONS_UNDER_TEST.length);
   });
 
+  it('moves a mission that left memory for good on to the live watermark, as the swap would have', async () => {
+    const { fx, clock, start } = await setup('rebuild-early-advance');
+    // One mission after the other: each has all its events in the log when it leaves memory.
+    for (const [i, id] of MISSIONS_UNDER_TEST.entries()) {
+      await fillSynthetic(fx.store, clock, { missions: [id], eventsPerMission: 150, seed: i + 1 });
+    }
+    const runner = await start();
+    await caughtUp(runner, fx);
+    clock.advance(200 * 86_400_000);
+    await timeSettled(runner, clock);
+    const before = await dumpTables(fx.sql, READ_MODELS);
+    expect(before).toContain('\\"cause\\":\\"time\\"');
+
+    await runner.rebuild('readiness');
+    expect(await dumpTables(fx.sql, READ_MODELS)).toBe(before);
+    // Moved on when they left memory, the missions needed no snapshot for the swap to load.
+    expect(await fx.sql.query('SELECT DISTINCT mission_id FROM readiness_snapshots')).toEqual([]);
+  });
+
   it('resumes a rebuild interrupted half-way when the next runner starts', async () => {
     const { fx, clock, start } = await setup('rebuild-resume');
     await fillSynthetic(fx.store, clock, { missions: MISSIONS_UNDER_TEST, eventsPerMission: 1000 });
