@@ -228,14 +228,16 @@ async function child(path: string): Promise<void> {
   }
   const catchUpSeconds = (performance.now() - t0) / 1000;
   const catchUpPeakRssMiB = sampler.peak();
-  log(`caught up in ${round(catchUpSeconds, 1)}s, events in ${round(catchUpEventsSeconds, 1)}s (${rss()})`);
+  log(
+    `caught up in ${round(catchUpSeconds, 1)}s, events in ${round(catchUpEventsSeconds, 1)}s (${rss()}, peak ${JSON.stringify(catchUpPeakRssMiB)})`,
+  );
 
   log('rebuild from zero into shadow tables, then swap');
   t0 = performance.now();
   const rebuilt = await runner.rebuild('readiness');
   const rebuildSeconds = (performance.now() - t0) / 1000;
-  log(`rebuilt in ${round(rebuildSeconds, 1)}s (${rss()})`);
   const rebuildPeakRssMiB = sampler.peak();
+  log(`rebuilt in ${round(rebuildSeconds, 1)}s (${rss()}, peak ${JSON.stringify(rebuildPeakRssMiB)})`);
   const peakRssMiB = sampler.stop();
   // Live data, as opposed to garbage the collector had not reclaimed yet when RSS peaked.
   (globalThis as { gc?: () => void }).gc?.();
@@ -333,16 +335,28 @@ async function child(path: string): Promise<void> {
   });
 }
 
-/** A sampler whose `peak()` is the peak RSS (MiB) since the previous call (or the start). */
+/**
+ * A sampler whose `peak()` is the peak RSS (MiB) since the previous call (or the start), with what
+ * V8 reported at that moment: heap committed and used, and memory outside the heap.
+ */
 function phasePeaks(sampler: ReturnType<typeof memorySampler>) {
-  let peak = 0;
-  const timer = setInterval(() => {
-    peak = Math.max(peak, process.memoryUsage().rss);
-  }, 20);
+  let peak = { rss: 0, heapTotal: 0, heapUsed: 0, external: 0 };
+  const sample = () => {
+    const m = process.memoryUsage();
+    if (m.rss > peak.rss) peak = m;
+  };
+  const timer = setInterval(sample, 20);
+  const mib = (n: number) => round(n / 1024 / 1024, 1);
   return {
-    peak(): number {
-      const out = round(Math.max(peak, process.memoryUsage().rss) / 1024 / 1024, 1);
-      peak = 0;
+    peak() {
+      sample();
+      const out = {
+        rss: mib(peak.rss),
+        heapTotal: mib(peak.heapTotal),
+        heapUsed: mib(peak.heapUsed),
+        external: mib(peak.external),
+      };
+      peak = { rss: 0, heapTotal: 0, heapUsed: 0, external: 0 };
       return out;
     },
     stop(): number {
