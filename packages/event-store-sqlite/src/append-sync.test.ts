@@ -123,4 +123,11 @@ describe('appends on a WAL file at synchronous = FULL', () => {
     expect(syncs.started).toBe(0);
     await store.close();
   });
+
+  it('keep one fsync each, inside COMMIT, without group commit (the benchmark baseline)', async () => {
+    const store = await openSqliteEventStore({ path: join(dir, 'baseline.db'), groupCommit: false });
+    await Promise.all(Array.from({ length: 5 }, (_, i) => store.appendToStream(`s-${i}`, [event(i)])));
+    expect(syncs.started).toBe(0);
+    await store.close();
+  });
 });
