@@ -47,7 +47,8 @@ async function main(): Promise<void> {
     const noopPort = await freePort();
     const noop = fork(fileURLToPath(import.meta.url), ['--noop-child'], {
       env: { ...process.env, PORT: String(noopPort) },
-      execArgv: ['--conditions=@muster/source', '--import', 'tsx'],
+      // The same V8 flag as the service, so that the two differ only by what the route does.
+      execArgv: ['--conditions=@muster/source', '--import', 'tsx', '--max-semi-space-size=32'],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     children.push(noop);
@@ -224,7 +225,8 @@ async function buildBigMission(path: string, events: number): Promise<void> {
 
 async function startService(path: string): Promise<{ url: string; child: ChildProcess }> {
   const port = await freePort();
-  const child = spawn(process.execPath, [SERVER], {
+  // With the V8 flag `pnpm start` gives the service.
+  const child = spawn(process.execPath, ['--max-semi-space-size=32', SERVER], {
     env: {
       PATH: process.env.PATH ?? '',
       PORT: String(port),

@@ -39,6 +39,11 @@ const args = options({
   'cpu-prof': { type: 'string', default: '' },
   /** Caps V8's old space in the measuring process (--max-old-space-size), as a container would. */
   'heap-mb': { type: 'string', default: '' },
+  /**
+   * V8's young generation in the measuring process (--max-semi-space-size), as `pnpm start` runs
+   * the service; empty: V8's default.
+   */
+  'semi-space-mb': { type: 'string', default: '32' },
   child: { type: 'string', default: '' },
 });
 
@@ -86,6 +91,7 @@ async function parent(): Promise<void> {
           '--expose-gc',
           ...(args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${args['cpu-prof']}`] : []),
           ...(args['heap-mb'] ? [`--max-old-space-size=${args['heap-mb']}`] : []),
+          ...(args['semi-space-mb'] ? [`--max-semi-space-size=${args['semi-space-mb']}`] : []),
         ],
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       });
@@ -99,6 +105,7 @@ async function parent(): Promise<void> {
       benchmark: 'replay',
       store: 'sqlite',
       maxOldSpaceMiB: args['heap-mb'] ? Number(args['heap-mb']) : 'V8 default',
+      maxSemiSpaceMiB: args['semi-space-mb'] ? Number(args['semi-space-mb']) : 'V8 default',
       events: total,
       missions: missions.length,
       largestMission: { id: BIG, events: big },
