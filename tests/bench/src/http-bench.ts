@@ -47,8 +47,7 @@ async function main(): Promise<void> {
     const noopPort = await freePort();
     const noop = fork(fileURLToPath(import.meta.url), ['--noop-child'], {
       env: { ...process.env, PORT: String(noopPort) },
-      // The same V8 flag as the service, so that the two differ only by what the route does.
-      execArgv: ['--conditions=@muster/source', '--import', 'tsx', '--max-semi-space-size=32'],
+      execArgv: ['--conditions=@muster/source', '--import', 'tsx'],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     children.push(noop);
@@ -225,8 +224,7 @@ async function buildBigMission(path: string, events: number): Promise<void> {
 
 async function startService(path: string): Promise<{ url: string; child: ChildProcess }> {
   const port = await freePort();
-  // With the V8 flag `pnpm start` gives the service.
-  const child = spawn(process.execPath, ['--max-semi-space-size=32', SERVER], {
+  const child = spawn(process.execPath, [SERVER], {
     env: {
       PATH: process.env.PATH ?? '',
       PORT: String(port),

@@ -39,11 +39,8 @@ const args = options({
   'cpu-prof': { type: 'string', default: '' },
   /** Caps V8's old space in the measuring process (--max-old-space-size), as a container would. */
   'heap-mb': { type: 'string', default: '' },
-  /**
-   * V8's young generation in the measuring process (--max-semi-space-size), as `pnpm start` runs
-   * the service; empty: V8's default.
-   */
-  'semi-space-mb': { type: 'string', default: '32' },
+  /** V8's young generation in the measuring process (--max-semi-space-size); empty: V8's default. */
+  'semi-space-mb': { type: 'string', default: '' },
   child: { type: 'string', default: '' },
 });
 

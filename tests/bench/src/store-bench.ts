@@ -84,8 +84,7 @@ async function runSqlite(): Promise<void> {
     const read = await new Promise<{ events: number; seconds: number; peakRssMiB: number }>(
       (resolve, reject) => {
         const child = fork(new URL(import.meta.url).pathname, ['--read-child', readPath], {
-          // The V8 flag `pnpm start` gives the service, in which the store is embedded.
-          execArgv: ['--conditions=@muster/source', '--import', 'tsx', '--max-semi-space-size=32'],
+          execArgv: ['--conditions=@muster/source', '--import', 'tsx'],
           stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
         });
         child.on('message', (m) => resolve(m as { events: number; seconds: number; peakRssMiB: number }));

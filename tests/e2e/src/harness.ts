@@ -14,8 +14,6 @@ import pg from 'pg';
  */
 const here = dirname(fileURLToPath(import.meta.url));
 export const SERVER = join(here, '../../../services/api/dist/server.js');
-/** The V8 flags `pnpm start` gives the service (services/api/package.json). */
-export const SERVICE_NODE_FLAGS = ['--max-semi-space-size=32'];
 export const ADMIN_KEY = `e2e-admin-${randomBytes(24).toString('hex')}`;
 
 export type StoreKind = 'sqlite' | 'postgres';
@@ -93,7 +91,7 @@ export async function startService(
   env: Record<string, string> = {},
 ): Promise<ServiceProcess> {
   const port = await freePort();
-  const child = spawn(process.execPath, [...SERVICE_NODE_FLAGS, SERVER], {
+  const child = spawn(process.execPath, [SERVER], {
     env: {
       PATH: process.env.PATH ?? '',
       HOST: '127.0.0.1',
