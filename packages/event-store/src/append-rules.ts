@@ -78,7 +78,11 @@ export function comparePositions(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+/** Leading zeros by count: every event read is given a position, and padStart costs twice this. */
+const ZEROS = Array.from({ length: 21 }, (_, n) => '0'.repeat(n));
+
 /** A 64-bit unsigned sequence as a fixed-width position string. */
 export function sequencePosition(sequence: number | bigint): string {
-  return sequence.toString().padStart(20, '0');
+  const digits = sequence.toString();
+  return digits.length >= 20 ? digits : (ZEROS[20 - digits.length] as string) + digits;
 }
