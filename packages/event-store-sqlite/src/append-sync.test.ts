@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type RecordedEvent, StoreUnavailableError } from '@muster/event-store';
+import Database from 'better-sqlite3';
 import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { openSqliteEventStore } from './index.js';
 
@@ -128,6 +129,21 @@ describe('appends on a WAL file at synchronous = FULL', () => {
     const store = await openSqliteEventStore({ path: join(dir, 'baseline.db'), groupCommit: false });
     await Promise.all(Array.from({ length: 5 }, (_, i) => store.appendToStream(`s-${i}`, [event(i)])));
     expect(syncs.started).toBe(0);
+    await store.close();
+  });
+
+  it('put synchronous back to FULL when the batch cannot even begin (another writer holds the file)', async () => {
+    const path = join(dir, 'busy.db');
+    const store = await openSqliteEventStore({ path });
+    await store.appendToStream('s-1', [event(0)]);
+    await store.sql.script('PRAGMA busy_timeout = 20');
+    const other = new Database(path);
+    other.exec('BEGIN IMMEDIATE');
+    await expect(store.appendToStream('s-1', [event(1)])).rejects.toThrow();
+    other.exec('ROLLBACK');
+    other.close();
+    const level = await store.sql.query<{ synchronous: number }>('PRAGMA synchronous');
+    expect(level[0]?.synchronous).toBe(2);
     await store.close();
   });
 });

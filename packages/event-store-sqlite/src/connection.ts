@@ -71,6 +71,21 @@ export class SqliteConnection {
   }
 
   /**
+   * Makes the commits from here skip their fsync (`synchronous = NORMAL`) when `defersSync` allows
+   * it, and says whether it did. Whoever gets true must call `restoreCommitSync` whatever happens,
+   * before the lock is released: every other writer commits from FULL.
+   */
+  skipCommitSync(): boolean {
+    if (this.closed || !this.defersSync) return false;
+    this.db.exec('PRAGMA synchronous = NORMAL');
+    return true;
+  }
+
+  restoreCommitSync(): void {
+    if (!this.closed) this.db.exec('PRAGMA synchronous = FULL');
+  }
+
+  /**
    * fdatasync of the write-ahead log on libuv's thread pool, where it does not stop the event loop
    * (better-sqlite3 would wait for it on this thread inside COMMIT). The log is append-only between
    * checkpoints, and SQLite syncs it before checkpointing, so one fsync makes every commit written

@@ -231,25 +231,25 @@ class SqliteStore implements SqliteEventStore {
       const recordedAt = this.clock().toISOString();
       const db = this.connection.db;
       // Without group commit (the benchmark's baseline) every append keeps its own fsync, inline.
-      deferred = this.groupCommit && this.connection.defersSync;
-      if (deferred) db.exec('PRAGMA synchronous = NORMAL');
-      this.connection.prepare('BEGIN IMMEDIATE').run();
+      deferred = this.groupCommit && this.connection.skipCommitSync();
       try {
-        for (const append of batch) {
-          try {
-            outcomes.push({ ok: true, result: this.write(append.prepared, recordedAt, written) });
-          } catch (error) {
-            if (isStorageFailure(error)) throw error;
-            outcomes.push({ ok: false, error: mapSqliteError(error) });
+        this.connection.prepare('BEGIN IMMEDIATE').run();
+        try {
+          for (const append of batch) {
+            try {
+              outcomes.push({ ok: true, result: this.write(append.prepared, recordedAt, written) });
+            } catch (error) {
+              if (isStorageFailure(error)) throw error;
+              outcomes.push({ ok: false, error: mapSqliteError(error) });
+            }
           }
+          this.connection.prepare('COMMIT').run();
+        } catch (error) {
+          if (db.inTransaction) this.connection.prepare('ROLLBACK').run();
+          throw error;
         }
-        this.connection.prepare('COMMIT').run();
-      } catch (error) {
-        if (db.inTransaction) this.connection.prepare('ROLLBACK').run();
-        throw error;
       } finally {
-        // Before anyone else writes: SQL transactions choose their own level from FULL.
-        if (deferred && !this.connection.isClosed) db.exec('PRAGMA synchronous = FULL');
+        if (deferred) this.connection.restoreCommitSync();
       }
     } catch (error) {
       lock.release();
