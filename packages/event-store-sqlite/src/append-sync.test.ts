@@ -5,54 +5,30 @@ import { type RecordedEvent, StoreUnavailableError } from '@muster/event-store';
 import Database from 'better-sqlite3';
 import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { openSqliteEventStore } from './index.js';
+import { resetSyncs, syncs } from './test-support/log-syncs.js';
 
-/** The log's fsyncs as node:fs sees them, with a controllable delay and failure. */
-const syncs = vi.hoisted(() => ({
-  started: 0,
-  finished: 0,
-  fail: null as NodeJS.ErrnoException | null,
-  delayMs: 0,
-}));
-
-vi.mock('node:fs', async (importOriginal) => {
-  const fs = await importOriginal<typeof import('node:fs')>();
-  const fdatasync = (fd: number, callback: (error: NodeJS.ErrnoException | null) => void) => {
-    syncs.started++;
-    const failure = syncs.fail;
-    setTimeout(() => {
-      if (failure) {
-        callback(failure);
-        return;
-      }
-      fs.fdatasync(fd, (error) => {
-        syncs.finished++;
-        callback(error);
-      });
-    }, syncs.delayMs);
-  };
-  return { ...fs, default: { ...fs, fdatasync }, fdatasync };
-});
+vi.mock('node:fs', async (importOriginal) =>
+  (await import('./test-support/log-syncs.js')).withLogSyncs(await importOriginal()),
+);
 
 const dir = mkdtempSync(join(tmpdir(), 'muster-sqlite-append-sync-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-beforeEach(() => {
-  syncs.started = 0;
-  syncs.finished = 0;
-  syncs.fail = null;
-  syncs.delayMs = 0;
-});
+beforeEach(resetSyncs);
 
 const event = (n: number) => ({ type: 'Counted', data: { n } });
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Collects what a subscription from the start delivers. */
-function collect(store: Awaited<ReturnType<typeof openSqliteEventStore>>) {
+/** A store with one event, and a subscriber from the start that has received it. */
+async function storeWithSubscriber(name: string) {
+  const store = await openSqliteEventStore({ path: join(dir, name), pollIntervalMs: 10 });
+  await store.appendToStream('s-1', [event(0)]);
   const seen: RecordedEvent[] = [];
   const subscription = store.subscribeToAll({ fromPosition: 'start' });
   void (async () => {
     for await (const message of subscription) if (message.kind === 'event') seen.push(message.event);
   })();
-  return { seen, close: () => subscription.close() };
+  await vi.waitFor(() => expect(seen).toHaveLength(1));
+  return { store, subscriber: { seen, close: () => subscription.close() } };
 }
 
 describe('appends on a WAL file at synchronous = FULL', () => {
@@ -67,10 +43,7 @@ describe('appends on a WAL file at synchronous = FULL', () => {
   });
 
   it('are shown to subscribers only once durable', async () => {
-    const store = await openSqliteEventStore({ path: join(dir, 'horizon.db'), pollIntervalMs: 10 });
-    await store.appendToStream('s-1', [event(0)]);
-    const subscriber = collect(store);
-    await vi.waitFor(() => expect(subscriber.seen).toHaveLength(1));
+    const { store, subscriber } = await storeWithSubscriber('horizon.db');
     syncs.delayMs = 150;
     const pending = store.appendToStream('s-1', [event(1)]);
     await sleep(60);
@@ -104,10 +77,7 @@ describe('appends on a WAL file at synchronous = FULL', () => {
   });
 
   it('fail when the sync fails, never reach subscribers, and refuse every later append', async () => {
-    const store = await openSqliteEventStore({ path: join(dir, 'failed.db'), pollIntervalMs: 10 });
-    await store.appendToStream('s-1', [event(0)]);
-    const subscriber = collect(store);
-    await vi.waitFor(() => expect(subscriber.seen).toHaveLength(1));
+    const { store, subscriber } = await storeWithSubscriber('failed.db');
     syncs.fail = Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
     await expect(store.appendToStream('s-1', [event(1)])).rejects.toBeInstanceOf(StoreUnavailableError);
     syncs.fail = null;

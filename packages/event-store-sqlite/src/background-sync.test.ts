@@ -4,43 +4,15 @@ import { join } from 'node:path';
 import { StoreUnavailableError } from '@muster/event-store';
 import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { openSqliteSql } from './index.js';
+import { resetSyncs, syncs } from './test-support/log-syncs.js';
 
-/** The log's fsyncs, as seen by node:fs (SQLite's own fsyncs inside COMMIT do not pass here). */
-const syncs = vi.hoisted(() => ({
-  started: 0,
-  finished: 0,
-  fail: null as NodeJS.ErrnoException | null,
-  /** A slow disk: the fsync starts this much later. */
-  delayMs: 0,
-}));
-
-vi.mock('node:fs', async (importOriginal) => {
-  const fs = await importOriginal<typeof import('node:fs')>();
-  const fdatasync = (fd: number, callback: (error: NodeJS.ErrnoException | null) => void) => {
-    syncs.started++;
-    if (syncs.fail) {
-      const error = syncs.fail;
-      setImmediate(() => callback(error));
-      return;
-    }
-    setTimeout(() => {
-      fs.fdatasync(fd, (error) => {
-        syncs.finished++;
-        callback(error);
-      });
-    }, syncs.delayMs);
-  };
-  return { ...fs, default: { ...fs, fdatasync }, fdatasync };
-});
+vi.mock('node:fs', async (importOriginal) =>
+  (await import('./test-support/log-syncs.js')).withLogSyncs(await importOriginal()),
+);
 
 const dir = mkdtempSync(join(tmpdir(), 'muster-sqlite-bgsync-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-beforeEach(() => {
-  syncs.started = 0;
-  syncs.finished = 0;
-  syncs.fail = null;
-  syncs.delayMs = 0;
-});
+beforeEach(resetSyncs);
 
 async function open(name: string) {
   const sql = openSqliteSql(join(dir, name));

@@ -261,20 +261,19 @@ export class SqliteSqlClient implements SqlClient {
     await this.connection.lock.acquire();
     const connection = this.connection;
     const tx = new SqliteSqlClient(connection, true);
-    let deferred = false;
-    let relaxed = false;
+    let skipped = false;
     try {
       if (connection.syncFailure) throw connection.syncFailure;
-      const syncs = !connection.isClosed && connection.defersSync;
-      relaxed = options?.durable === false && syncs;
-      deferred = !relaxed && options?.syncInBackground === true && syncs;
-      if (deferred || relaxed) connection.db.exec('PRAGMA synchronous = NORMAL');
+      skipped =
+        (options?.durable === false || options?.syncInBackground === true) && connection.skipCommitSync();
       connection.prepare('BEGIN IMMEDIATE').run();
     } catch (error) {
-      if ((deferred || relaxed) && !connection.isClosed) connection.db.exec('PRAGMA synchronous = FULL');
+      if (skipped) connection.restoreCommitSync();
       connection.lock.release();
       throw mapSqliteError(error);
     }
+    // Skipped without durable: false, the log is synced after the commit instead.
+    const deferred = skipped && options?.durable !== false;
     let result: T;
     try {
       result = await fn(tx);
@@ -283,8 +282,7 @@ export class SqliteSqlClient implements SqlClient {
       if (connection.db.inTransaction) connection.prepare('ROLLBACK').run();
       throw mapSqliteError(error);
     } finally {
-      // Before anyone else writes: the event store's appends commit with their own fsync.
-      if ((deferred || relaxed) && !connection.isClosed) connection.db.exec('PRAGMA synchronous = FULL');
+      if (skipped) connection.restoreCommitSync();
       connection.lock.release();
     }
     if (deferred) await connection.syncLog();
