@@ -107,14 +107,27 @@ type EventRow = [
   stream: string,
   revision: number,
   type: string,
-  data: string,
-  metadata: string,
+  data: unknown,
+  metadata: unknown,
   recordedAt: string,
   hash: string,
   previousHash: string | null,
 ];
 
-const COLUMNS = 'position, id, stream, revision, type, data, metadata, recorded_at, hash, previous_hash';
+/**
+ * Each event is selected as one JSON array text, built by SQLite from its columns, and read with
+ * one JSON.parse: materialising ten column values as JavaScript strings and parsing data and
+ * metadata apart cost about 14% more per event (measured page by page, alternating, on 1M events);
+ * `concat()` builds the text with one allocation, a fifth cheaper in SQLite than a chain of `||`.
+ * Data and metadata are stored as JSON text and go in as they are; the stream name is the one
+ * free-form text and is quoted by SQLite; ids (UUIDs), types (a restricted pattern), instants and
+ * hashes are written by this store in forms that need no escaping. {@link parseRows} checks the
+ * element count, so a column text that is not one JSON value fails the read with a SyntaxError, as
+ * parsing it alone would. The exception is a pair of edited texts that only together form values
+ * (data `[1` and metadata `2],0`): they read as other data and metadata, which editing those
+ * columns directly could also give, and which the hash chain catches the same way.
+ */
+const ROW_JSON = `concat('[', position, ',"', id, '",', json_quote(stream), ',', revision, ',"', type, '",', data, ',', metadata, ',"', recorded_at, '","', hash, '",', coalesce('"' || previous_hash || '"', 'null'), ']')`;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS events (
@@ -394,12 +407,12 @@ class SqliteStore implements SqliteEventStore {
       .prepare('SELECT stream, revision FROM events WHERE id = $1')
       .get(args(events[0]?.id)) as { stream: string; revision: number } | undefined;
     if (!found) return null;
-    const rows = this.connection
+    const statement = this.connection
       .prepare(
-        `SELECT ${COLUMNS} FROM events WHERE stream = $1 AND revision >= $2 ORDER BY revision LIMIT $3`,
+        `SELECT ${ROW_JSON} FROM events WHERE stream = $1 AND revision >= $2 ORDER BY revision LIMIT $3`,
       )
-      .raw(true)
-      .all(args(found.stream, found.revision, events.length)) as EventRow[];
+      .pluck(true);
+    const rows = parseRows(statement.all(args(found.stream, found.revision, events.length)) as string[]);
     assertIdempotentReplay(
       stream,
       expectedRevision,
@@ -439,17 +452,19 @@ class SqliteStore implements SqliteEventStore {
       const statement = this.connection
         .prepare(
           forwards
-            ? `SELECT ${COLUMNS} FROM events WHERE stream = $1 AND revision >= $2 ORDER BY revision ASC LIMIT $3`
-            : `SELECT ${COLUMNS} FROM events WHERE stream = $1 AND revision <= $2 ORDER BY revision DESC LIMIT $3`,
+            ? `SELECT ${ROW_JSON} FROM events WHERE stream = $1 AND revision >= $2 ORDER BY revision ASC LIMIT $3`
+            : `SELECT ${ROW_JSON} FROM events WHERE stream = $1 AND revision <= $2 ORDER BY revision DESC LIMIT $3`,
         )
-        .raw(true);
+        .pluck(true);
       let cursor =
         fromRevision === 'start' ? 0 : fromRevision === 'end' ? Number.MAX_SAFE_INTEGER : fromRevision;
       let remaining = maxCount;
       return () => {
         if (remaining <= 0 || cursor < 0) return null;
         this.assertOpen();
-        const rows = statement.all(args(stream, cursor, Math.min(this.pageSize, remaining))) as EventRow[];
+        const rows = parseRows(
+          statement.all(args(stream, cursor, Math.min(this.pageSize, remaining))) as string[],
+        );
         remaining = rows.length < this.pageSize ? 0 : remaining - rows.length;
         const last = rows[rows.length - 1];
         if (last) cursor = forwards ? last[3] + 1 : last[3] - 1;
@@ -469,10 +484,10 @@ class SqliteStore implements SqliteEventStore {
       const statement = this.connection
         .prepare(
           forwards
-            ? `SELECT ${COLUMNS} FROM events WHERE position >= $1${where.sql} ORDER BY position ASC LIMIT $${where.next}`
-            : `SELECT ${COLUMNS} FROM events WHERE position <= $1${where.sql} ORDER BY position DESC LIMIT $${where.next}`,
+            ? `SELECT ${ROW_JSON} FROM events WHERE position >= $1${where.sql} ORDER BY position ASC LIMIT $${where.next}`
+            : `SELECT ${ROW_JSON} FROM events WHERE position <= $1${where.sql} ORDER BY position DESC LIMIT $${where.next}`,
         )
-        .raw(true);
+        .pluck(true);
       let cursor =
         fromPosition === 'start'
           ? 0
@@ -483,9 +498,9 @@ class SqliteStore implements SqliteEventStore {
       return () => {
         if (remaining <= 0) return null;
         this.assertOpen();
-        const rows = statement.all(
-          args(cursor, ...where.params, Math.min(this.pageSize, remaining)),
-        ) as EventRow[];
+        const rows = parseRows(
+          statement.all(args(cursor, ...where.params, Math.min(this.pageSize, remaining))) as string[],
+        );
         remaining = rows.length < this.pageSize ? 0 : remaining - rows.length;
         const last = rows[rows.length - 1];
         if (last) cursor = forwards ? last[0] + 1 : last[0] - 1;
@@ -503,15 +518,15 @@ class SqliteStore implements SqliteEventStore {
     const where = filterSql(options?.filter, 3);
     const pageStatement = this.connection
       .prepare(
-        `SELECT ${COLUMNS} FROM events WHERE position > $1 AND position <= $2${where.sql} ORDER BY position ASC LIMIT $${where.next}`,
+        `SELECT ${ROW_JSON} FROM events WHERE position > $1 AND position <= $2${where.sql} ORDER BY position ASC LIMIT $${where.next}`,
       )
-      .raw(true);
+      .pluck(true);
     const run = async () => {
       let after = from === 'start' ? 0 : from === 'end' ? this.head() : parsePosition(from);
       let caughtUp = false;
       while (!queue.closed) {
         const head = this.durable.cap(this.head());
-        const rows = pageStatement.all(args(after, head, ...where.params, batchSize)) as EventRow[];
+        const rows = parseRows(pageStatement.all(args(after, head, ...where.params, batchSize)) as string[]);
         for (const row of rows) queue.push({ kind: 'event', event: toRecorded(row) });
         if (rows.length === batchSize) {
           after = (rows[rows.length - 1] as EventRow)[0];
@@ -660,6 +675,21 @@ function pagedEvents(open: () => () => EventRow[] | null): AsyncIterable<Recorde
   };
 }
 
+/** Parses the texts built by {@link ROW_JSON}. */
+function parseRows(texts: string[]): EventRow[] {
+  const rows = new Array<EventRow>(texts.length);
+  for (let i = 0; i < texts.length; i++) {
+    const row = JSON.parse(texts[i] as string) as EventRow;
+    // Ten elements, each column one value: a data or metadata text that is several JSON values
+    // (or part of one) would otherwise shift the columns after it instead of failing to parse.
+    if (row.length !== 10) {
+      throw new SyntaxError('A stored event has data or metadata that is not one JSON value');
+    }
+    rows[i] = row;
+  }
+  return rows;
+}
+
 function toRecorded(row: EventRow): RecordedEvent {
   return {
     id: row[1],
@@ -667,8 +697,8 @@ function toRecorded(row: EventRow): RecordedEvent {
     revision: row[3],
     position: sequencePosition(row[0]),
     type: row[4],
-    data: JSON.parse(row[5]),
-    metadata: JSON.parse(row[6]),
+    data: row[5],
+    metadata: row[6] as RecordedEvent['metadata'],
     recordedAt: row[7],
     hash: row[8],
     previousHash: row[9],

@@ -507,6 +507,28 @@ export function runEventStoreContract(
         expect(r.events[0]).toEqual(e);
       });
 
+      it('round-trips stream names with quotes, backslashes, JSON syntax and non-ASCII text', async () => {
+        const from = await store.headPosition();
+        const names = [
+          'say "hi"',
+          'back\\slash\\',
+          '\\u0041 not an escape',
+          '"],[1,2,3',
+          "it's {}, [] and ,",
+          'héllo ✓ 日本 🚀',
+          'inner  spaces, \\t and \\n as text',
+        ].map((label) => `${streamName('names')}/${label}`);
+        for (const [i, s] of names.entries()) await store.appendToStream(s, [ev('Named', { i })]);
+        for (const [i, s] of names.entries()) {
+          const [e] = await collect(store.readStream(s));
+          expect(e?.stream).toBe(s);
+          expect(e?.data).toEqual({ i });
+        }
+        const all = await collect(store.readAll({ fromPosition: from ?? 'start' }));
+        const named = all.filter((e) => e.type === 'Named' && names.includes(e.stream));
+        expect(named.map((e) => e.stream)).toEqual(names);
+      });
+
       it('defaults occurredAt to recordedAt', async () => {
         const s = streamName('occ');
         await store.appendToStream(s, [ev()]);
