@@ -6,7 +6,31 @@ export interface PoolOptions {
   poolSize?: number;
   /** How long to wait for a new connection before giving up (StoreUnavailableError). */
   connectTimeoutMs?: number;
+  /**
+   * How long a statement may go unanswered before its connection is given up (default 30,000 ms;
+   * 0: no limit). A server that accepts connections but stops answering (a half-open socket after
+   * a network partition, a stopped host) would otherwise hold each connection that asks it
+   * something, until the pool is empty and every caller waits. The statement rejects with
+   * StoreUnavailableError, its connection is destroyed and the pool opens a new one; whether the
+   * statement ran is unknown, as for any lost connection (appends are safe to retry: fixed event
+   * ids). Migrations and other scripts (`script`) have no limit: an index over a large table may
+   * take longer.
+   */
+  queryTimeoutMs?: number;
 }
+
+/** pg's longest timer: a statement that must never be cut off by `queryTimeoutMs`. */
+const NO_QUERY_TIMEOUT = 2_147_483_647;
+
+/**
+ * A statement exempt from `queryTimeoutMs` (scripts, migrations, waits on a migration lock). pg
+ * reads a per-query `query_timeout` from the query config; its type definitions leave it out.
+ */
+export function untimed(text: string, values?: readonly unknown[]): pg.QueryConfig {
+  return { text, values, query_timeout: NO_QUERY_TIMEOUT } as pg.QueryConfig;
+}
+
+const DEFAULT_QUERY_TIMEOUT_MS = 30_000;
 
 const INT8_OID = 20;
 
@@ -27,9 +51,11 @@ const types: pg.CustomTypesConfig = {
 };
 
 export function clientConfig(target: ConnectionTarget, options: PoolOptions = {}): pg.ClientConfig {
+  const queryTimeout = options.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS;
   return {
     connectionString: target.connectionString,
     connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
+    ...(queryTimeout > 0 ? { query_timeout: queryTimeout } : {}),
     keepAlive: true,
     application_name: 'muster',
     types,
@@ -106,7 +132,7 @@ export class PgSqlClient implements SqlClient {
   }
 
   async script(text: string): Promise<void> {
-    await this.connector.withClient((client) => client.query(text));
+    await this.connector.withClient((client) => client.query(untimed(text)));
   }
 
   transaction<T>(fn: (tx: SqlClient) => Promise<T>): Promise<T> {
@@ -152,7 +178,7 @@ class PgTransactionClient implements SqlClient {
   }
 
   async script(text: string): Promise<void> {
-    await this.run(text);
+    await this.run(text, undefined, true);
   }
 
   async transaction<T>(fn: (tx: SqlClient) => Promise<T>): Promise<T> {
@@ -171,9 +197,10 @@ class PgTransactionClient implements SqlClient {
     }
   }
 
-  private async run(text: string, params?: readonly unknown[]): Promise<pg.QueryResult> {
+  private async run(text: string, params?: readonly unknown[], exempt = false): Promise<pg.QueryResult> {
     if (this.finished) throw new Error('This transaction has already ended; use the client it was run on');
     try {
+      if (exempt) return await this.client.query(untimed(text, params));
       return await this.client.query(text, params as unknown[]);
     } catch (error) {
       throw mapPgError(error);

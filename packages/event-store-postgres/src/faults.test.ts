@@ -27,6 +27,39 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
+/** A store whose every connection goes through a TCP proxy the test can stop or freeze. */
+async function behindProxy(
+  url: string,
+  options: { queryTimeoutMs?: number } = {},
+): Promise<{ proxy: TcpProxy; store: Awaited<ReturnType<typeof openPostgresEventStore>> }> {
+  const target = new URL(url);
+  const proxy = new TcpProxy(target.hostname, Number(target.port || 5432));
+  await proxy.start();
+  const store = await openPostgresEventStore({
+    connectionString: proxy.url(url),
+    poolSize: 3,
+    pollIntervalMs: 100,
+    connectTimeoutMs: 1000,
+    ...options,
+  });
+  return { proxy, store };
+}
+
+/** Pings until the store answers again; only StoreUnavailableError is expected meanwhile. */
+async function untilReachable(store: { ping(): Promise<void> }, withinMs = 10_000): Promise<void> {
+  const deadline = Date.now() + withinMs;
+  for (;;) {
+    try {
+      await store.ping();
+      return;
+    } catch (error) {
+      expect(error).toBeInstanceOf(StoreUnavailableError);
+      if (Date.now() > deadline) throw error;
+      await sleep(50);
+    }
+  }
+}
+
 describe('connection strings (no server needed)', () => {
   const open = (connectionString: unknown) =>
     openPostgresEventStore({ connectionString: connectionString as string }).catch((e) => e);
@@ -227,15 +260,7 @@ if (database.skip) {
     });
 
     it('the database going away and coming back: typed errors while down, recovery after', async () => {
-      const target = new URL(url);
-      const proxy = new TcpProxy(target.hostname, Number(target.port || 5432));
-      await proxy.start();
-      const store = await openPostgresEventStore({
-        connectionString: proxy.url(url),
-        poolSize: 3,
-        pollIntervalMs: 100,
-        connectTimeoutMs: 1000,
-      });
+      const { proxy, store } = await behindProxy(url);
       const prefix = `outage-${randomUUID().slice(0, 8)}`;
       try {
         const before = await store.appendToStream(`${prefix}-1`, [ev('BeforeOutage')]);
@@ -261,17 +286,7 @@ if (database.skip) {
         await log.close();
 
         await proxy.start();
-        const deadline = Date.now() + 10_000;
-        for (;;) {
-          try {
-            await store.ping();
-            break;
-          } catch (error) {
-            expect(error).toBeInstanceOf(StoreUnavailableError);
-            if (Date.now() > deadline) throw error;
-            await sleep(50);
-          }
-        }
+        await untilReachable(store);
         const after = await store.appendToStream(`${prefix}-1`, [ev('AfterOutage')], { expectedRevision: 0 });
         expect(after.nextExpectedRevision).toBe(1);
         const resumed = new SubscriptionLog(
@@ -286,6 +301,59 @@ if (database.skip) {
       } finally {
         await store.close();
         await proxy.stop();
+      }
+    });
+
+    it('a server that stops answering: statements give up typed after queryTimeoutMs, a retried append lands once', async () => {
+      const { proxy, store } = await behindProxy(url, { queryTimeoutMs: 500 });
+      const stream = `silent-${randomUUID().slice(0, 8)}`;
+      const during = { ...ev('DuringSilence'), id: randomUUID() };
+      try {
+        await store.appendToStream(stream, [ev('BeforeSilence')]);
+        proxy.freeze();
+        const started = Date.now();
+        const outcomes = await Promise.all([
+          store.appendToStream(stream, [during]).catch((e) => e),
+          store.sql.query('SELECT 1').catch((e) => e),
+          store.streamRevision(stream).catch((e) => e),
+          store.ping().catch((e) => e),
+        ]);
+        const waited = Date.now() - started;
+        for (const outcome of outcomes) {
+          expect(outcome).toBeInstanceOf(StoreUnavailableError);
+          expect(outcome.retryable).toBe(true);
+        }
+        expect(waited).toBeLessThan(5000);
+
+        proxy.thaw();
+        await untilReachable(store);
+        // The timed-out append may or may not have reached the server: a retry with the same id
+        // settles it, and the stream holds it once.
+        await store.appendToStream(stream, [during]);
+        await sleep(300);
+        const types = (await collect(store.readStream(stream))).map((e) => e.type);
+        expect(types).toEqual(['BeforeSilence', 'DuringSilence']);
+      } finally {
+        proxy.thaw();
+        await store.close();
+        await proxy.stop();
+      }
+    });
+
+    it('queryTimeoutMs bounds statements but never scripts (migrations), in or out of a transaction', async () => {
+      const store = await openPostgresEventStore({ connectionString: url, poolSize: 2, queryTimeoutMs: 300 });
+      try {
+        await expect(store.sql.query('SELECT pg_sleep(0.8)')).rejects.toBeInstanceOf(StoreUnavailableError);
+        await expect(store.sql.script('SELECT pg_sleep(0.8)')).resolves.toBeUndefined();
+        await expect(
+          store.sql.transaction(async (tx) => {
+            await tx.script('SELECT pg_sleep(0.8)');
+            return (await tx.query<{ one: number }>('SELECT 1 AS one'))[0]?.one;
+          }),
+        ).resolves.toBe(1);
+        expect(await store.sql.query<{ one: number }>('SELECT 1 AS one')).toEqual([{ one: 1 }]);
+      } finally {
+        await store.close();
       }
     });
 

@@ -1,5 +1,5 @@
 import type { SqlClient } from '@muster/event-store';
-import { createPool, PgConnector, PgSqlClient } from './connection.js';
+import { createPool, PgConnector, PgSqlClient, type PoolOptions } from './connection.js';
 import { mapOpenError, parseConnectionString } from './errors.js';
 
 export interface PostgresSqlClient extends SqlClient {
@@ -15,7 +15,7 @@ export interface PostgresSqlClient extends SqlClient {
  */
 export async function openPostgresSql(
   connectionString: string,
-  options: { poolSize?: number; connectTimeoutMs?: number } = {},
+  options: PoolOptions = {},
 ): Promise<PostgresSqlClient> {
   const target = parseConnectionString(connectionString);
   const pool = createPool(target, options);

@@ -60,6 +60,11 @@ export interface PostgresEventStoreOptions {
   /** How long to wait for a new connection (default 5000). */
   connectTimeoutMs?: number;
   /**
+   * How long a statement may go unanswered before its connection is given up and replaced
+   * (StoreUnavailableError; default 30,000, 0: no limit). Migrations are never cut off.
+   */
+  queryTimeoutMs?: number;
+  /**
    * Group commit (default true): appends that arrive while others are being written are sent
    * together, in one call and one transaction. Off, every append is its own transaction: only
    * useful as a benchmark baseline.

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { untimed } from './connection.js';
 
 /** NOTIFY channel that wakes live subscriptions; the payload is the id of the notifying store. */
 export const CHANNEL = 'muster_events';
@@ -503,7 +504,8 @@ export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
 export async function migrateSchema(client: pg.ClientBase): Promise<number> {
   await client.query('BEGIN');
   try {
-    await client.query(`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK})`);
+    // Another replica may hold the lock for as long as its migration takes.
+    await client.query(untimed(`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK})`));
     await client.query(
       `CREATE TABLE IF NOT EXISTS muster_event_store_schema (
          version    integer PRIMARY KEY,
@@ -516,7 +518,7 @@ export async function migrateSchema(client: pg.ClientBase): Promise<number> {
     const current = rows[0]?.version ?? 0;
     for (const migration of MIGRATIONS) {
       if (migration.version <= current) continue;
-      await client.query(migration.sql);
+      await client.query(untimed(migration.sql));
       await client.query('INSERT INTO muster_event_store_schema (version) VALUES ($1)', [migration.version]);
     }
     await client.query('COMMIT');

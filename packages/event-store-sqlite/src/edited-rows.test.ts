@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { verifyStream } from '@muster/event-store';
+import { type RecordedEvent, verifyStream } from '@muster/event-store';
 import { collect } from '@muster/event-store/contract';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -19,7 +19,7 @@ async function withEditedRow(
   name: string,
   edit: string,
   value: string,
-): Promise<{ read: Promise<unknown>; stream: string }> {
+): Promise<{ read: Promise<RecordedEvent[]>; stream: string }> {
   const path = join(dir, `${name}.db`);
   const store = await openSqliteEventStore({ path });
   const stream = `edited-${name}`;
@@ -51,7 +51,7 @@ describe('rows edited outside the store', () => {
 
   it('reads a changed value that is still one JSON value as it is, and the chain rejects it', async () => {
     const { read } = await withEditedRow('one-value', 'data', '{"n":3}');
-    const events = (await read) as Awaited<ReturnType<typeof collect>>;
+    const events = await read;
     expect(events.map((e) => e.data)).toEqual([{ n: 1 }, { n: 3 }]);
     expect(await verifyStream(events)).toMatchObject({ ok: false, brokenAt: { revision: 1 } });
   });

@@ -13,7 +13,7 @@ export interface SqlClient {
   query<T extends SqlRow = SqlRow>(text: string, params?: readonly unknown[]): Promise<T[]>;
   /** Runs a statement; resolves with the number of rows it changed. */
   execute(text: string, params?: readonly unknown[]): Promise<number>;
-  /** Several `;`-separated statements without parameters (schema scripts). */
+  /** Several `;`-separated statements without parameters (schema scripts); never cut off by a statement time limit. */
   script(text: string): Promise<void>;
   /**
    * Runs `fn` in one transaction: committed when it resolves, rolled back when it throws.
@@ -52,8 +52,9 @@ export interface SqlMigration {
 export async function migrate(sql: SqlClient, migrations: readonly SqlMigration[]): Promise<void> {
   const lock = async (tx: SqlClient) => {
     if (tx.dialect === 'postgres') {
-      // Replicas starting at once: the others wait here, then see the tables and rows.
-      await tx.execute('SELECT pg_advisory_xact_lock(hashtext($1))', ['muster_migrations']);
+      // Replicas starting at once: the others wait here, then see the tables and rows. A script,
+      // because a script has no statement time limit and the wait lasts the other's migration.
+      await tx.script("SELECT pg_advisory_xact_lock(hashtext('muster_migrations'))");
     }
   };
   await sql.transaction(async (tx) => {

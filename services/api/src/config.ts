@@ -36,6 +36,8 @@ const variables = z.object({
   MUSTER_STORE: z.enum(['sqlite', 'postgres', 'esdb']).default('sqlite'),
   MUSTER_SQLITE_PATH: z.string().min(1).default('./data/muster.db'),
   DATABASE_URL: optionalString,
+  /** PostgreSQL: a statement unanswered this long gives up its connection (503, retryable); 0: no limit. */
+  MUSTER_DATABASE_QUERY_TIMEOUT_MS: z.coerce.number().int().min(0).max(2_147_483_647).default(30_000),
   ESDB_CONNECTION_STRING: optionalString,
   /** Where read models, checkpoints, idempotency keys and the outbox live when events are in EventStoreDB. */
   MUSTER_READ_MODEL_STORE: z.enum(['sqlite', 'postgres']).default('sqlite'),
@@ -115,6 +117,8 @@ export interface Config {
   store: 'sqlite' | 'postgres' | 'esdb';
   sqlitePath: string;
   databaseUrl: string | undefined;
+  /** PostgreSQL only: how long a statement may go unanswered before its connection is replaced (0: no limit). */
+  databaseQueryTimeoutMs: number;
   esdbConnectionString: string | undefined;
   readModelStore: 'sqlite' | 'postgres';
   readModelSqlitePath: string;
@@ -164,6 +168,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     store: e.MUSTER_STORE,
     sqlitePath: e.MUSTER_SQLITE_PATH,
     databaseUrl: e.DATABASE_URL,
+    databaseQueryTimeoutMs: e.MUSTER_DATABASE_QUERY_TIMEOUT_MS,
     esdbConnectionString: e.ESDB_CONNECTION_STRING,
     readModelStore: e.MUSTER_READ_MODEL_STORE,
     readModelSqlitePath: e.MUSTER_READ_MODEL_SQLITE_PATH,

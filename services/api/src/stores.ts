@@ -44,6 +44,7 @@ export async function openStores(config: Readonly<Config>): Promise<OpenedStores
         openPostgresEventStore({
           connectionString: config.databaseUrl as string,
           limits,
+          queryTimeoutMs: config.databaseQueryTimeoutMs,
           // The mission writer pipelines commands: an append must land only on its predecessor.
           chainPipelinedAppends: true,
         }),
@@ -57,7 +58,11 @@ export async function openStores(config: Readonly<Config>): Promise<OpenedStores
       await named('ESDB_CONNECTION_STRING', () => store.ping());
       const sql =
         config.readModelStore === 'postgres'
-          ? await named('DATABASE_URL', () => openPostgresSql(config.databaseUrl as string))
+          ? await named('DATABASE_URL', () =>
+              openPostgresSql(config.databaseUrl as string, {
+                queryTimeoutMs: config.databaseQueryTimeoutMs,
+              }),
+            )
           : await named('MUSTER_READ_MODEL_SQLITE_PATH', async () =>
               openSqliteSql(config.readModelSqlitePath),
             );
