@@ -15,3 +15,13 @@ runEventStoreContract('sqlite (file, WAL, synchronous=FULL)', () =>
 runEventStoreContract('sqlite (:memory:)', () =>
   openSqliteEventStore({ path: ':memory:', pollIntervalMs: 200 }),
 );
+
+// Every read past its first page goes on from a read-ahead thread: the whole contract through it.
+runEventStoreContract('sqlite (file, pages of 3, read-ahead after one page)', () =>
+  openSqliteEventStore({
+    path: join(dir, 'contract-read-ahead.db'),
+    pollIntervalMs: 200,
+    pageSize: 3,
+    readAheadAfterPages: 1,
+  }),
+);

@@ -1,0 +1,170 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type ReadAllOptions, type ReadStreamOptions, StoreClosedError } from '@muster/event-store';
+import { collect } from '@muster/event-store/contract';
+import Database from 'better-sqlite3';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openSqliteEventStore, type SqliteEventStore } from './index.js';
+import { advance, hasMore, type PageJob, type PageRow, pageParams, ReadAhead } from './read-ahead.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'muster-read-ahead-'));
+const path = join(dir, 'read-ahead.db');
+const STREAMS = ['alpha', 'beta "quoted"', 'gamma\\slash', 'délta ✓', 'epsilon'];
+const EVENTS = 240;
+let store: SqliteEventStore;
+
+beforeAll(async () => {
+  store = await openSqliteEventStore({ path, readAheadAfterPages: false });
+  for (let i = 0; i < EVENTS; i++) {
+    await store.appendToStream(STREAMS[i % STREAMS.length] as string, [
+      { type: i % 3 === 0 ? 'Counted' : 'Noted', data: { i, text: `n°${i} "${'x'.repeat(i % 7)}"` } },
+    ]);
+  }
+});
+
+afterAll(async () => {
+  await store.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** The job's pages read in this thread, with the rule the store's in-thread reader uses. */
+function pagesInThread(job: PageJob): string[][] {
+  const statement = new Database(path, { readonly: true }).prepare(job.sql).raw(true);
+  const pages: string[][] = [];
+  const walking = { ...job };
+  while (hasMore(walking)) {
+    const rows = statement.all(pageParams(walking)) as PageRow[];
+    advance(walking, rows);
+    pages.push(rows.map((r) => r[1]));
+  }
+  return pages;
+}
+
+async function pagesAhead(job: PageJob): Promise<string[][]> {
+  const ahead = new ReadAhead(path, { ...job }, () => {});
+  const pages: string[][] = [];
+  for (let texts = await ahead.next(); texts !== null; texts = await ahead.next()) pages.push(texts);
+  return pages;
+}
+
+describe('read-ahead thread', () => {
+  it('pages exactly as the in-thread reader does, for any start, direction, size and count', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.boolean(),
+        fc.boolean(),
+        fc.integer({ min: 0, max: EVENTS + 5 }),
+        fc.integer({ min: 1, max: 50 }),
+        fc.oneof(fc.integer({ min: 0, max: EVENTS + 5 }), fc.constant(Number.MAX_SAFE_INTEGER)),
+        fc.constantFrom(...STREAMS),
+        async (byStream, forwards, from, pageSize, count, stream) => {
+          const order = forwards ? 'ASC' : 'DESC';
+          const job: PageJob = byStream
+            ? {
+                sql: `SELECT revision, id FROM events WHERE stream = $1 AND revision ${forwards ? '>=' : '<='} $2 ORDER BY revision ${order} LIMIT $3`,
+                before: [stream],
+                after: [],
+                cursor: forwards ? Math.floor(from / STREAMS.length) : Math.floor(from / STREAMS.length) - 1,
+                remaining: count,
+                pageSize,
+                forwards,
+                stopBelowZero: true,
+              }
+            : {
+                sql: `SELECT position, id FROM events WHERE position ${forwards ? '>=' : '<='} $1 AND type <> $2 ORDER BY position ${order} LIMIT $3`,
+                before: [],
+                after: ['Counted'],
+                cursor: from,
+                remaining: count,
+                pageSize,
+                forwards,
+                stopBelowZero: false,
+              };
+          expect(await pagesAhead(job)).toEqual(pagesInThread(job));
+        },
+      ),
+      { numRuns: 40 },
+    );
+  });
+
+  it('reports a statement that fails in the thread as the error of the next page', async () => {
+    const ahead = new ReadAhead(
+      path,
+      {
+        sql: 'SELECT position, no_such_column FROM events WHERE position >= $1 LIMIT $2',
+        before: [],
+        after: [],
+        cursor: 0,
+        remaining: 10,
+        pageSize: 5,
+        forwards: true,
+        stopBelowZero: false,
+      },
+      () => {},
+    );
+    await expect(ahead.next()).rejects.toThrow(/no_such_column/);
+  });
+});
+
+describe('reads through the store with read-ahead', () => {
+  const readAllCases: ReadAllOptions[] = [
+    {},
+    { direction: 'backwards', fromPosition: 'end' },
+    { maxCount: 77 },
+    { direction: 'backwards', fromPosition: 'end', maxCount: 101 },
+    { filter: { eventTypes: ['Counted'] } },
+    { filter: { streamPrefixes: ['beta', 'délta'] } },
+  ];
+  const readStreamCases: ReadStreamOptions[] = [
+    {},
+    { direction: 'backwards', fromRevision: 'end' },
+    { fromRevision: 7, maxCount: 20 },
+    { direction: 'backwards', fromRevision: 30, maxCount: 25 },
+  ];
+
+  it('returns what the in-thread read returns', async () => {
+    const ahead = await openSqliteEventStore({ path, pageSize: 4, readAheadAfterPages: 1 });
+    try {
+      for (const options of readAllCases) {
+        expect(await collect(ahead.readAll(options)), JSON.stringify(options)).toEqual(
+          await collect(store.readAll(options)),
+        );
+      }
+      for (const stream of STREAMS) {
+        for (const options of readStreamCases) {
+          expect(await collect(ahead.readStream(stream, options)), JSON.stringify(options)).toEqual(
+            await collect(store.readStream(stream, options)),
+          );
+        }
+      }
+    } finally {
+      await ahead.close();
+    }
+  });
+
+  it('a read cut short by closing the store rejects with StoreClosedError', async () => {
+    const ahead = await openSqliteEventStore({ path, pageSize: 4, readAheadAfterPages: 1 });
+    const iterator = ahead.readAll()[Symbol.asyncIterator]();
+    for (let i = 0; i < 10; i++) await iterator.next();
+    await ahead.close();
+    await expect(
+      (async () => {
+        for (;;) if ((await iterator.next()).done) return 'ended';
+      })(),
+    ).rejects.toBeInstanceOf(StoreClosedError);
+  });
+
+  it('an iterator left early lets the store close, and another read then starts fresh', async () => {
+    const ahead = await openSqliteEventStore({ path, pageSize: 4, readAheadAfterPages: 1 });
+    try {
+      let seen = 0;
+      for await (const _ of ahead.readAll()) if (++seen === 30) break;
+      expect(seen).toBe(30);
+      expect((await collect(ahead.readAll())).length).toBe(EVENTS);
+    } finally {
+      await ahead.close();
+    }
+  });
+});

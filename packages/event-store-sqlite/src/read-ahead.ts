@@ -1,0 +1,189 @@
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
+import { StoreClosedError } from '@muster/event-store';
+import { mapSqliteError } from './connection.js';
+
+/**
+ * Where a paged read stands, and how to ask for its next page: the statement selects the cursor
+ * column and the event's JSON text, and takes its parameters as `...before, cursor, ...after,
+ * limit`. The in-thread reader and the read-ahead thread walk it with the same rule.
+ */
+export interface PageJob {
+  sql: string;
+  before: readonly string[];
+  after: readonly string[];
+  cursor: number;
+  remaining: number;
+  pageSize: number;
+  forwards: boolean;
+  /** Revisions end at 0; positions do not need it (a cursor of 0 finds nothing backwards). */
+  stopBelowZero: boolean;
+}
+
+export type PageRow = [cursor: number, json: string];
+
+export function hasMore(job: PageJob): boolean {
+  return job.remaining > 0 && !(job.stopBelowZero && job.cursor < 0);
+}
+
+export function pageParams(job: PageJob): Record<number, unknown> {
+  const values = [...job.before, job.cursor, ...job.after, Math.min(job.pageSize, job.remaining)];
+  const named: Record<number, unknown> = {};
+  for (let i = 0; i < values.length; i++) named[i + 1] = values[i];
+  return named;
+}
+
+/** Moves the job past a page it just read. */
+export function advance(job: PageJob, rows: readonly PageRow[]): void {
+  job.remaining = rows.length < job.pageSize ? 0 : job.remaining - rows.length;
+  const last = rows[rows.length - 1];
+  if (last) job.cursor = job.forwards ? last[0] + 1 : last[0] - 1;
+}
+
+/**
+ * The read-ahead thread, as plain CommonJS so that it runs the same from the sources, the build
+ * and under a test runner's transforms. It repeats `hasMore`, `pageParams` and `advance` above
+ * (a worker evaluated from a string cannot import them); `read-ahead.test.ts` walks both over the
+ * same reads. It reads a page for each credit it is given and posts the pages' JSON texts; parsing
+ * stays with the consumer, because parsed objects would cost as much to copy across as to parse.
+ */
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { driver, path, job } = workerData;
+let statement = null;
+let credit = 0;
+let done = false;
+const fail = (error) => {
+  done = true;
+  parentPort.postMessage({ error: { message: String((error && error.message) || error), code: error && error.code } });
+};
+const hasMore = () => job.remaining > 0 && !(job.stopBelowZero && job.cursor < 0);
+const params = () => {
+  const values = [...job.before, job.cursor, ...job.after, Math.min(job.pageSize, job.remaining)];
+  const named = {};
+  for (let i = 0; i < values.length; i++) named[i + 1] = values[i];
+  return named;
+};
+try {
+  const Database = require(driver);
+  const db = new Database(path, { readonly: true, fileMustExist: true });
+  db.pragma('busy_timeout = 5000');
+  statement = db.prepare(job.sql).raw(true);
+} catch (error) {
+  fail(error);
+}
+const pump = () => {
+  while (credit > 0 && !done) {
+    credit--;
+    if (!hasMore()) {
+      done = true;
+      parentPort.postMessage({ texts: null, last: true });
+      return;
+    }
+    let rows;
+    try {
+      rows = statement.all(params());
+    } catch (error) {
+      fail(error);
+      return;
+    }
+    job.remaining = rows.length < job.pageSize ? 0 : job.remaining - rows.length;
+    const lastRow = rows[rows.length - 1];
+    if (lastRow) job.cursor = job.forwards ? lastRow[0] + 1 : lastRow[0] - 1;
+    const texts = new Array(rows.length);
+    for (let i = 0; i < rows.length; i++) texts[i] = rows[i][1];
+    done = !hasMore();
+    parentPort.postMessage({ texts, last: done });
+  }
+};
+parentPort.on('message', (n) => {
+  credit += n;
+  pump();
+});
+`;
+
+const DRIVER = createRequire(import.meta.url).resolve('better-sqlite3');
+
+/** Pages read ahead of the consumer: enough to keep the thread busy while the consumer parses. */
+const PREFETCH_PAGES = 8;
+
+type Entry = { texts: string[] } | { end: true } | { error: unknown };
+
+/**
+ * A paged read continued on a worker thread with its own read-only connection: SQLite fetches the
+ * next pages while the consumer parses and uses this one. Results are the same as reading in the
+ * thread (each page is a fresh statement, as there), only earlier. The thread does not keep the
+ * process alive unless someone is waiting for a page.
+ */
+export class ReadAhead {
+  private readonly worker: Worker;
+  private readonly entries: Entry[] = [];
+  private waiter: { resolve: (texts: string[] | null) => void; reject: (error: unknown) => void } | null =
+    null;
+  private closed = false;
+
+  constructor(
+    path: string,
+    job: PageJob,
+    private readonly onClose: (ahead: ReadAhead) => void,
+  ) {
+    this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { driver: DRIVER, path, job } });
+    this.worker.unref();
+    this.worker.on('message', (message: { texts: string[] | null; last: boolean } | { error: Error }) => {
+      if ('error' in message) {
+        this.push({ error: mapSqliteError(Object.assign(new Error(message.error.message), message.error)) });
+      } else {
+        if (message.texts) this.push({ texts: message.texts });
+        if (message.last) this.push({ end: true });
+      }
+    });
+    this.worker.on('error', (error) => this.push({ error }));
+    this.worker.on('exit', () => {
+      if (!this.closed) this.push({ error: new Error('The read-ahead thread stopped unexpectedly') });
+    });
+    this.worker.postMessage(PREFETCH_PAGES);
+  }
+
+  /** The next page's JSON texts; null once the read is complete. */
+  next(): Promise<string[] | null> {
+    if (this.closed) return Promise.reject(new StoreClosedError());
+    const entry = this.entries.shift();
+    if (entry) return this.settle(entry);
+    this.worker.ref();
+    return new Promise((resolve, reject) => {
+      this.waiter = { resolve, reject };
+    });
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.entries.length = 0;
+    void this.worker.terminate();
+    this.onClose(this);
+    const waiter = this.waiter;
+    this.waiter = null;
+    waiter?.reject(new StoreClosedError());
+  }
+
+  private push(entry: Entry): void {
+    if (this.closed) return;
+    const waiter = this.waiter;
+    if (!waiter) {
+      this.entries.push(entry);
+      return;
+    }
+    this.waiter = null;
+    this.worker.unref();
+    this.settle(entry).then(waiter.resolve, waiter.reject);
+  }
+
+  private settle(entry: Entry): Promise<string[] | null> {
+    if ('texts' in entry) {
+      this.worker.postMessage(1);
+      return Promise.resolve(entry.texts);
+    }
+    this.close();
+    return 'end' in entry ? Promise.resolve(null) : Promise.reject(entry.error);
+  }
+}
