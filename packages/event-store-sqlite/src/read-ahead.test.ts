@@ -144,6 +144,23 @@ describe('reads through the store with read-ahead', () => {
     }
   });
 
+  it('reads large events past the read-ahead budget, which the thread waits for the reader to free', async () => {
+    const big = await openSqliteEventStore({
+      path: join(dir, 'big-events.db'),
+      pageSize: 4,
+      readAheadAfterPages: 1,
+    });
+    try {
+      const blob = 'é'.repeat(300_000);
+      for (let i = 0; i < 40; i++) await big.appendToStream('big', [{ type: 'Big', data: { i, blob } }]);
+      const events = await collect(big.readAll());
+      expect(events.map((e) => (e.data as { i: number }).i)).toEqual(Array.from({ length: 40 }, (_, i) => i));
+      expect(events.every((e) => (e.data as { blob: string }).blob === blob)).toBe(true);
+    } finally {
+      await big.close();
+    }
+  });
+
   it('a read cut short by closing the store rejects with StoreClosedError', async () => {
     const ahead = await openSqliteEventStore({ path, pageSize: 4, readAheadAfterPages: 1 });
     const iterator = ahead.readAll()[Symbol.asyncIterator]();
