@@ -7,7 +7,7 @@ import Database from 'better-sqlite3';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openSqliteEventStore, type SqliteEventStore } from './index.js';
-import { advance, hasMore, type PageJob, type PageRow, pageParams, ReadAhead } from './read-ahead.js';
+import { advance, hasMore, leadingInteger, type PageJob, pageParams, ReadAhead } from './read-ahead.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'muster-read-ahead-'));
 const path = join(dir, 'read-ahead.db');
@@ -31,13 +31,13 @@ afterAll(async () => {
 
 /** The job's pages read in this thread, with the rule the store's in-thread reader uses. */
 function pagesInThread(job: PageJob): string[][] {
-  const statement = new Database(path, { readonly: true }).prepare(job.sql).raw(true);
+  const statement = new Database(path, { readonly: true }).prepare(job.sql).pluck(true);
   const pages: string[][] = [];
   const walking = { ...job };
   while (hasMore(walking)) {
-    const rows = statement.all(pageParams(walking)) as PageRow[];
-    advance(walking, rows);
-    pages.push(rows.map((r) => r[1]));
+    const texts = statement.all(pageParams(walking)) as string[];
+    advance(walking, texts);
+    pages.push(texts);
   }
   return pages;
 }
@@ -49,7 +49,25 @@ async function pagesAhead(job: PageJob): Promise<string[][]> {
   return pages;
 }
 
+/** Texts shaped as the store's: the two integers first, then anything. */
+const TEXT = `concat('[', position, ',', revision, ',', json_quote(stream), ']')`;
+
 describe('read-ahead thread', () => {
+  it('reads the cursor off the two integers an event text starts with', () => {
+    fc.assert(
+      fc.property(
+        fc.nat({ max: Number.MAX_SAFE_INTEGER }),
+        fc.nat({ max: Number.MAX_SAFE_INTEGER }),
+        fc.string(),
+        (position, revision, rest) => {
+          const text = `[${position},${revision},${JSON.stringify(rest)}]`;
+          expect(leadingInteger(text, 0)).toBe(position);
+          expect(leadingInteger(text, 1)).toBe(revision);
+        },
+      ),
+    );
+  });
+
   it('pages exactly as the in-thread reader does, for any start, direction, size and count', async () => {
     await fc.assert(
       fc.asyncProperty(
@@ -63,23 +81,25 @@ describe('read-ahead thread', () => {
           const order = forwards ? 'ASC' : 'DESC';
           const job: PageJob = byStream
             ? {
-                sql: `SELECT revision, id FROM events WHERE stream = $1 AND revision ${forwards ? '>=' : '<='} $2 ORDER BY revision ${order} LIMIT $3`,
+                sql: `SELECT ${TEXT} FROM events WHERE stream = $1 AND revision ${forwards ? '>=' : '<='} $2 ORDER BY revision ${order} LIMIT $3`,
                 before: [stream],
                 after: [],
                 cursor: forwards ? Math.floor(from / STREAMS.length) : Math.floor(from / STREAMS.length) - 1,
                 remaining: count,
                 pageSize,
                 forwards,
+                cursorIndex: 1,
                 stopBelowZero: true,
               }
             : {
-                sql: `SELECT position, id FROM events WHERE position ${forwards ? '>=' : '<='} $1 AND type <> $2 ORDER BY position ${order} LIMIT $3`,
+                sql: `SELECT ${TEXT} FROM events WHERE position ${forwards ? '>=' : '<='} $1 AND type <> $2 ORDER BY position ${order} LIMIT $3`,
                 before: [],
                 after: ['Counted'],
                 cursor: from,
                 remaining: count,
                 pageSize,
                 forwards,
+                cursorIndex: 0,
                 stopBelowZero: false,
               };
           expect(await pagesAhead(job)).toEqual(pagesInThread(job));
@@ -93,13 +113,14 @@ describe('read-ahead thread', () => {
     const ahead = new ReadAhead(
       path,
       {
-        sql: 'SELECT position, no_such_column FROM events WHERE position >= $1 LIMIT $2',
+        sql: 'SELECT no_such_column FROM events WHERE position >= $1 LIMIT $2',
         before: [],
         after: [],
         cursor: 0,
         remaining: 10,
         pageSize: 5,
         forwards: true,
+        cursorIndex: 0,
         stopBelowZero: false,
       },
       () => {},

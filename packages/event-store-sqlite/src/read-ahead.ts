@@ -4,9 +4,10 @@ import { StoreClosedError } from '@muster/event-store';
 import { mapSqliteError } from './connection.js';
 
 /**
- * Where a paged read stands, and how to ask for its next page: the statement selects the cursor
- * column and the event's JSON text, and takes its parameters as `...before, cursor, ...after,
- * limit`. The in-thread reader and the read-ahead thread walk it with the same rule.
+ * Where a paged read stands, and how to ask for its next page: the statement selects each event's
+ * JSON text, which starts with two integers (`[position,revision,`), and takes its parameters as
+ * `...before, cursor, ...after, limit`; the cursor is the integer at `cursorIndex`. The in-thread
+ * reader and the read-ahead thread walk it with the same rule.
  */
 export interface PageJob {
   sql: string;
@@ -16,11 +17,10 @@ export interface PageJob {
   remaining: number;
   pageSize: number;
   forwards: boolean;
+  cursorIndex: 0 | 1;
   /** Revisions end at 0; positions do not need it (a cursor of 0 finds nothing backwards). */
   stopBelowZero: boolean;
 }
-
-export type PageRow = [cursor: number, json: string];
 
 export function hasMore(job: PageJob): boolean {
   return job.remaining > 0 && !(job.stopBelowZero && job.cursor < 0);
@@ -33,16 +33,28 @@ export function pageParams(job: PageJob): Record<number, unknown> {
   return named;
 }
 
+/** The integer at `index` (0 or 1) of an event text, read without parsing the rest of it. */
+export function leadingInteger(text: string, index: 0 | 1): number {
+  const first = text.indexOf(',');
+  return index === 0
+    ? Number(text.slice(1, first))
+    : Number(text.slice(first + 1, text.indexOf(',', first + 1)));
+}
+
 /** Moves the job past a page it just read. */
-export function advance(job: PageJob, rows: readonly PageRow[]): void {
-  job.remaining = rows.length < job.pageSize ? 0 : job.remaining - rows.length;
-  const last = rows[rows.length - 1];
-  if (last) job.cursor = job.forwards ? last[0] + 1 : last[0] - 1;
+export function advance(job: PageJob, texts: readonly string[]): void {
+  job.remaining = texts.length < job.pageSize ? 0 : job.remaining - texts.length;
+  const last = texts[texts.length - 1];
+  if (last !== undefined) {
+    const cursor = leadingInteger(last, job.cursorIndex);
+    job.cursor = job.forwards ? cursor + 1 : cursor - 1;
+  }
 }
 
 /**
  * The read-ahead thread, as plain CommonJS so that it runs the same from the sources, the build
- * and under a test runner's transforms. It repeats `hasMore`, `pageParams` and `advance` above
+ * and under a test runner's transforms. It repeats `hasMore`, `pageParams`, `leadingInteger` and
+ * `advance` above
  * (a worker evaluated from a string cannot import them); `read-ahead.test.ts` walks both over the
  * same reads. It reads pages while it has credit (characters the consumer has room for) and posts
  * their JSON texts; parsing stays with the consumer, because parsed objects would cost as much to
@@ -69,7 +81,7 @@ try {
   const Database = require(driver);
   const db = new Database(path, { readonly: true, fileMustExist: true });
   db.pragma('busy_timeout = 5000');
-  statement = db.prepare(job.sql).raw(true);
+  statement = db.prepare(job.sql).pluck(true);
 } catch (error) {
   fail(error);
 }
@@ -80,22 +92,23 @@ const pump = () => {
       parentPort.postMessage({ texts: null, last: true });
       return;
     }
-    let rows;
+    let texts;
     try {
-      rows = statement.all(params());
+      texts = statement.all(params());
     } catch (error) {
       fail(error);
       return;
     }
-    job.remaining = rows.length < job.pageSize ? 0 : job.remaining - rows.length;
-    const lastRow = rows[rows.length - 1];
-    if (lastRow) job.cursor = job.forwards ? lastRow[0] + 1 : lastRow[0] - 1;
-    const texts = new Array(rows.length);
-    let size = 0;
-    for (let i = 0; i < rows.length; i++) {
-      texts[i] = rows[i][1];
-      size += texts[i].length;
+    job.remaining = texts.length < job.pageSize ? 0 : job.remaining - texts.length;
+    const last = texts[texts.length - 1];
+    if (last !== undefined) {
+      const first = last.indexOf(',');
+      const cursor =
+        job.cursorIndex === 0 ? Number(last.slice(1, first)) : Number(last.slice(first + 1, last.indexOf(',', first + 1)));
+      job.cursor = job.forwards ? cursor + 1 : cursor - 1;
     }
+    let size = 0;
+    for (let i = 0; i < texts.length; i++) size += texts[i].length;
     credit -= size;
     done = !hasMore();
     parentPort.postMessage({ texts, size, last: done });

@@ -33,7 +33,7 @@ import {
 } from '@muster/event-store';
 import Database from 'better-sqlite3';
 import { args, mapSqliteError, SqliteConnection, SqliteSqlClient } from './connection.js';
-import { advance, hasMore, type PageJob, type PageRow, pageParams, ReadAhead } from './read-ahead.js';
+import { advance, hasMore, type PageJob, pageParams, ReadAhead } from './read-ahead.js';
 
 export interface SqliteEventStoreOptions {
   /** A file path, or `:memory:`. The directory is created when missing. */
@@ -116,9 +116,9 @@ interface PendingAppend {
 
 type EventRow = [
   position: number,
+  revision: number,
   id: string,
   stream: string,
-  revision: number,
   type: string,
   data: unknown,
   metadata: unknown,
@@ -128,7 +128,8 @@ type EventRow = [
 ];
 
 /**
- * Each event is selected as one JSON array text, built by SQLite from its columns, and read with
+ * Each event is selected as one JSON array text, built by SQLite from its columns (the two integers
+ * first, so that a page's cursor can be read off its last text: see read-ahead.ts), and read with
  * one JSON.parse: materialising ten column values as JavaScript strings and parsing data and
  * metadata apart cost about 14% more per event (measured page by page, alternating, on 1M events);
  * `concat()` (SQLite 3.44+; better-sqlite3 12 bundles a newer one) builds the text with one
@@ -141,7 +142,7 @@ type EventRow = [
  * (data `[1` and metadata `2],0`): they read as other data and metadata, which editing those
  * columns directly could also give, and which the hash chain catches the same way.
  */
-const ROW_JSON = `concat('[', position, ',"', id, '",', json_quote(stream), ',', revision, ',"', type, '",', data, ',', metadata, ',"', recorded_at, '","', hash, '",', coalesce('"' || previous_hash || '"', 'null'), ']')`;
+const ROW_JSON = `concat('[', position, ',', revision, ',"', id, '",', json_quote(stream), ',"', type, '",', data, ',', metadata, ',"', recorded_at, '","', hash, '",', coalesce('"' || previous_hash || '"', 'null'), ']')`;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS events (
@@ -434,7 +435,7 @@ class SqliteStore implements SqliteEventStore {
       stream,
       expectedRevision,
       events.map((e) => e.id),
-      { ...found, ids: rows.map((r) => r[1]) },
+      { ...found, ids: rows.map((r) => r[2]) },
       current,
     );
     const recorded = rows.map(toRecorded);
@@ -468,8 +469,8 @@ class SqliteStore implements SqliteEventStore {
       if (forwards && fromRevision === 'end') return null;
       return {
         sql: forwards
-          ? `SELECT revision, ${ROW_JSON} FROM events WHERE stream = $1 AND revision >= $2 ORDER BY revision ASC LIMIT $3`
-          : `SELECT revision, ${ROW_JSON} FROM events WHERE stream = $1 AND revision <= $2 ORDER BY revision DESC LIMIT $3`,
+          ? `SELECT ${ROW_JSON} FROM events WHERE stream = $1 AND revision >= $2 ORDER BY revision ASC LIMIT $3`
+          : `SELECT ${ROW_JSON} FROM events WHERE stream = $1 AND revision <= $2 ORDER BY revision DESC LIMIT $3`,
         before: [stream],
         after: [],
         cursor:
@@ -477,6 +478,7 @@ class SqliteStore implements SqliteEventStore {
         remaining: maxCount,
         pageSize: this.pageSize,
         forwards,
+        cursorIndex: 1,
         stopBelowZero: true,
       };
     });
@@ -492,8 +494,8 @@ class SqliteStore implements SqliteEventStore {
       const where = filterSql(filter, 2);
       return {
         sql: forwards
-          ? `SELECT position, ${ROW_JSON} FROM events WHERE position >= $1${where.sql} ORDER BY position ASC LIMIT $${where.next}`
-          : `SELECT position, ${ROW_JSON} FROM events WHERE position <= $1${where.sql} ORDER BY position DESC LIMIT $${where.next}`,
+          ? `SELECT ${ROW_JSON} FROM events WHERE position >= $1${where.sql} ORDER BY position ASC LIMIT $${where.next}`
+          : `SELECT ${ROW_JSON} FROM events WHERE position <= $1${where.sql} ORDER BY position DESC LIMIT $${where.next}`,
         before: [],
         after: where.params,
         cursor:
@@ -505,6 +507,7 @@ class SqliteStore implements SqliteEventStore {
         remaining: maxCount,
         pageSize: this.pageSize,
         forwards,
+        cursorIndex: 0,
         stopBelowZero: false,
       };
     });
@@ -523,8 +526,8 @@ class SqliteStore implements SqliteEventStore {
           open,
           (job) => {
             this.assertOpen();
-            statement ??= this.connection.prepare(job.sql).raw(true);
-            const rows = statement.all(pageParams(job)) as PageRow[];
+            statement ??= this.connection.prepare(job.sql).pluck(true);
+            const rows = statement.all(pageParams(job)) as string[];
             advance(job, rows);
             return rows;
           },
@@ -684,7 +687,7 @@ class EventPages implements AsyncIterator<RecordedEvent> {
 
   constructor(
     private readonly open: () => PageJob | null,
-    private readonly readPage: (job: PageJob) => PageRow[],
+    private readonly readPage: (job: PageJob) => string[],
     private readonly startReadAhead: ((job: PageJob) => ReadAhead | null) | null,
     private readonly readAheadAfterPages: number,
   ) {}
@@ -703,7 +706,7 @@ class EventPages implements AsyncIterator<RecordedEvent> {
       const job = this.job;
       while (job && hasMore(job)) {
         const page = this.readPage(job);
-        this.rows = parsePage(page);
+        this.rows = parseRows(page);
         this.index = 0;
         this.pagesRead++;
         if (this.pagesRead >= this.readAheadAfterPages && hasMore(job) && this.startReadAhead) {
@@ -780,17 +783,11 @@ function parseRows(texts: readonly string[]): EventRow[] {
   return rows;
 }
 
-function parsePage(page: readonly PageRow[]): EventRow[] {
-  const rows = new Array<EventRow>(page.length);
-  for (let i = 0; i < page.length; i++) rows[i] = parseRow((page[i] as PageRow)[1]);
-  return rows;
-}
-
 function toRecorded(row: EventRow): RecordedEvent {
   return {
-    id: row[1],
-    stream: row[2],
-    revision: row[3],
+    id: row[2],
+    stream: row[3],
+    revision: row[1],
     position: sequencePosition(row[0]),
     type: row[4],
     data: row[5],
