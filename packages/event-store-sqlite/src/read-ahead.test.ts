@@ -182,6 +182,20 @@ describe('reads through the store with read-ahead', () => {
     }
   });
 
+  it('answers next() calls made without waiting for each other, in order', async () => {
+    const ahead = await openSqliteEventStore({ path, pageSize: 4, readAheadAfterPages: 1 });
+    try {
+      const iterator = ahead.readAll()[Symbol.asyncIterator]();
+      const results = await Promise.all(Array.from({ length: EVENTS + 3 }, () => iterator.next()));
+      expect(results.slice(0, EVENTS).map((r) => r.value?.position)).toEqual(
+        (await collect(store.readAll())).map((e) => e.position),
+      );
+      expect(results.slice(EVENTS).every((r) => r.done)).toBe(true);
+    } finally {
+      await ahead.close();
+    }
+  });
+
   it('a read cut short by closing the store rejects with StoreClosedError', async () => {
     const ahead = await openSqliteEventStore({ path, pageSize: 4, readAheadAfterPages: 1 });
     const iterator = ahead.readAll()[Symbol.asyncIterator]();

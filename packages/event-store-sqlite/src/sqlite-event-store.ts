@@ -684,6 +684,7 @@ class EventPages implements AsyncIterator<RecordedEvent> {
   private index = 0;
   private pagesRead = 0;
   private ahead: ReadAhead | null = null;
+  private fetching: Promise<IteratorResult<RecordedEvent>> | null = null;
 
   constructor(
     private readonly open: () => PageJob | null,
@@ -693,11 +694,14 @@ class EventPages implements AsyncIterator<RecordedEvent> {
   ) {}
 
   next(): Promise<IteratorResult<RecordedEvent>> {
+    // Calls made while a page is on its way (allowed: nobody has to await one before the next)
+    // take their turn after it, in order.
+    if (this.fetching) return this.fetching.then(this.nextInTurn, this.nextInTurn);
     if (this.index < this.rows.length) {
       return Promise.resolve({ done: false, value: toRecorded(this.rows[this.index++] as EventRow) });
     }
     if (this.finished) return done();
-    if (this.ahead) return this.nextAhead(this.ahead);
+    if (this.ahead) return this.fetch(this.ahead);
     try {
       if (!this.opened) {
         this.opened = true;
@@ -716,7 +720,7 @@ class EventPages implements AsyncIterator<RecordedEvent> {
         if (this.rows.length > 0) {
           return Promise.resolve({ done: false, value: toRecorded(this.rows[this.index++] as EventRow) });
         }
-        if (this.ahead) return this.nextAhead(this.ahead);
+        if (this.ahead) return this.fetch(this.ahead);
       }
       this.finish();
       return done();
@@ -729,6 +733,18 @@ class EventPages implements AsyncIterator<RecordedEvent> {
   return(): Promise<IteratorResult<RecordedEvent>> {
     this.finish();
     return done();
+  }
+
+  private readonly nextInTurn = () => this.next();
+
+  private fetch(ahead: ReadAhead): Promise<IteratorResult<RecordedEvent>> {
+    const fetching = this.nextAhead(ahead);
+    this.fetching = fetching;
+    const clear = () => {
+      if (this.fetching === fetching) this.fetching = null;
+    };
+    fetching.then(clear, clear);
+    return fetching;
   }
 
   private async nextAhead(ahead: ReadAhead): Promise<IteratorResult<RecordedEvent>> {
