@@ -54,11 +54,10 @@ export function advance(job: PageJob, texts: readonly string[]): void {
 /**
  * The read-ahead thread, as plain CommonJS so that it runs the same from the sources, the build
  * and under a test runner's transforms. It repeats `hasMore`, `pageParams`, `leadingInteger` and
- * `advance` above
- * (a worker evaluated from a string cannot import them); `read-ahead.test.ts` walks both over the
- * same reads. It reads pages while it has credit (characters the consumer has room for) and posts
- * their JSON texts; parsing stays with the consumer, because parsed objects would cost as much to
- * copy across as to parse.
+ * `advance` above (a worker evaluated from a string cannot import them); `read-ahead.test.ts`
+ * walks both over the same reads. It reads pages while it has credit (characters the consumer has
+ * room for) and posts their JSON texts; parsing stays with the consumer, because parsed objects
+ * would cost as much to copy across as to parse.
  */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
