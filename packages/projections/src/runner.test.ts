@@ -218,6 +218,30 @@ describe('the projection runner', () => {
     const runner = await start({ store: fx.store, sql: fx.sql, projections: [countingProjection()] });
     await expect(runner.rebuild('nope')).rejects.toMatchObject({ code: 'projection-not-found' });
   });
+
+  it('a rebuild whose swap commits between its two checks still reports success', async () => {
+    const fx = await fixture('runner-swap-race');
+    // The rebuild's wait for the swap reads the checkpoint, then the rebuild row. Here its
+    // checkpoint reads answer only once the swap has committed, with what they read before it:
+    // the interleaving that made PostgreSQL CI runs fail with "superseded by another rebuild".
+    const sql = Object.create(fx.sql) as typeof fx.sql;
+    sql.query = async (text, params) => {
+      const rows = await fx.sql.query(text, params);
+      const waitingForSwap =
+        text.includes('FROM projection_checkpoints WHERE name') && new Error().stack?.includes('runRebuild');
+      if (waitingForSwap) {
+        await eventually(
+          async () =>
+            (await fx.sql.query('SELECT COUNT(*) AS n FROM projection_rebuilds'))[0]?.n === 0 || undefined,
+        );
+      }
+      return rows as never;
+    };
+    const runner = await start({ store: fx.store, sql, projections: [countingProjection()] });
+    const position = await appendEvents(fx.store, 30);
+    expect(await runner.waitForPosition(position, 10_000)).toBe(true);
+    await expect(runner.rebuild('counting')).resolves.toMatchObject({ events: 30, generation: 1 });
+  });
 });
 
 describe('fencing', () => {

@@ -802,6 +802,11 @@ class Worker {
       if (checkpoint && checkpoint.generation >= generation) break;
       const pending = await readRebuild(this.s.sql, this.name);
       if (!pending || pending.generation !== generation) {
+        // The swap records the generation and ends the rebuild row in one transaction, which may
+        // have committed between the two reads above: only a checkpoint still short of it means
+        // that another rebuild took over.
+        const after = await readCheckpoint(this.s.sql, this.name);
+        if (after && after.generation >= generation) break;
         throw new ProjectionError('rebuild-failed', {
           name: this.name,
           detail: 'superseded by another rebuild',
