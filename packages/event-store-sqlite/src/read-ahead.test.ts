@@ -196,6 +196,24 @@ describe('reads through the store with read-ahead', () => {
     }
   });
 
+  it('goes on in its own thread when a page does not fit in the read-ahead thread', async () => {
+    const big = await openSqliteEventStore({
+      path: join(dir, 'too-big-for-the-thread.db'),
+      pageSize: 8,
+      readAheadAfterPages: 1,
+      readAheadMemoryMb: 8,
+    });
+    try {
+      const blob = 'x'.repeat(1_000_000);
+      for (let i = 0; i < 40; i++) await big.appendToStream('huge', [{ type: 'Huge', data: { i, blob } }]);
+      const events = await collect(big.readStream('huge'));
+      expect(events.map((e) => (e.data as { i: number }).i)).toEqual(Array.from({ length: 40 }, (_, i) => i));
+      expect(events.every((e) => (e.data as { blob: string }).blob.length === blob.length)).toBe(true);
+    } finally {
+      await big.close();
+    }
+  });
+
   it('a read cut short by closing the store rejects with StoreClosedError', async () => {
     const ahead = await openSqliteEventStore({ path, pageSize: 4, readAheadAfterPages: 1 });
     const iterator = ahead.readAll()[Symbol.asyncIterator]();

@@ -131,6 +131,17 @@ const PREFETCH_CHARS = 8 * 1024 * 1024;
 type Entry = { texts: string[]; size: number } | { end: true } | { error: unknown };
 
 /**
+ * The read-ahead thread itself failed (it could not start, ran out of its memory, or stopped):
+ * unlike an error of SQLite, which the thread reports, the read can go on without it.
+ */
+export class ReadAheadThreadError extends Error {
+  constructor(cause: unknown) {
+    super('The read-ahead thread failed', { cause });
+    this.name = 'ReadAheadThreadError';
+  }
+}
+
+/**
  * A paged read continued on a worker thread with its own read-only connection: SQLite fetches the
  * next pages while the consumer parses and uses this one. Results are the same as reading in the
  * thread (each page is a fresh statement, as there), only earlier. The thread does not keep the
@@ -147,14 +158,16 @@ export class ReadAhead {
     path: string,
     job: PageJob,
     private readonly onClose: (ahead: ReadAhead) => void,
+    memoryMb = 256,
   ) {
     this.worker = new Worker(WORKER_SOURCE, {
       eval: true,
       workerData: { driver: DRIVER, path, job },
       // The thread's garbage is its pages' rows: a small young generation keeps a long read's
       // memory near the in-thread read's (peak RSS of a 1M-event readAll 156-172 instead of
-      // 185-193 MiB). The old generation is left alone: a page of large events may need it.
-      resourceLimits: { maxYoungGenerationSizeMb: 4 },
+      // 185-193 MiB). A page that does not fit in the old generation ends the thread, and the
+      // reader goes on without it (ReadAheadThreadError).
+      resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: memoryMb },
     });
     this.worker.unref();
     this.worker.on(
@@ -170,9 +183,9 @@ export class ReadAhead {
         }
       },
     );
-    this.worker.on('error', (error) => this.push({ error }));
-    this.worker.on('exit', () => {
-      if (!this.closed) this.push({ error: new Error('The read-ahead thread stopped unexpectedly') });
+    this.worker.on('error', (error) => this.push({ error: new ReadAheadThreadError(error) }));
+    this.worker.on('exit', (code) => {
+      this.push({ error: new ReadAheadThreadError(new Error(`The thread exited with code ${code}`)) });
     });
     this.worker.postMessage(PREFETCH_CHARS);
   }

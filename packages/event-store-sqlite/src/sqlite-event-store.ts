@@ -33,7 +33,7 @@ import {
 } from '@muster/event-store';
 import Database from 'better-sqlite3';
 import { args, mapSqliteError, SqliteConnection, SqliteSqlClient } from './connection.js';
-import { advance, hasMore, type PageJob, pageParams, ReadAhead } from './read-ahead.js';
+import { advance, hasMore, type PageJob, pageParams, ReadAhead, ReadAheadThreadError } from './read-ahead.js';
 
 export interface SqliteEventStoreOptions {
   /** A file path, or `:memory:`. The directory is created when missing. */
@@ -64,6 +64,11 @@ export interface SqliteEventStoreOptions {
    * reads stay in the caller's thread.
    */
   readAheadAfterPages?: number | false;
+  /**
+   * Heap limit of each read-ahead thread, in MiB (default 256). A page that does not fit (events
+   * of a megabyte each) ends the thread, and the read goes on in the caller's thread.
+   */
+  readAheadMemoryMb?: number;
 }
 
 /** Pages a read takes in its own thread before a read-ahead thread may take over. */
@@ -197,6 +202,7 @@ class SqliteStore implements SqliteEventStore {
   /** Log syncs under way, each acknowledging its batch when it ends. */
   private readonly syncs = new Set<Promise<void>>();
   private readonly readAheadAfterPages: number | false;
+  private readonly readAheadMemoryMb: number;
   private readonly readAheads = new Set<ReadAhead>();
   private closed = false;
 
@@ -212,6 +218,7 @@ class SqliteStore implements SqliteEventStore {
     this.pageSize = options.pageSize ?? 1000;
     this.groupCommit = options.groupCommit ?? true;
     this.readAheadAfterPages = options.readAheadAfterPages ?? READ_AHEAD_AFTER_PAGES;
+    this.readAheadMemoryMb = options.readAheadMemoryMb ?? 256;
   }
 
   appendToStream(
@@ -543,7 +550,18 @@ class SqliteStore implements SqliteEventStore {
   /** A read-ahead thread for the rest of a long read, or null to go on in this thread. */
   private readAhead(job: PageJob): ReadAhead | null {
     if (this.closed || this.readAheads.size >= MAX_READ_AHEADS) return null;
-    const ahead = new ReadAhead(this.path, { ...job }, (closed) => this.readAheads.delete(closed));
+    let ahead: ReadAhead;
+    try {
+      ahead = new ReadAhead(
+        this.path,
+        { ...job },
+        (closed) => this.readAheads.delete(closed),
+        this.readAheadMemoryMb,
+      );
+    } catch {
+      // No thread to be had (resources exhausted): the read goes on in this thread.
+      return null;
+    }
     this.readAheads.add(ahead);
     return ahead;
   }
@@ -689,7 +707,7 @@ class EventPages implements AsyncIterator<RecordedEvent> {
   constructor(
     private readonly open: () => PageJob | null,
     private readonly readPage: (job: PageJob) => string[],
-    private readonly startReadAhead: ((job: PageJob) => ReadAhead | null) | null,
+    private startReadAhead: ((job: PageJob) => ReadAhead | null) | null,
     private readonly readAheadAfterPages: number,
   ) {}
 
@@ -702,6 +720,10 @@ class EventPages implements AsyncIterator<RecordedEvent> {
     }
     if (this.finished) return done();
     if (this.ahead) return this.fetch(this.ahead);
+    return this.readInThread();
+  }
+
+  private readInThread(): Promise<IteratorResult<RecordedEvent>> {
     try {
       if (!this.opened) {
         this.opened = true;
@@ -755,26 +777,38 @@ class EventPages implements AsyncIterator<RecordedEvent> {
           this.finish();
           return { done: true, value: undefined };
         }
+        // Kept in step with the thread, so that this thread can take over where it stopped.
+        if (this.job) advance(this.job, texts);
         this.rows = parseRows(texts);
         this.index = 0;
         if (this.rows.length > 0)
           return { done: false, value: toRecorded(this.rows[this.index++] as EventRow) };
       }
     } catch (error) {
+      if (error instanceof ReadAheadThreadError && !this.finished) {
+        // The thread itself failed (it could not start, or a page did not fit in its memory): the
+        // read goes on here, from the last page it delivered. Failures of SQLite are the read's.
+        this.dropReadAhead();
+        this.startReadAhead = null;
+        return this.readInThread();
+      }
       this.finish();
       throw error;
     }
+  }
+
+  private dropReadAhead(): void {
+    if (!this.ahead) return;
+    abandoned.unregister(this);
+    this.ahead.close();
+    this.ahead = null;
   }
 
   private finish(): void {
     this.finished = true;
     this.rows = [];
     this.index = 0;
-    if (this.ahead) {
-      abandoned.unregister(this);
-      this.ahead.close();
-      this.ahead = null;
-    }
+    this.dropReadAhead();
   }
 }
 
