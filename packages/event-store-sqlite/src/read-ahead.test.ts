@@ -1,7 +1,12 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type ReadAllOptions, type ReadStreamOptions, StoreClosedError } from '@muster/event-store';
+import {
+  type ReadAllOptions,
+  type ReadStreamOptions,
+  type RecordedEvent,
+  StoreClosedError,
+} from '@muster/event-store';
 import { collect } from '@muster/event-store/contract';
 import Database from 'better-sqlite3';
 import fc from 'fast-check';
@@ -129,6 +134,28 @@ describe('read-ahead thread', () => {
   });
 });
 
+/** Forty events carrying `blob`, read back through read-ahead (after one page): all, in order. */
+async function readsBigEvents(
+  name: string,
+  blob: string,
+  options: { pageSize: number; readAheadMemoryMb?: number },
+  read: (store: SqliteEventStore) => AsyncIterable<RecordedEvent>,
+): Promise<void> {
+  const big = await openSqliteEventStore({
+    path: join(dir, `${name}.db`),
+    readAheadAfterPages: 1,
+    ...options,
+  });
+  try {
+    for (let i = 0; i < 40; i++) await big.appendToStream('big', [{ type: 'Big', data: { i, blob } }]);
+    const events = await collect(read(big));
+    expect(events.map((e) => (e.data as { i: number }).i)).toEqual(Array.from({ length: 40 }, (_, i) => i));
+    expect(events.every((e) => (e.data as { blob: string }).blob === blob)).toBe(true);
+  } finally {
+    await big.close();
+  }
+}
+
 describe('reads through the store with read-ahead', () => {
   const readAllCases: ReadAllOptions[] = [
     {},
@@ -166,20 +193,7 @@ describe('reads through the store with read-ahead', () => {
   });
 
   it('reads large events past the read-ahead budget, which the thread waits for the reader to free', async () => {
-    const big = await openSqliteEventStore({
-      path: join(dir, 'big-events.db'),
-      pageSize: 4,
-      readAheadAfterPages: 1,
-    });
-    try {
-      const blob = 'é'.repeat(300_000);
-      for (let i = 0; i < 40; i++) await big.appendToStream('big', [{ type: 'Big', data: { i, blob } }]);
-      const events = await collect(big.readAll());
-      expect(events.map((e) => (e.data as { i: number }).i)).toEqual(Array.from({ length: 40 }, (_, i) => i));
-      expect(events.every((e) => (e.data as { blob: string }).blob === blob)).toBe(true);
-    } finally {
-      await big.close();
-    }
+    await readsBigEvents('big-events', 'é'.repeat(300_000), { pageSize: 4 }, (big) => big.readAll());
   });
 
   it('answers next() calls made without waiting for each other, in order', async () => {
@@ -197,21 +211,12 @@ describe('reads through the store with read-ahead', () => {
   });
 
   it('goes on in its own thread when a page does not fit in the read-ahead thread', async () => {
-    const big = await openSqliteEventStore({
-      path: join(dir, 'too-big-for-the-thread.db'),
-      pageSize: 8,
-      readAheadAfterPages: 1,
-      readAheadMemoryMb: 8,
-    });
-    try {
-      const blob = 'x'.repeat(1_000_000);
-      for (let i = 0; i < 40; i++) await big.appendToStream('huge', [{ type: 'Huge', data: { i, blob } }]);
-      const events = await collect(big.readStream('huge'));
-      expect(events.map((e) => (e.data as { i: number }).i)).toEqual(Array.from({ length: 40 }, (_, i) => i));
-      expect(events.every((e) => (e.data as { blob: string }).blob.length === blob.length)).toBe(true);
-    } finally {
-      await big.close();
-    }
+    await readsBigEvents(
+      'too-big-for-the-thread',
+      'x'.repeat(1_000_000),
+      { pageSize: 8, readAheadMemoryMb: 8 },
+      (big) => big.readStream('big'),
+    );
   });
 
   it('a read cut short by closing the store rejects with StoreClosedError', async () => {

@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import { StoreClosedError } from '@muster/event-store';
-import { mapSqliteError } from './connection.js';
+import { bindable, mapSqliteError } from './connection.js';
 
 /**
  * Where a paged read stands, and how to ask for its next page: the statement selects each event's
@@ -27,10 +27,7 @@ export function hasMore(job: PageJob): boolean {
 }
 
 export function pageParams(job: PageJob): Record<number, unknown> {
-  const values = [...job.before, job.cursor, ...job.after, Math.min(job.pageSize, job.remaining)];
-  const named: Record<number, unknown> = {};
-  for (let i = 0; i < values.length; i++) named[i + 1] = values[i];
-  return named;
+  return bindable([...job.before, job.cursor, ...job.after, Math.min(job.pageSize, job.remaining)]);
 }
 
 /** The integer at `index` (0 or 1) of an event text, read without parsing the rest of it. */

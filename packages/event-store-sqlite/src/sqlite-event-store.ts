@@ -538,10 +538,8 @@ class SqliteStore implements SqliteEventStore {
             advance(job, rows);
             return rows;
           },
-          this.readAheadAfterPages === false || this.path === ':memory:'
-            ? null
-            : (job) => this.readAhead(job),
-          this.readAheadAfterPages === false ? Number.POSITIVE_INFINITY : this.readAheadAfterPages,
+          (job) => this.readAhead(job),
+          this.readAheadAfterPages === false || this.path === ':memory:' ? null : this.readAheadAfterPages,
         );
       },
     };
@@ -707,8 +705,9 @@ class EventPages implements AsyncIterator<RecordedEvent> {
   constructor(
     private readonly open: () => PageJob | null,
     private readonly readPage: (job: PageJob) => string[],
-    private startReadAhead: ((job: PageJob) => ReadAhead | null) | null,
-    private readonly readAheadAfterPages: number,
+    private readonly startReadAhead: (job: PageJob) => ReadAhead | null,
+    /** Pages read here before a read-ahead thread may take over; null: never (or no more). */
+    private readAheadAfterPages: number | null,
   ) {}
 
   next(): Promise<IteratorResult<RecordedEvent>> {
@@ -735,7 +734,7 @@ class EventPages implements AsyncIterator<RecordedEvent> {
         this.rows = parseRows(page);
         this.index = 0;
         this.pagesRead++;
-        if (this.pagesRead >= this.readAheadAfterPages && hasMore(job) && this.startReadAhead) {
+        if (this.readAheadAfterPages !== null && this.pagesRead >= this.readAheadAfterPages && hasMore(job)) {
           this.ahead = this.startReadAhead(job);
           if (this.ahead) abandoned.register(this, this.ahead, this);
         }
@@ -789,7 +788,7 @@ class EventPages implements AsyncIterator<RecordedEvent> {
         // The thread itself failed (it could not start, or a page did not fit in its memory): the
         // read goes on here, from the last page it delivered. Failures of SQLite are the read's.
         this.dropReadAhead();
-        this.startReadAhead = null;
+        this.readAheadAfterPages = null;
         return this.readInThread();
       }
       this.finish();
