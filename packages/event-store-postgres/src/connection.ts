@@ -7,14 +7,17 @@ export interface PoolOptions {
   /** How long to wait for a new connection before giving up (StoreUnavailableError). */
   connectTimeoutMs?: number;
   /**
-   * How long a statement may go unanswered before its connection is given up (default 30,000 ms;
-   * 0: no limit). A server that accepts connections but stops answering (a half-open socket after
-   * a network partition, a stopped host) would otherwise hold each connection that asks it
-   * something, until the pool is empty and every caller waits. The statement rejects with
-   * StoreUnavailableError, its connection is destroyed and the pool opens a new one; whether the
-   * statement ran is unknown, as for any lost connection (appends are safe to retry: fixed event
-   * ids). Migrations and other scripts (`script`) have no limit: an index over a large table may
-   * take longer.
+   * How long a statement may run (default 30,000 ms; 0: no limit), on both sides of the wire.
+   * The server cancels a statement that runs longer (`statement_timeout`), so that work nobody
+   * waits for any more stops using the database; the statement rejects with the retryable
+   * StoreUnavailableError and the connection stays in use. A server that accepts connections but
+   * stops answering (a half-open socket after a network partition, a stopped host) cannot cancel
+   * anything, and would otherwise hold each connection that asks it something until the pool is
+   * empty: a second later than the server's limit the client gives up too, the statement rejects
+   * the same way, its connection is destroyed and the pool opens a new one. Whether a statement
+   * given up that way ran is unknown, as for any lost connection (appends are safe to retry: fixed
+   * event ids). Migrations and other scripts (`script`) have no limit on either side: an index
+   * over a large table may take longer, and so may the wait for another replica's migration.
    */
   queryTimeoutMs?: number;
 }
@@ -23,14 +26,41 @@ export interface PoolOptions {
 const NO_QUERY_TIMEOUT = 2_147_483_647;
 
 /**
- * A statement exempt from `queryTimeoutMs` (scripts, migrations, waits on a migration lock). pg
- * reads a per-query `query_timeout` from the query config; its type definitions leave it out.
+ * A statement exempt from the client's side of `queryTimeoutMs` (scripts, migrations, waits on a
+ * migration lock). pg reads a per-query `query_timeout` from the query config; its type
+ * definitions leave it out. The server's side is lifted around it: `withoutStatementTimeout`, or
+ * `SET LOCAL statement_timeout = 0` in a transaction.
  */
 export function untimed(text: string, values?: readonly unknown[]): pg.QueryConfig {
   return { text, values, query_timeout: NO_QUERY_TIMEOUT } as pg.QueryConfig;
 }
 
+/** Lifts the server's statement limit until the end of the current transaction. */
+export const NO_STATEMENT_TIMEOUT_IN_TRANSACTION = 'SET LOCAL statement_timeout = 0';
+
+/**
+ * Runs `fn` on a connection outside a transaction with the server's statement limit lifted, and
+ * puts the limit back after. A connection whose limit could not be put back is not reused.
+ */
+async function withoutStatementTimeout<T>(client: pg.PoolClient, fn: () => Promise<T>): Promise<T> {
+  await client.query('SET statement_timeout = 0');
+  let result: T;
+  try {
+    result = await fn();
+  } finally {
+    try {
+      await client.query('RESET statement_timeout');
+    } catch (error) {
+      // Without its limit the connection must not go back to the pool: treat it as broken.
+      client.emit('error', error);
+    }
+  }
+  return result;
+}
+
 const DEFAULT_QUERY_TIMEOUT_MS = 30_000;
+/** How much later than the server's limit the client stops waiting for an answer. */
+const CLIENT_GRACE_MS = 1000;
 
 const INT8_OID = 20;
 
@@ -55,7 +85,12 @@ export function clientConfig(target: ConnectionTarget, options: PoolOptions = {}
   return {
     connectionString: target.connectionString,
     connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
-    ...(queryTimeout > 0 ? { query_timeout: queryTimeout } : {}),
+    ...(queryTimeout > 0
+      ? {
+          statement_timeout: queryTimeout,
+          query_timeout: Math.min(queryTimeout + CLIENT_GRACE_MS, NO_QUERY_TIMEOUT),
+        }
+      : {}),
     keepAlive: true,
     application_name: 'muster',
     types,
@@ -132,7 +167,9 @@ export class PgSqlClient implements SqlClient {
   }
 
   async script(text: string): Promise<void> {
-    await this.connector.withClient((client) => client.query(untimed(text)));
+    await this.connector.withClient((client) =>
+      withoutStatementTimeout(client, () => client.query(untimed(text))),
+    );
   }
 
   transaction<T>(fn: (tx: SqlClient) => Promise<T>): Promise<T> {
@@ -200,7 +237,10 @@ class PgTransactionClient implements SqlClient {
   private async run(text: string, params?: readonly unknown[], exempt = false): Promise<pg.QueryResult> {
     if (this.finished) throw new Error('This transaction has already ended; use the client it was run on');
     try {
-      if (exempt) return await this.client.query(untimed(text, params));
+      if (exempt) {
+        await this.client.query(NO_STATEMENT_TIMEOUT_IN_TRANSACTION);
+        return await this.client.query(untimed(text, params));
+      }
       return await this.client.query(text, params as unknown[]);
     } catch (error) {
       throw mapPgError(error);

@@ -357,6 +357,55 @@ if (database.skip) {
       }
     });
 
+    it('a statement past queryTimeoutMs is cancelled by the server too, and its connection is kept', async () => {
+      const store = await openPostgresEventStore({ connectionString: url, poolSize: 1, queryTimeoutMs: 300 });
+      const tag = `muster_slow_${randomUUID().slice(0, 8)}`;
+      const admin = new pg.Client({ connectionString: url });
+      await admin.connect();
+      try {
+        const [{ pid } = { pid: 0 }] = await store.sql.query<{ pid: number }>(
+          'SELECT pg_backend_pid() AS pid',
+        );
+        const started = Date.now();
+        await expect(store.sql.query(`SELECT pg_sleep(5) /* ${tag} */`)).rejects.toBeInstanceOf(
+          StoreUnavailableError,
+        );
+        expect(Date.now() - started).toBeLessThan(1000);
+        // Nothing of it runs on: the client stopping to wait would not stop the server's sleep.
+        const running = await admin.query(
+          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE state = 'active' AND query LIKE $1`,
+          [`%${tag}%`],
+        );
+        expect(running.rows[0].n).toBe(0);
+        // The server answered the cancellation, so the only connection of the pool is the same one.
+        expect(await store.sql.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).toEqual([{ pid }]);
+      } finally {
+        await admin.end();
+        await store.close();
+      }
+    });
+
+    it('a script lifts the limit for itself only: the connection has it again after', async () => {
+      const store = await openPostgresEventStore({ connectionString: url, poolSize: 1, queryTimeoutMs: 300 });
+      try {
+        const limit = async () =>
+          (await store.sql.query<{ statement_timeout: string }>('SHOW statement_timeout'))[0]
+            ?.statement_timeout;
+        expect(await limit()).toBe('300ms');
+        await store.sql.script('SELECT pg_sleep(0.5)');
+        expect(await limit()).toBe('300ms');
+        await expect(store.sql.script('SELECT pg_sleep(0.5); SELECT no_such_column')).rejects.toThrow();
+        expect(await limit()).toBe('300ms');
+        await store.sql.transaction(async (tx) => {
+          await tx.script('SELECT pg_sleep(0.5)');
+        });
+        expect(await limit()).toBe('300ms');
+        await expect(store.sql.query('SELECT pg_sleep(0.5)')).rejects.toBeInstanceOf(StoreUnavailableError);
+      } finally {
+        await store.close();
+      }
+    });
+
     it('a position of another store is InvalidReadOptionsError, on read and on subscribe', async () => {
       const store = await openPostgresEventStore({ connectionString: url });
       try {

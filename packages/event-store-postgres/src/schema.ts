@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { untimed } from './connection.js';
+import { NO_STATEMENT_TIMEOUT_IN_TRANSACTION, untimed } from './connection.js';
 
 /** NOTIFY channel that wakes live subscriptions; the payload is the id of the notifying store. */
 export const CHANNEL = 'muster_events';
@@ -504,7 +504,8 @@ export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
 export async function migrateSchema(client: pg.ClientBase): Promise<number> {
   await client.query('BEGIN');
   try {
-    // Another replica may hold the lock for as long as its migration takes.
+    // Another replica may hold the lock for as long as its migration takes, which may be long.
+    await client.query(NO_STATEMENT_TIMEOUT_IN_TRANSACTION);
     await client.query(untimed(`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK})`));
     await client.query(
       `CREATE TABLE IF NOT EXISTS muster_event_store_schema (

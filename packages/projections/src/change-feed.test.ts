@@ -5,7 +5,7 @@ import { migrate, type SqlClient } from '@muster/event-store';
 import { openPostgresEventStore } from '@muster/event-store-postgres';
 import { openSqliteEventStore } from '@muster/event-store-sqlite';
 import { afterEach, describe, expect, it } from 'vitest';
-import { appendChanges, changeFeedMigrations, readChangeFeed, type ReadinessChange } from './change-feed.js';
+import { appendChanges, changeFeedMigrations, type ReadinessChange, readChangeFeed } from './change-feed.js';
 import { createPostgresDatabase, postgresSkipReason } from './test-support/postgres.js';
 
 const cleanups: Array<() => Promise<void>> = [];
