@@ -74,10 +74,11 @@ export const changeFeedMigrations: readonly SqlMigration[] = [
   /*
    * A change id is a hash, so a unique index on it alone takes each new row to a random leaf: a
    * batch of a few hundred changes dirtied a few hundred pages of it, and writing them made up
-   * about a third of a catch-up (decision 25). The same id always comes with the same cause
-   * position (both are functions of the log), so uniqueness is kept on (cause_position, change_id):
-   * new rows land at its end, as positions only grow. The index also serves the webhook replay's
-   * search of the feed by position.
+   * about a third of a catch-up (decision 25). A change written twice would repeat its cause
+   * position with its id (the cause event's, or the last one folded before the instant time
+   * caused it at), so uniqueness is kept on (cause_position, change_id): new rows land at its end,
+   * as positions only grow. The index also serves the webhook replay's search of the feed by
+   * position.
    */
   {
     id: 'projections:change-feed:002',
