@@ -77,8 +77,8 @@ export const changeFeedMigrations: readonly SqlMigration[] = [
    * about a third of a catch-up (decision 25). A change written twice would repeat its cause
    * position with its id (the cause event's, or the last one folded before the instant time
    * caused it at), so uniqueness is kept on (cause_position, change_id): new rows land at its end,
-   * as positions only grow. The index also serves the webhook replay's search of the feed by
-   * position.
+   * as positions only grow. It also answers the webhook replay's search of the feed by position
+   * on its own (SQLite's indexes hold the rowid, `seq`; PostgreSQL's includes it).
    */
   {
     id: 'projections:change-feed:002',
@@ -100,7 +100,7 @@ export const changeFeedMigrations: readonly SqlMigration[] = [
     CREATE INDEX readiness_changes_mission ON readiness_changes (mission_id, seq);
     CREATE UNIQUE INDEX readiness_changes_cause ON readiness_changes (cause_position, change_id);`,
     postgres: `ALTER TABLE readiness_changes DROP CONSTRAINT IF EXISTS readiness_changes_change_id_key;
-    CREATE UNIQUE INDEX IF NOT EXISTS readiness_changes_cause ON readiness_changes (cause_position COLLATE "C", change_id);`,
+    CREATE UNIQUE INDEX IF NOT EXISTS readiness_changes_cause ON readiness_changes (cause_position COLLATE "C", change_id) INCLUDE (seq);`,
   },
 ];
 
