@@ -242,6 +242,49 @@ describe('the projection runner', () => {
     expect(await runner.waitForPosition(position, 10_000)).toBe(true);
     await expect(runner.rebuild('counting')).resolves.toMatchObject({ events: 30, generation: 1 });
   });
+
+  it('catches up in batches of catchUpBatchSize, then goes on in batches of batchSize', async () => {
+    const fx = await fixture('runner-catch-up-batches');
+    const caughtUpTo = await appendEvents(fx.store, 300);
+    const batches: RecordedEvent[][] = [];
+    const runner = await start({
+      store: fx.store,
+      sql: fx.sql,
+      projections: [countingProjection({ handled: (events) => batches.push([...events]) })],
+      batchSize: 10,
+      catchUpBatchSize: 100,
+    });
+    expect(await runner.waitForPosition(caughtUpTo, 10_000)).toBe(true);
+    const catchUp = batches.splice(0);
+    expect(catchUp.flat().length).toBe(300);
+    expect(Math.max(...catchUp.map((b) => b.length))).toBe(100);
+    expect(catchUp.length).toBeLessThanOrEqual(6);
+    await eventually(async () => ((await runner.status())[0]?.behind === false ? true : null));
+    const head = (
+      await fx.store.appendToStream(
+        'thing-2',
+        Array.from({ length: 45 }, (_, n) => ({ type: 'Happened', data: { n } })),
+      )
+    ).position;
+    expect(await runner.waitForPosition(head, 10_000)).toBe(true);
+    expect(batches.flat().length).toBe(45);
+    expect(Math.max(...batches.map((b) => b.length))).toBe(10);
+    expect(await count(fx.sql)).toBe(345);
+  });
+
+  it('by default, catches up in batches four times the live ones', async () => {
+    const fx = await fixture('runner-catch-up-default');
+    const head = await appendEvents(fx.store, 1200);
+    const batches: number[] = [];
+    const runner = await start({
+      store: fx.store,
+      sql: fx.sql,
+      projections: [countingProjection({ handled: (events) => batches.push(events.length) })],
+    });
+    expect(await runner.waitForPosition(head, 10_000)).toBe(true);
+    expect(batches.reduce((a, b) => a + b, 0)).toBe(1200);
+    expect(Math.max(...batches)).toBeGreaterThan(500);
+  });
 });
 
 describe('fencing', () => {

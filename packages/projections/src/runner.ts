@@ -47,6 +47,15 @@ export interface StartProjectionsOptions {
   leaseTtlMs?: number;
   /** Events per batch, each batch one transaction (default 500). */
   batchSize?: number;
+  /**
+   * Events per batch until the live runner has caught up with the log (default 2,000, or
+   * `batchSize` when only that is given; never less than it). A catch-up (a start after
+   * downtime, a new projection) pays a commit, the projection's per-batch rows and a log sync
+   * per batch. Measured on 1M events: 27-31k events/s in batches of 500, 35.7-36k in batches of
+   * 2,000, no better at 5,000 (33-38k), whose transactions would hold SQLite's one connection
+   * from appends for about 150 ms each rather than 55.
+   */
+  catchUpBatchSize?: number;
   /** Restart delays after a failure: exponential from `initialMs` to `maxMs`, with full jitter. */
   backoff?: { initialMs?: number; maxMs?: number };
   /**
@@ -133,6 +142,7 @@ interface Settings {
   owner: string;
   ttl: number;
   batchSize: number;
+  catchUpBatchSize: number;
   backoffInitial: number;
   backoffMax: number;
   grace: number;
@@ -155,6 +165,10 @@ export async function startProjections(options: StartProjectionsOptions): Promis
     owner: options.instanceId ?? `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`,
     ttl: options.leaseTtlMs ?? 15_000,
     batchSize: options.batchSize ?? 500,
+    catchUpBatchSize: Math.max(
+      options.batchSize ?? 500,
+      options.catchUpBatchSize ?? (options.batchSize === undefined ? 2000 : options.batchSize),
+    ),
     backoffInitial: options.backoff?.initialMs ?? 200,
     backoffMax: options.backoff?.maxMs ?? 30_000,
     grace: options.timeGraceMs ?? 1000,
@@ -542,7 +556,7 @@ class Worker {
     const subscription = this.s.store.subscribeToAll({
       fromPosition: checkpoint.position ?? 'start',
       ...(this.projection.filter ? { filter: this.projection.filter } : {}),
-      batchSize: this.s.batchSize,
+      batchSize: this.s.catchUpBatchSize,
     });
     this.activeSubscription = subscription;
     const pump = new Pump(subscription);
@@ -556,7 +570,7 @@ class Worker {
             if (this.stopping) return;
             throw new ProjectionError('subscription-ended', { name: this.name });
           }
-          const messages = [first.value, ...(await pump.drain(this.s.batchSize * 2))];
+          const messages = [first.value, ...(await pump.drain(this.batchLimit() * 2))];
           await this.process(messages);
           healthy();
         }
@@ -570,6 +584,11 @@ class Worker {
       this.activeSubscription = null;
       await subscription.close().catch(() => {});
     }
+  }
+
+  /** Events per transaction: larger until the runner has caught up (see `catchUpBatchSize`). */
+  private batchLimit(): number {
+    return this.caughtUp ? this.s.batchSize : this.s.catchUpBatchSize;
   }
 
   private untilHousekeeping(): number {
@@ -592,7 +611,7 @@ class Worker {
         case 'event':
           if (this.position !== null && message.event.position <= this.position) break;
           batch.push(message.event);
-          if (batch.length >= this.s.batchSize) await flush();
+          if (batch.length >= this.batchLimit()) await flush();
           break;
         case 'checkpoint':
           await flush();

@@ -214,7 +214,6 @@ async function child(path: string): Promise<void> {
     sql: store.sql,
     projections: [projection],
     clock,
-    batchSize: 1000,
   });
   const head = (await store.headPosition()) as string;
   log('the projection catching up from zero');

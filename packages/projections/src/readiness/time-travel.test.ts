@@ -139,11 +139,13 @@ describe('time travel from snapshots', () => {
         await fx.store.appendToStream(missionStreamName('big'), data.slice(i, i + 100));
       }
       const projection = createReadinessProjection({ store: fx.store, snapshotEvery: 500, snapshotRatio: 0 });
+      // Snapshots are taken at the end of a batch: batches smaller than their spacing.
       const runner = await startProjections({
         store: fx.store,
         sql: fx.sql,
         projections: [projection],
         clock: clock.now,
+        batchSize: 100,
       });
       await runner.waitForPosition((await fx.store.headPosition()) as string, 30_000);
       // In the runner's process, the live projection's memory answers without any snapshot.
