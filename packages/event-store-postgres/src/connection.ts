@@ -35,8 +35,10 @@ export function untimed(text: string, values?: readonly unknown[]): pg.QueryConf
   return { text, values, query_timeout: NO_QUERY_TIMEOUT } as pg.QueryConfig;
 }
 
-/** Lifts the server's statement limit until the end of the current transaction. */
+/** Lifts the server's statement limit until the end of the current transaction... */
 export const NO_STATEMENT_TIMEOUT_IN_TRANSACTION = 'SET LOCAL statement_timeout = 0';
+/** ...or until this puts the connection's own limit back. */
+const STATEMENT_TIMEOUT_BACK_IN_TRANSACTION = 'SET LOCAL statement_timeout TO DEFAULT';
 
 /**
  * Runs `fn` on a connection outside a transaction with the server's statement limit lifted, and
@@ -239,7 +241,10 @@ class PgTransactionClient implements SqlClient {
     try {
       if (exempt) {
         await this.client.query(NO_STATEMENT_TIMEOUT_IN_TRANSACTION);
-        return await this.client.query(untimed(text, params));
+        const result = await this.client.query(untimed(text, params));
+        // The rest of the transaction has the limit again (after a failure there is no rest).
+        await this.client.query(STATEMENT_TIMEOUT_BACK_IN_TRANSACTION);
+        return result;
       }
       return await this.client.query(text, params as unknown[]);
     } catch (error) {

@@ -396,9 +396,12 @@ if (database.skip) {
         expect(await limit()).toBe('300ms');
         await expect(store.sql.script('SELECT pg_sleep(0.5); SELECT no_such_column')).rejects.toThrow();
         expect(await limit()).toBe('300ms');
-        await store.sql.transaction(async (tx) => {
+        const within = await store.sql.transaction(async (tx) => {
           await tx.script('SELECT pg_sleep(0.5)');
+          return (await tx.query<{ statement_timeout: string }>('SHOW statement_timeout'))[0]
+            ?.statement_timeout;
         });
+        expect(within).toBe('300ms');
         expect(await limit()).toBe('300ms');
         await expect(store.sql.query('SELECT pg_sleep(0.5)')).rejects.toBeInstanceOf(StoreUnavailableError);
       } finally {
