@@ -259,7 +259,7 @@ describe('the projection runner', () => {
     expect(catchUp.flat().length).toBe(300);
     expect(Math.max(...catchUp.map((b) => b.length))).toBe(100);
     expect(catchUp.length).toBeLessThanOrEqual(6);
-    await eventually(async () => ((await runner.status())[0]?.behind === false ? true : null));
+    await eventually(async () => ((await runner.status())[0]?.caughtUp ? true : null));
     const head = (
       await fx.store.appendToStream(
         'thing-2',
