@@ -157,6 +157,9 @@ export async function startProjections(options: StartProjectionsOptions): Promis
     if (names.has(p.name)) throw new TypeError(`two projections are named ${p.name}`);
     names.add(p.name);
   }
+  const batchSize = options.batchSize ?? 500;
+  // An explicit batchSize alone sets both: a caller that sized its batches keeps them.
+  const catchUpBatchSize = options.catchUpBatchSize ?? options.batchSize ?? 2000;
   const settings: Settings = {
     store: options.store,
     sql: options.sql,
@@ -164,11 +167,8 @@ export async function startProjections(options: StartProjectionsOptions): Promis
     clock: options.clock ?? (() => new Date()),
     owner: options.instanceId ?? `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`,
     ttl: options.leaseTtlMs ?? 15_000,
-    batchSize: options.batchSize ?? 500,
-    catchUpBatchSize: Math.max(
-      options.batchSize ?? 500,
-      options.catchUpBatchSize ?? (options.batchSize === undefined ? 2000 : options.batchSize),
-    ),
+    batchSize,
+    catchUpBatchSize: Math.max(batchSize, catchUpBatchSize),
     backoffInitial: options.backoff?.initialMs ?? 200,
     backoffMax: options.backoff?.maxMs ?? 30_000,
     grace: options.timeGraceMs ?? 1000,
