@@ -74,7 +74,16 @@ export function decide(command: MissionCommand, state: MissionState): MissionEve
   if (!parsed.success) {
     throw new DomainError('invalid-command', { issues: zodIssues(parsed.error) });
   }
-  const valid = parsed.data;
+  return decideParsed(parsed.data, state);
+}
+
+/**
+ * `decide` for a command that has already passed `commandSchema`: what `parseCommand` returns, or
+ * a command the API assembled from a body that passed the command's own payload schema and
+ * envelope fields that passed theirs. Validating again would cost a command a second zod parse
+ * of the whole union (about 4% of its time in the service) and change nothing.
+ */
+export function decideParsed(valid: MissionCommand, state: MissionState): MissionEvent[] {
   if (valid.type === 'DefineMission') {
     return defineMission(valid, state);
   }

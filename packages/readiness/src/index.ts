@@ -13,7 +13,7 @@ export {
   TEMPLATE_NAMES,
   type ValidationIssue,
 } from './commands.js';
-export { decide } from './decide.js';
+export { decide, decideParsed } from './decide.js';
 export {
   type ComparablePhase,
   type ComparablePrecondition,

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { decide } from './decide.js';
+import { parseCommand } from './commands.js';
+import { decide, decideParsed } from './decide.js';
 import { DomainError } from './errors.js';
 import { evaluate, nextChangeAt } from './evaluate.js';
 import type { MissionEvent } from './events.js';
@@ -70,5 +71,27 @@ describe('the MSS Haiti scenario', () => {
       missing: 'mandate S/RES/2699 (2023) expired at 2024-10-02T20:00:00.000Z',
     });
     expect(nextChangeAt(state, '2024-10-02T20:00:00.000Z')).toBeNull();
+  });
+
+  it('decides the same with decideParsed on parsed commands: events, refusals and final state', () => {
+    const outcome = (run: () => MissionEvent[]) => {
+      try {
+        return { events: run() };
+      } catch (error) {
+        if (!(error instanceof DomainError)) throw error;
+        return { refused: error.code };
+      }
+    };
+    let state = initialState();
+    let refusals = 0;
+    for (const step of mssHaitiScenario.steps) {
+      const expected = outcome(() => decide(step.command, state));
+      const actual = outcome(() => decideParsed(parseCommand(step.command), state));
+      expect(actual, step.title).toEqual(expected);
+      if ('refused' in expected) refusals++;
+      for (const event of expected.events ?? []) state = evolve(state, event);
+    }
+    expect(refusals).toBeGreaterThan(0);
+    expect(state).toEqual(replay().state);
   });
 });

@@ -48,12 +48,14 @@ export class Metrics {
 
   /** Times every request by its route pattern (never the raw URL: ids would explode the labels). */
   instrument(app: FastifyInstance): void {
-    app.addHook('onResponse', async (request, reply) => {
+    // Callback hooks: an async one costs every request a promise and a turn of the microtask queue.
+    app.addHook('onResponse', (request, reply, done) => {
       const route = request.routeOptions.url ?? 'unmatched';
       this.requestDuration.observe(
         { method: request.method, route, status: String(reply.statusCode) },
         reply.elapsedTime / 1000,
       );
+      done();
     });
   }
 }

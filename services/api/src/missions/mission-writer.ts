@@ -6,7 +6,7 @@ import {
   WrongExpectedRevisionError,
 } from '@muster/event-store';
 import {
-  decide,
+  decideParsed,
   evolve,
   fromStoredEvent,
   initialState,
@@ -176,6 +176,10 @@ export class MissionWriter {
     return (await this.entry(missionId)).committed.revision;
   }
 
+  /**
+   * Decides and appends a command that has passed `commandSchema` (`parseCommand`, or a command
+   * route's body schema and envelope): it is not validated again here.
+   */
   async execute(command: MissionCommand, context: CommandContext): Promise<CommandOutcome> {
     const { missionId } = command;
     for (let attempt = 0; ; attempt++) {
@@ -205,7 +209,7 @@ export class MissionWriter {
       throw staleRevision(context.ifMatch, base.revision);
     }
     context.authorize?.(command, base.state);
-    const decided = decide(command, base.state);
+    const decided = decideParsed(command, base.state);
     if (decided.length === 0) {
       return {
         missionId,

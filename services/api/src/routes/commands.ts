@@ -86,7 +86,7 @@ const commandResponses = (entry?: CommandCatalogEntry) => ({
 
 export function registerCommandRoutes(routes: RouteRegistry, services: Services): void {
   for (const entry of commandCatalog) {
-    const body = entry.payloadSchema.extend(envelope);
+    const body = commandBodySchema(entry);
     routes.add({
       method: 'POST',
       url: `/v1/missions/:missionId/commands/${entry.name}`,
@@ -147,6 +147,35 @@ export function registerCommandRoutes(routes: RouteRegistry, services: Services)
   });
 }
 
+/** What a command route accepts: the command's own fields, and optionally its id and instant. */
+export function commandBodySchema(entry: CommandCatalogEntry) {
+  return entry.payloadSchema.extend(envelope);
+}
+
+/**
+ * The command a body stands for. The body has passed `commandBodySchema(entry)` and the mission id
+ * `missionIdParam`, so the command passes `commandSchema` as built (a test holds this for every
+ * command): the writer decides it without parsing the whole command union again.
+ */
+export function assembleCommand(
+  entry: CommandCatalogEntry,
+  missionId: string,
+  body: Record<string, unknown>,
+  defaults: { commandId: string; occurredAt: string },
+): MissionCommand {
+  const { occurredAt, commandId, ...fields } = body as {
+    occurredAt?: string;
+    commandId?: string;
+  } & Record<string, unknown>;
+  return {
+    ...fields,
+    type: entry.type,
+    missionId,
+    commandId: commandId ?? defaults.commandId,
+    occurredAt: occurredAt ?? defaults.occurredAt,
+  } as MissionCommand;
+}
+
 function authorizeCommand(principal: Principal, entry: CommandCatalogEntry, missionId: string): void {
   if (!canIssue(principal, entry)) {
     throw new ApiError('forbidden', `Agency '${principal.agencyId}' may not issue '${entry.name}'`);
@@ -168,26 +197,11 @@ async function runCommand(
   authorizeCommand(principal, entry, missionId);
   const ifMatch = parseIfMatch(request.headers['if-match']);
   const idempotencyKey = parseIdempotencyKey(request.headers['idempotency-key']);
-  const {
-    occurredAt,
-    commandId: givenCommandId,
-    ...fields
-  } = payload as {
-    occurredAt?: string;
-    commandId?: string;
-  } & Record<string, unknown>;
   const actor = { agency: principal.agencyId, keyId: principal.keyId };
-  const commandId =
-    givenCommandId ?? (idempotencyKey ? commandIdForKey(principal.agencyId, idempotencyKey) : uuidv7());
-  // The body already passed this command's payload schema and the envelope's: parsing the whole
-  // command union again would only cost time.
-  const command = {
-    ...fields,
-    type: entry.type,
-    missionId,
-    commandId,
-    occurredAt: occurredAt ?? services.clock().toISOString(),
-  } as MissionCommand;
+  const command = assembleCommand(entry, missionId, payload, {
+    commandId: idempotencyKey ? commandIdForKey(principal.agencyId, idempotencyKey) : uuidv7(),
+    occurredAt: services.clock().toISOString(),
+  });
 
   const execute = async (): Promise<CommandOutcome> =>
     services.writer.execute(command, {
