@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash as cryptoHash } from 'node:crypto';
 import { canonicalJson } from './canonical-json.js';
 import type { RecordedEvent } from './types.js';
 import type { PreparedEvent } from './validation.js';
@@ -138,9 +138,11 @@ function hashParts(
   recordedAt: string,
   previousHash: string | null,
 ): string {
-  return createHash('sha256')
-    .update(hashInput(id, stream, revision, type, dataJson, metadataJson, recordedAt, previousHash))
-    .digest('hex');
+  return cryptoHash(
+    'sha256',
+    hashInput(id, stream, revision, type, dataJson, metadataJson, recordedAt, previousHash),
+    'hex',
+  );
 }
 
 export type ChainVerdict =

@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 import type { SqlClient } from '@muster/event-store';
 import type { SecretBox } from './signing.js';
 import type { EgressPolicy } from './ssrf.js';
@@ -60,7 +60,7 @@ export function timeId(prefix: string, now: number): string {
  * that the unique key turns a second planning into a no-op and receivers can deduplicate on it.
  */
 export function messageId(subscriptionId: string, changeId: string): string {
-  return `msg_${createHash('sha256').update(`${subscriptionId}\n${changeId}`).digest('hex').slice(0, 32)}`;
+  return `msg_${hash('sha256', `${subscriptionId}\n${changeId}`, 'hex').slice(0, 32)}`;
 }
 
 export const iso = (ms: number | null | undefined): string | null =>

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { SqlClient } from '@muster/event-store';
 import { chunks, valuesList } from './context.js';
 
@@ -27,7 +27,7 @@ export interface NewDelivery {
 const keyText = ([sub, queue]: QueueKey) => `${sub}\u0000${queue}`;
 
 function lockId(key: QueueKey): bigint {
-  return createHash('sha256').update(keyText(key)).digest().readBigInt64BE(0);
+  return hash('sha256', keyText(key), 'buffer').readBigInt64BE(0);
 }
 
 export async function lockQueues(tx: SqlClient, keys: readonly QueueKey[]): Promise<void> {

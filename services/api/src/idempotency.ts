@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash as cryptoHash } from 'node:crypto';
 import { canonicalJson, migrate, type SqlClient, type SqlMigration } from '@muster/event-store';
 
 /**
@@ -91,14 +91,12 @@ interface Row {
 }
 
 export function requestHash(method: string, path: string, body: unknown): string {
-  return createHash('sha256')
-    .update(canonicalJson({ method, path, body: body ?? null }))
-    .digest('hex');
+  return cryptoHash('sha256', canonicalJson({ method, path, body: body ?? null }), 'hex');
 }
 
 /** The command id a key stands for: a retry after a crash produces the same event ids. */
 export function commandIdForKey(agencyId: string, key: string): string {
-  return `idem-${createHash('sha256').update(`${agencyId}\u0000${key}`).digest('hex').slice(0, 40)}`;
+  return `idem-${cryptoHash('sha256', `${agencyId}\u0000${key}`, 'hex').slice(0, 40)}`;
 }
 
 export class IdempotencyStore {

@@ -43,46 +43,82 @@ export function createLogger(config: Pick<Config, 'logLevel'>, destination?: Des
 
 export type { Logger };
 
-type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+type ChildBindings = Parameters<Logger['child']>[0];
+type ChildOptions = Parameters<Logger['child']>[1];
 
 /**
  * fastify's `childLoggerFactory`: a request's logger whose pino child is made only when the request
  * logs something at an enabled level. Most requests log nothing at `warn`, and making a child with
  * redaction costs each of them several microseconds; what is logged is the same either way.
  */
-export function lazyRequestLogger(
-  parent: Logger,
-  bindings: Parameters<Logger['child']>[0],
-  options?: Parameters<Logger['child']>[1],
-): Logger {
-  let child: Logger | undefined;
-  const real = (): Logger => {
-    if (child === undefined) child = parent.child(bindings, options) as unknown as Logger;
-    return child;
-  };
-  const at =
-    (level: LogLevel) =>
-    (...args: unknown[]): void => {
-      if (child !== undefined || parent.isLevelEnabled(level))
-        (real()[level] as (...a: unknown[]) => void)(...args);
-    };
-  return {
-    get level() {
-      return child?.level ?? parent.level;
-    },
-    set level(value: string) {
-      real().level = value;
-    },
-    fatal: at('fatal'),
-    error: at('error'),
-    warn: at('warn'),
-    info: at('info'),
-    debug: at('debug'),
-    trace: at('trace'),
-    silent: () => {},
-    isLevelEnabled: (level: string) => (child ?? parent).isLevelEnabled(level),
-    child: (more: Parameters<Logger['child']>[0], moreOptions?: Parameters<Logger['child']>[1]) =>
-      real().child(more, moreOptions),
-    bindings: () => real().bindings(),
-  } as unknown as Logger;
+export function lazyRequestLogger(parent: Logger, bindings: ChildBindings, options?: ChildOptions): Logger {
+  return new LazyChildLogger(parent, bindings, options) as unknown as Logger;
+}
+
+/** A class, so that a request pays for one small object rather than a closure per method. */
+class LazyChildLogger {
+  private made: Logger | undefined;
+
+  constructor(
+    private readonly parent: Logger,
+    private readonly childBindings: ChildBindings,
+    private readonly childOptions: ChildOptions,
+  ) {}
+
+  private real(): Logger {
+    if (this.made === undefined)
+      this.made = this.parent.child(this.childBindings, this.childOptions) as unknown as Logger;
+    return this.made;
+  }
+
+  private log(level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace', args: unknown[]): void {
+    if (this.made !== undefined || this.parent.isLevelEnabled(level))
+      (this.real()[level] as (...a: unknown[]) => void)(...args);
+  }
+
+  get level(): string {
+    return (this.made ?? this.parent).level;
+  }
+
+  set level(value: string) {
+    this.real().level = value;
+  }
+
+  fatal(...args: unknown[]): void {
+    this.log('fatal', args);
+  }
+
+  error(...args: unknown[]): void {
+    this.log('error', args);
+  }
+
+  warn(...args: unknown[]): void {
+    this.log('warn', args);
+  }
+
+  info(...args: unknown[]): void {
+    this.log('info', args);
+  }
+
+  debug(...args: unknown[]): void {
+    this.log('debug', args);
+  }
+
+  trace(...args: unknown[]): void {
+    this.log('trace', args);
+  }
+
+  silent(): void {}
+
+  isLevelEnabled(level: string): boolean {
+    return (this.made ?? this.parent).isLevelEnabled(level);
+  }
+
+  child(bindings: ChildBindings, options?: ChildOptions): Logger {
+    return this.real().child(bindings, options) as unknown as Logger;
+  }
+
+  bindings(): ChildBindings {
+    return this.real().bindings();
+  }
 }

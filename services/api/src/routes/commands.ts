@@ -163,16 +163,15 @@ export function assembleCommand(
   body: Record<string, unknown>,
   defaults: { commandId: string; occurredAt: string },
 ): MissionCommand {
-  const { occurredAt, commandId, ...fields } = body as {
-    occurredAt?: string;
-    commandId?: string;
-  } & Record<string, unknown>;
+  // A spread, not rest destructuring: V8 copies a whole object on a fast path, and the two
+  // envelope fields are written over anyway.
+  const given = body as { occurredAt?: string; commandId?: string };
   return {
-    ...fields,
+    ...body,
     type: entry.type,
     missionId,
-    commandId: commandId ?? defaults.commandId,
-    occurredAt: occurredAt ?? defaults.occurredAt,
+    commandId: given.commandId ?? defaults.commandId,
+    occurredAt: given.occurredAt ?? defaults.occurredAt,
   } as MissionCommand;
 }
 
