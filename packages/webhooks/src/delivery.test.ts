@@ -124,6 +124,33 @@ for (const backend of backends) {
         ]);
       });
 
+      it('with no subscription, passes over the feed without planning; a subscription made then gets only what follows', async () => {
+        const { sql } = await h.db();
+        const clock = h.clock();
+        const receiver = await h.receiver(clock);
+        const service = await h.service(sql, { clock });
+        await produce(sql, [
+          change('mss-haiti'),
+          change('mss-haiti', { kind: 'pledge.changed' }),
+          change('x-m'),
+        ]);
+        expect(await service.planner.catchUp()).toMatchObject({ changes: 3, planned: 0, checkpoint: 3 });
+        const [checkpoint] = await sql.query('SELECT last_seq FROM webhook_planner');
+        expect(Number(checkpoint?.last_seq)).toBe(3);
+        expect(await service.planner.catchUp()).toMatchObject({ changes: 0, planned: 0, checkpoint: 3 });
+        expect(await countRows(sql, 'webhook_messages')).toBe(0);
+
+        const sub = await service.createSubscription('kenya', { url: receiver.url, missions: '*' });
+        const [later] = await produce(sql, [change('mss-haiti')]);
+        expect(await service.planner.catchUp()).toMatchObject({ changes: 1, planned: 1, checkpoint: 4 });
+        await service.dispatcher.runOnce();
+        expect(
+          receiver.captures.map(
+            (c) => (verifyCapture(sub.secret, c) as { data: { change: unknown } }).data.change,
+          ),
+        ).toEqual([{ id: later?.changeId, seq: 4 }]);
+      });
+
       it('plans nothing twice: a replayed feed, a reset checkpoint and racing planners reuse the message ids', async () => {
         const { sql, openAnother } = await h.db();
         const clock = h.clock();

@@ -161,15 +161,15 @@ export class Planner {
       [PLANNER_CHECKPOINT],
     );
     const checkpoint = num(checkpointRow?.last_seq ?? 0);
-    const changes = await readChangeFeed(tx, checkpoint, this.options.batchSize);
-    if (changes.length === 0) return { changes: 0, planned: 0, rejected: 0, checkpoint };
-    const last = (changes[changes.length - 1] as ReadinessChange).seq;
-
     const subscriptions = (
       await tx.query(
         'SELECT id, agency_id, missions, event_types, starts_after_seq FROM webhook_subscriptions',
       )
     ).map(parseFilter);
+    if (subscriptions.length === 0) return this.skipUnsubscribed(tx, checkpoint, now);
+    const changes = await readChangeFeed(tx, checkpoint, this.options.batchSize);
+    if (changes.length === 0) return { changes: 0, planned: 0, rejected: 0, checkpoint };
+    const last = (changes[changes.length - 1] as ReadinessChange).seq;
 
     const candidates: Array<{ change: ReadinessChange; sub: SubscriptionFilter; id: string }> = [];
     for (const change of changes) {
@@ -189,6 +189,25 @@ export class Planner {
       rejected: planned.rejected,
       checkpoint: last,
     };
+  }
+
+  /**
+   * With no subscription, no change is anyone's: the checkpoint moves to the end of the feed without
+   * reading it (a subscription made later starts after the feed's end as it was then anyway).
+   */
+  private async skipUnsubscribed(tx: SqlClient, checkpoint: number, now: number): Promise<PlanResult> {
+    const [row] = await tx.query<{ last: number | string | null }>(
+      'SELECT MAX(seq) AS last FROM readiness_changes WHERE seq > $1',
+      [checkpoint],
+    );
+    const last = row?.last === null || row?.last === undefined ? checkpoint : num(row.last);
+    if (last === checkpoint) return { changes: 0, planned: 0, rejected: 0, checkpoint };
+    await tx.execute('UPDATE webhook_planner SET last_seq = $1, updated_at = $2 WHERE name = $3', [
+      last,
+      now,
+      PLANNER_CHECKPOINT,
+    ]);
+    return { changes: last - checkpoint, planned: 0, rejected: 0, checkpoint: last };
   }
 }
 
