@@ -1,10 +1,11 @@
 import { type ChildProcess, fork, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { fdatasync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { uuidv7 } from '@muster/event-store';
 import { openSqliteEventStore } from '@muster/event-store-sqlite';
 import { decide, fold, missionStreamName, parseCommand, toStoredEvent } from '@muster/readiness';
 import autocannon from 'autocannon';
@@ -15,26 +16,102 @@ import { latencySummary, log, options, print, round } from './lib.js';
  * embedded store with fsync on every commit) through the real service process, against a fastify
  * route that does nothing, in the same run, both driven by autocannon with 50 connections. Then a
  * mission of 100,000 events: readiness `asOf` latency and the latency of a command on it.
+ *
+ * Two more routes, each in a process of its own, show where a command's time goes: one that only
+ * inserts the body into SQLite, committed in groups with the same background fsync (the floor of
+ * any durable write here), and one that only appends it as an event to Muster's embedded store
+ * (validation, canonical JSON, the hash chain). A command adds to that the API (authentication,
+ * its schema), the decision and the projections.
  */
 const args = options({
   seconds: { type: 'string', default: '10' },
   connections: { type: 'string', default: '50' },
   'big-events': { type: 'string', default: '100000' },
-  'noop-child': { type: 'boolean', default: false },
+  /** Internal: serve one of the baseline routes (noop, sqlite-insert, store-append) in this process. */
+  child: { type: 'string', default: '' },
 });
 
 const here = dirname(fileURLToPath(import.meta.url));
 const SERVER = join(here, '../../../services/api/dist/server.js');
 const ADMIN_KEY = `bench-${randomBytes(24).toString('hex')}`;
+const PLEDGE = {
+  pledgeId: 'x',
+  pledger: 'united-states',
+  capability: 'airlift',
+  quantity: 1,
+  unit: 'aircraft',
+};
 
-if (args['noop-child']) {
+if (args.child) await serveBaseline(args.child);
+else await main();
+
+/** A baseline route at POST /run: nothing, a grouped durable SQLite insert, or a store append. */
+async function serveBaseline(kind: string): Promise<void> {
   const { default: Fastify } = await import('fastify');
   const app = Fastify({ logger: false });
-  app.post('/noop', async () => ({ ok: true }));
+  const path = process.env.BENCH_DB as string;
+  if (kind === 'noop') {
+    app.post('/run', async () => ({ ok: true }));
+  } else if (kind === 'sqlite-insert') {
+    const insert = await groupedSqliteInsert(path);
+    app.post('/run', async (request, reply) => {
+      const position = await insert(JSON.stringify(request.body));
+      return reply.code(201).send({ position: String(position) });
+    });
+  } else if (kind === 'store-append') {
+    const store = await openSqliteEventStore({ path });
+    app.post('/run', async (request, reply) => {
+      const result = await store.appendToStream('mission-bench', [
+        {
+          type: 'LogisticsPledged',
+          data: request.body as Record<string, unknown>,
+          metadata: {
+            occurredAt: new Date().toISOString(),
+            actor: { agency: 'admin', keyId: 'bench' },
+            commandId: uuidv7(),
+            correlationId: request.id,
+          },
+        },
+      ]);
+      return reply.code(201).send({ position: result.position, revision: result.nextExpectedRevision });
+    });
+  } else {
+    throw new Error(`unknown baseline ${kind}`);
+  }
   await app.listen({ port: Number(process.env.PORT), host: '127.0.0.1' });
   process.send?.('ready');
-} else {
-  await main();
+}
+
+/**
+ * Inserts rows into a WAL-mode SQLite table the way the embedded store commits: the inserts that
+ * arrive in one turn of the event loop share a transaction at synchronous = NORMAL, and each
+ * resolves once an fdatasync of the log on the thread pool has ended.
+ */
+async function groupedSqliteInsert(path: string): Promise<(body: string) => Promise<number>> {
+  const { default: Database } = await import('better-sqlite3');
+  const db = new Database(path);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.exec('CREATE TABLE rows (position INTEGER PRIMARY KEY, body TEXT NOT NULL)');
+  const insert = db.prepare('INSERT INTO rows (body) VALUES (?)');
+  const log = openSync(`${path}-wal`, 'r+');
+  let pending: Array<{ body: string; resolve: (position: number) => void; reject: (e: unknown) => void }> =
+    [];
+  const flush = () => {
+    const batch = pending;
+    pending = [];
+    const positions = db.transaction(() =>
+      batch.map((row) => Number(insert.run(row.body).lastInsertRowid)),
+    )();
+    fdatasync(log, (error) =>
+      batch.forEach((row, i) => (error ? row.reject(error) : row.resolve(positions[i] as number))),
+    );
+  };
+  return (body) =>
+    new Promise((resolve, reject) => {
+      pending.push({ body, resolve, reject });
+      if (pending.length === 1) setImmediate(flush);
+    });
 }
 
 async function main(): Promise<void> {
@@ -43,30 +120,30 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'muster-bench-http-'));
   const children: ChildProcess[] = [];
   try {
-    // Baseline: a fastify route that does nothing, in its own process like the service.
-    const noopPort = await freePort();
-    const noop = fork(fileURLToPath(import.meta.url), ['--noop-child'], {
-      env: { ...process.env, PORT: String(noopPort) },
-      execArgv: ['--conditions=@muster/source', '--import', 'tsx'],
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    });
-    children.push(noop);
-    await new Promise((resolve) => noop.once('message', resolve));
-    log(`no-op route: ${connections} connections for ${seconds}s`);
-    const baseline = await cannon({
-      url: `http://127.0.0.1:${noopPort}/noop`,
-      connections,
-      duration: seconds,
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({
-        pledgeId: 'x',
-        pledger: 'united-states',
-        capability: 'airlift',
-        quantity: 1,
-        unit: 'aircraft',
-      }),
-    });
+    const baselines: Record<string, Awaited<ReturnType<typeof cannon>>> = {};
+    for (const kind of ['noop', 'sqlite-insert', 'store-append']) {
+      const port = await freePort();
+      const child = fork(fileURLToPath(import.meta.url), ['--child', kind], {
+        env: { ...process.env, PORT: String(port), BENCH_DB: join(dir, `${kind}.db`) },
+        execArgv: ['--conditions=@muster/source', '--import', 'tsx'],
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      });
+      children.push(child);
+      await new Promise((resolve) => child.once('message', resolve));
+      log(`${kind} route: ${connections} connections for ${seconds}s`);
+      baselines[kind] = await cannon({
+        url: `http://127.0.0.1:${port}/run`,
+        connections,
+        duration: seconds,
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(PLEDGE),
+      });
+      child.kill('SIGKILL');
+    }
+    const baseline = baselines.noop as Awaited<ReturnType<typeof cannon>>;
+    const sqliteInsert = baselines['sqlite-insert'] as Awaited<ReturnType<typeof cannon>>;
+    const storeAppend = baselines['store-append'] as Awaited<ReturnType<typeof cannon>>;
 
     const service = await startService(join(dir, 'service.db'));
     children.push(service.child);
@@ -84,13 +161,7 @@ async function main(): Promise<void> {
         {
           setupRequest: (request) => ({
             ...request,
-            body: JSON.stringify({
-              pledgeId: `p-${process.pid}-${n++}`,
-              pledger: 'united-states',
-              capability: 'airlift',
-              quantity: 1,
-              unit: 'aircraft',
-            }),
+            body: JSON.stringify({ ...PLEDGE, pledgeId: `p-${process.pid}-${n++}` }),
           }),
         },
       ],
@@ -144,6 +215,14 @@ async function main(): Promise<void> {
       ratio: {
         commandsToNoop: round(commands.requestsPerSecond / baseline.requestsPerSecond, 3),
         target: 0.5,
+      },
+      durableWriteRoutes: {
+        note: 'where the time goes: the same body, no API, no domain, no projections',
+        sqliteInsert,
+        storeAppend,
+        sqliteInsertToNoop: round(sqliteInsert.requestsPerSecond / baseline.requestsPerSecond, 3),
+        storeAppendToNoop: round(storeAppend.requestsPerSecond / baseline.requestsPerSecond, 3),
+        commandsToStoreAppend: round(commands.requestsPerSecond / storeAppend.requestsPerSecond, 3),
       },
       targets: { commandP99Ms: 25, asOfMs: 20 },
       bigMission: {
