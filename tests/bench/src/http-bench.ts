@@ -103,9 +103,12 @@ async function groupedSqliteInsert(path: string): Promise<(body: string) => Prom
     const positions = db.transaction(() =>
       batch.map((row) => Number(insert.run(row.body).lastInsertRowid)),
     )();
-    fdatasync(log, (error) =>
-      batch.forEach((row, i) => (error ? row.reject(error) : row.resolve(positions[i] as number))),
-    );
+    fdatasync(log, (error) => {
+      for (const [i, row] of batch.entries()) {
+        if (error) row.reject(error);
+        else row.resolve(positions[i] as number);
+      }
+    });
   };
   return (body) =>
     new Promise((resolve, reject) => {
