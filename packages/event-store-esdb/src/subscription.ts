@@ -116,6 +116,10 @@ export class SupervisedSubscription implements Subscription {
     return iterator;
   }
 
+  takeBuffered(max: number): SubscriptionMessage[] {
+    return this.queue.takeBuffered(max);
+  }
+
   async close(): Promise<void> {
     if (!this.stopped) {
       this.stopped = true;

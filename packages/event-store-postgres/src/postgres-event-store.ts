@@ -605,6 +605,7 @@ class PostgresStore implements PostgresEventStore {
       .finally(() => this.subscriptions.delete(queue));
     return {
       [Symbol.asyncIterator]: () => queue,
+      takeBuffered: (max) => queue.takeBuffered(max),
       close: async () => {
         queue.end();
         this.wakeLive();

@@ -609,6 +609,7 @@ class SqliteStore implements SqliteEventStore {
       .finally(() => this.subscriptions.delete(queue));
     return {
       [Symbol.asyncIterator]: () => queue,
+      takeBuffered: (max) => queue.takeBuffered(max),
       close: async () => {
         queue.end();
         this.wakeLive();

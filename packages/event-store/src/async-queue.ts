@@ -54,6 +54,17 @@ export class AsyncQueue<T> implements AsyncIterableIterator<T> {
     return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
   }
 
+  /**
+   * Up to `max` items already buffered, handed over at once: what `next` would return one promise
+   * (and a turn of the microtask queue) at a time. Empty when nothing is buffered.
+   */
+  takeBuffered(max: number): T[] {
+    if (this.items.length === 0 || max <= 0) return [];
+    const taken = this.items.length <= max ? this.items.splice(0) : this.items.splice(0, max);
+    this.signalDemand();
+    return taken;
+  }
+
   return(): Promise<IteratorResult<T>> {
     this.end();
     this.items.length = 0;

@@ -112,6 +112,13 @@ export type SubscriptionMessage =
 export interface Subscription extends AsyncIterable<SubscriptionMessage> {
   /** Ends the iteration; pending reads resolve with `done`. */
   close(): Promise<void>;
+  /**
+   * Up to `max` messages the subscription already holds, at once and in order, as the iterator
+   * would have given them (empty when it holds none). Optional: a consumer that takes batches
+   * (a projection) saves a promise per message with it. Not to be called while a `next()` of the
+   * iterator is pending.
+   */
+  takeBuffered?(max: number): SubscriptionMessage[];
 }
 
 export interface EventStore {

@@ -370,6 +370,45 @@ export function runEventStoreContract(
         }
       });
 
+      it('hands over what it holds at once (takeBuffered, where offered) in the order iteration gives', async () => {
+        const prefix = streamName('buffered');
+        const count = 120;
+        await store.appendToStream(
+          `${prefix}-1`,
+          Array.from({ length: count }, (_, i) => ev('Sub', { i })),
+        );
+        const sub = store.subscribeToAll({
+          fromPosition: 'start',
+          filter: { streamPrefixes: [prefix] },
+          batchSize: 50,
+        });
+        try {
+          if (!sub.takeBuffered) return;
+          const iterator = sub[Symbol.asyncIterator]();
+          const seen: number[] = [];
+          let bulk = 0;
+          const note = (message: SubscriptionMessage) => {
+            if (message.kind === 'event') seen.push((message.event.data as { i: number }).i);
+            return message.kind === 'caught-up';
+          };
+          let caughtUp = false;
+          while (!caughtUp) {
+            const first = await withTimeout(iterator.next(), 10_000, 'next message');
+            caughtUp = note(first.value as SubscriptionMessage);
+            await new Promise((resolve) => setTimeout(resolve, 20));
+            const held = sub.takeBuffered(7);
+            expect(held.length).toBeLessThanOrEqual(7);
+            bulk += held.length;
+            for (const message of held) caughtUp = note(message) || caughtUp;
+          }
+          expect(bulk).toBeGreaterThan(0);
+          expect(seen).toEqual(Array.from({ length: count }, (_, i) => i));
+          expect(sub.takeBuffered(10)).toEqual([]);
+        } finally {
+          await sub.close();
+        }
+      });
+
       it('resumes strictly after a checkpoint', async () => {
         const prefix = streamName('resume');
         const r = await store.appendToStream(
