@@ -178,11 +178,7 @@ export class Planner {
       }
     }
     const planned = await planMessages(this.ctx, tx, candidates, now);
-    await tx.execute('UPDATE webhook_planner SET last_seq = $1, updated_at = $2 WHERE name = $3', [
-      last,
-      now,
-      PLANNER_CHECKPOINT,
-    ]);
+    await moveCheckpoint(tx, last, now);
     return {
       changes: changes.length,
       planned: planned.planned,
@@ -202,13 +198,17 @@ export class Planner {
     );
     const last = row?.last === null || row?.last === undefined ? checkpoint : num(row.last);
     if (last === checkpoint) return { changes: 0, planned: 0, rejected: 0, checkpoint };
-    await tx.execute('UPDATE webhook_planner SET last_seq = $1, updated_at = $2 WHERE name = $3', [
-      last,
-      now,
-      PLANNER_CHECKPOINT,
-    ]);
+    await moveCheckpoint(tx, last, now);
     return { changes: last - checkpoint, planned: 0, rejected: 0, checkpoint: last };
   }
+}
+
+function moveCheckpoint(tx: SqlClient, lastSeq: number, now: number): Promise<number> {
+  return tx.execute('UPDATE webhook_planner SET last_seq = $1, updated_at = $2 WHERE name = $3', [
+    lastSeq,
+    now,
+    PLANNER_CHECKPOINT,
+  ]);
 }
 
 /**
