@@ -26,6 +26,11 @@ export {
   verdictFromExport,
   verifyExport,
 } from './export.js';
+export {
+  DEFAULT_HEAP_GROWTH_PERCENT,
+  MAX_HEAP_GROWTH_PERCENT,
+  setHeapGrowthPercent,
+} from './heap-growth.js';
 export type { Logger } from './logger.js';
 export type { Projection, ProjectionContext, ProjectionMode, ProjectionTable } from './projection.js';
 export type { ChangeCause, HistoryEntry } from './readiness/processor.js';

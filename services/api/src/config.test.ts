@@ -11,6 +11,7 @@ describe('loadConfig', () => {
       sqlitePath: './data/muster.db',
       demo: false,
       bodyLimitBytes: 1024 * 1024,
+      heapGrowthPercent: 50,
     });
     expect(Object.isFrozen(config)).toBe(true);
   });
@@ -45,6 +46,14 @@ describe('loadConfig', () => {
     const variables = (error as ConfigError).problems.map((p) => p.variable).sort();
     expect(variables).toEqual(['DATABASE_URL', 'LOG_LEVEL', 'MUSTER_BOOTSTRAP_ADMIN_KEY', 'PORT']);
     expect((error as ConfigError).message).toContain('DATABASE_URL: required when MUSTER_STORE=postgres');
+  });
+
+  it('takes a heap growth from 0 (V8 own policy) to 400 percent, whole numbers only', () => {
+    expect(loadConfig({ MUSTER_HEAP_GROWTH_PERCENT: '0' }).heapGrowthPercent).toBe(0);
+    expect(loadConfig({ MUSTER_HEAP_GROWTH_PERCENT: '400' }).heapGrowthPercent).toBe(400);
+    for (const bad of ['-1', '401', '12.5', 'lots']) {
+      expect(() => loadConfig({ MUSTER_HEAP_GROWTH_PERCENT: bad })).toThrow(/MUSTER_HEAP_GROWTH_PERCENT/);
+    }
   });
 
   it('rejects a connection string of the wrong scheme', () => {

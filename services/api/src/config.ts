@@ -1,3 +1,4 @@
+import { DEFAULT_HEAP_GROWTH_PERCENT, MAX_HEAP_GROWTH_PERCENT } from '@muster/projections';
 import { z } from 'zod';
 
 /**
@@ -29,6 +30,8 @@ const cidrList = z
       .filter((s) => s.length > 0),
   );
 
+const heapGrowth = z.coerce.number().int().min(0).max(MAX_HEAP_GROWTH_PERCENT);
+
 const variables = z.object({
   PORT: port(3000),
   HOST: z.string().min(1).default('127.0.0.1'),
@@ -50,6 +53,8 @@ const variables = z.object({
   MUSTER_REQUEST_TIMEOUT_MS: positiveInt(30_000),
   MUSTER_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(0).default(6000),
   MUSTER_STATE_CACHE_EVENTS: z.coerce.number().int().min(1000).default(200_000),
+  /** V8's heap growth after each full collection, in percent; 0: V8's own policy (see setHeapGrowthPercent). */
+  MUSTER_HEAP_GROWTH_PERCENT: heapGrowth.default(DEFAULT_HEAP_GROWTH_PERCENT),
   MUSTER_PUBLIC_URL: optionalString,
   MUSTER_WEBHOOK_ALLOW_HTTP: booleanFlag,
   MUSTER_WEBHOOK_ALLOW_CIDRS: cidrList,
@@ -131,6 +136,8 @@ export interface Config {
   rateLimitPerMinute: number;
   /** Most events held in memory by each cache of mission states (the writer's, the projection's). */
   stateCacheEvents: number;
+  /** Applied by server.ts at start (0: V8's own policy). */
+  heapGrowthPercent: number;
   publicUrl: string | undefined;
   webhookAllowHttp: boolean;
   webhookAllowCidrs: readonly string[];
@@ -180,6 +187,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     requestTimeoutMs: e.MUSTER_REQUEST_TIMEOUT_MS,
     rateLimitPerMinute: e.MUSTER_RATE_LIMIT_PER_MINUTE,
     stateCacheEvents: e.MUSTER_STATE_CACHE_EVENTS,
+    heapGrowthPercent: e.MUSTER_HEAP_GROWTH_PERCENT,
     publicUrl: e.MUSTER_PUBLIC_URL,
     webhookAllowHttp: e.MUSTER_WEBHOOK_ALLOW_HTTP,
     webhookAllowCidrs: Object.freeze([...e.MUSTER_WEBHOOK_ALLOW_CIDRS]),

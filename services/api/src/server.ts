@@ -1,3 +1,4 @@
+import { setHeapGrowthPercent } from '@muster/projections';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
 import { createLogger } from './logger.js';
@@ -15,6 +16,7 @@ async function main(): Promise<void> {
     else logger.fatal({ err: error }, 'could not read the configuration');
     process.exit(1);
   }
+  setHeapGrowthPercent(config.heapGrowthPercent);
   const logger = createLogger(config);
   const stores = await openStores(config).catch((error: unknown) => {
     logger.fatal(

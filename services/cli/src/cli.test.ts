@@ -177,9 +177,13 @@ describe('muster projections rebuild', () => {
   });
 
   it('reports the whole configuration problem and exits 2', async () => {
-    const run = await muster(['projections', 'rebuild', 'readiness'], { MUSTER_STORE: 'postgres' });
+    const run = await muster(['projections', 'rebuild', 'readiness'], {
+      MUSTER_STORE: 'postgres',
+      MUSTER_HEAP_GROWTH_PERCENT: 'lots',
+    });
     expect(run.code).toBe(2);
     expect(run.stderr).toContain('DATABASE_URL: required when MUSTER_STORE=postgres');
+    expect(run.stderr).toContain('MUSTER_HEAP_GROWTH_PERCENT');
   });
 
   it('names an unknown projection', async () => {

@@ -1,3 +1,4 @@
+import { DEFAULT_HEAP_GROWTH_PERCENT, MAX_HEAP_GROWTH_PERCENT } from '@muster/projections';
 import { z } from 'zod';
 
 /**
@@ -10,6 +11,8 @@ const optionalString = z
   .optional()
   .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
 
+const heapGrowth = z.coerce.number().int().min(0).max(MAX_HEAP_GROWTH_PERCENT);
+
 const variables = z.object({
   MUSTER_STORE: z.enum(['sqlite', 'postgres', 'esdb']).default('sqlite'),
   MUSTER_SQLITE_PATH: z.string().min(1).default('./data/muster.db'),
@@ -17,6 +20,7 @@ const variables = z.object({
   ESDB_CONNECTION_STRING: optionalString,
   MUSTER_READ_MODEL_STORE: z.enum(['sqlite', 'postgres']).default('sqlite'),
   MUSTER_READ_MODEL_SQLITE_PATH: z.string().min(1).default('./data/muster-read-models.db'),
+  MUSTER_HEAP_GROWTH_PERCENT: heapGrowth.default(DEFAULT_HEAP_GROWTH_PERCENT),
 });
 
 export interface CliConfig {
@@ -26,6 +30,8 @@ export interface CliConfig {
   esdbConnectionString: string | undefined;
   readModelStore: 'sqlite' | 'postgres';
   readModelSqlitePath: string;
+  /** V8's heap growth, applied at start as the service does (0: V8's own policy). */
+  heapGrowthPercent: number;
 }
 
 export class ConfigError extends Error {
@@ -69,5 +75,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     esdbConnectionString: e.ESDB_CONNECTION_STRING,
     readModelStore: e.MUSTER_READ_MODEL_STORE,
     readModelSqlitePath: e.MUSTER_READ_MODEL_SQLITE_PATH,
+    heapGrowthPercent: e.MUSTER_HEAP_GROWTH_PERCENT,
   });
 }

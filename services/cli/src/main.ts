@@ -6,6 +6,7 @@ import {
   type ExportVerification,
   isProjectionError,
   type ProjectionsHandle,
+  setHeapGrowthPercent,
   startProjections,
   verdictFromExport,
   verifyExport,
@@ -144,6 +145,7 @@ async function withRunner<T>(fn: (runner: ProjectionsHandle) => Promise<T>): Pro
     if (error instanceof ConfigError) throw new UsageError(error.message);
     throw error;
   }
+  setHeapGrowthPercent(config.heapGrowthPercent);
   const stores = await openStores(config);
   const logger = {
     info: () => {},

@@ -7,7 +7,9 @@ import { openSqliteEventStore } from '@muster/event-store-sqlite';
 import {
   createReadinessProjection,
   createReadinessQueries,
+  DEFAULT_HEAP_GROWTH_PERCENT,
   exportMission,
+  setHeapGrowthPercent,
   startProjections,
   verifyExport,
 } from '@muster/projections';
@@ -41,6 +43,8 @@ const args = options({
   'heap-mb': { type: 'string', default: '' },
   /** V8's young generation in the measuring process (--max-semi-space-size); empty: V8's default. */
   'semi-space-mb': { type: 'string', default: '' },
+  /** V8's heap growth in the measuring process, as MUSTER_HEAP_GROWTH_PERCENT (0: V8's own policy). */
+  'heap-growth-percent': { type: 'string', default: String(DEFAULT_HEAP_GROWTH_PERCENT) },
   child: { type: 'string', default: '' },
 });
 
@@ -80,7 +84,15 @@ async function parent(): Promise<void> {
       if (args.db) copyFileSync(path, args.db);
     }
     const measured = await new Promise<Record<string, unknown>>((resolve, reject) => {
-      const proc = fork(new URL(import.meta.url).pathname, ['--child', path, '--big', String(big)], {
+      const childArgs = [
+        '--child',
+        path,
+        '--big',
+        String(big),
+        '--heap-growth-percent',
+        args['heap-growth-percent'],
+      ];
+      const proc = fork(new URL(import.meta.url).pathname, childArgs, {
         execArgv: [
           '--conditions=@muster/source',
           '--import',
@@ -103,6 +115,7 @@ async function parent(): Promise<void> {
       store: 'sqlite',
       maxOldSpaceMiB: args['heap-mb'] ? Number(args['heap-mb']) : 'V8 default',
       maxSemiSpaceMiB: args['semi-space-mb'] ? Number(args['semi-space-mb']) : 'V8 default',
+      heapGrowthPercent: Number(args['heap-growth-percent']) || "V8's own policy",
       events: total,
       missions: missions.length,
       largestMission: { id: BIG, events: big },
@@ -190,6 +203,8 @@ async function fillStore(
 }
 
 async function child(path: string): Promise<void> {
+  // As the service and the CLI do at start (MUSTER_HEAP_GROWTH_PERCENT).
+  setHeapGrowthPercent(Number(args['heap-growth-percent']));
   const store = await openSqliteEventStore({ path });
   const sampler = phasePeaks(memorySampler());
 

@@ -161,6 +161,8 @@ export interface ReadinessProjection extends Projection {
 }
 
 const MEMORY_KEY = 'readiness:missions';
+/** Missions moved by time per statement (see `advanceTime`). */
+const ADVANCE_CHUNK = 16;
 
 export function createReadinessProjection(options: ReadinessProjectionOptions): ReadinessProjection {
   const { store } = options;
@@ -501,9 +503,12 @@ export function createReadinessProjection(options: ReadinessProjectionOptions): 
     async advanceTime(until: number, tx: SqlClient, ctx: ProjectionContext): Promise<void> {
       const done = new Set<string>();
       for (;;) {
+        // A few missions at a time: one that is not in memory is loaded for this and forgotten
+        // once written, so the chunk bounds how many such states are alive together (at the end
+        // of a long catch-up, every mission's: 200 at a time had tripled the live heap).
         const rows = await tx.query(
           `SELECT mission_id FROM ${ctx.table(MISSIONS)} WHERE next_change_at IS NOT NULL AND next_change_at <= $1
-           ORDER BY next_change_at, mission_id LIMIT 200`,
+           ORDER BY next_change_at, mission_id LIMIT ${ADVANCE_CHUNK}`,
           [until],
         );
         const fresh = rows.map((row) => String(row.mission_id)).filter((id) => !done.has(id));

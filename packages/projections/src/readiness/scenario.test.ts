@@ -177,6 +177,47 @@ describe('the readiness projection on the MSS Haiti scenario', () => {
     expect(tail[1]?.unmetAfter).toEqual(['un-backing', 'officers-ready']);
   });
 
+  it('moves many missions past the expiry in chunks, in the order one pass would', async () => {
+    const { fx, clock } = await setup();
+    const driver = new MissionDriver(fx.store);
+    // More missions than time moves in one statement, none of them in a small memory.
+    const ids = Array.from({ length: 37 }, (_, i) => `fleet-${String((i * 17) % 37).padStart(2, '0')}`);
+    for (const step of mssHaitiScenario.steps) {
+      clock.set(step.expected.at);
+      for (const id of ids) {
+        await driver
+          .run({ ...step.command, missionId: id, commandId: `${id}-${step.command.commandId}` })
+          .catch((error: unknown) => {
+            if (!(error instanceof DomainError)) throw error;
+          });
+      }
+    }
+    clock.set('2024-10-05T00:00:00Z');
+    const runner = await startProjections({
+      store: fx.store,
+      sql: fx.sql,
+      projections: [createReadinessProjection({ store: fx.store, cacheSize: 3 })],
+      clock: clock.now,
+      timeGraceMs: 0,
+      tickMs: 20,
+      leaseTtlMs: 2000,
+    });
+    cleanups.push(() => runner.close());
+    const queries = createReadinessQueries({ store: fx.store, sql: fx.sql });
+    for (const id of ids) {
+      const expiry = await eventually(async () => {
+        const timed = (await queries.history(id, { limit: 1000 }))?.entries.filter((e) => e.cause === 'time');
+        return timed?.length ? timed : undefined;
+      });
+      expect(expiry?.map((e) => [e.phase, e.from, e.to, e.recordedAt])).toEqual([
+        ['main-deployment', 'ready', 'not-ready', Date.parse(EXPIRY)],
+      ]);
+    }
+    const feed = await readChangeFeed(fx.sql, 0, 100_000);
+    const moved = feed.filter((c) => c.causeEventId === null && c.kind === 'readiness.changed');
+    expect(moved.map((c) => c.missionId)).toEqual([...ids].sort());
+  });
+
   it('keeps no time-caused change when the clock has not reached it', async () => {
     const { fx, clock, start } = await setup();
     const runner = await start();
