@@ -89,9 +89,11 @@ export interface ServiceProcess {
 export async function startService(
   store: StoreHandle,
   env: Record<string, string> = {},
+  /** The service's entry point: the workspace's build unless another is given. */
+  server: string = SERVER,
 ): Promise<ServiceProcess> {
   const port = await freePort();
-  const child = spawn(process.execPath, [SERVER], {
+  const child = spawn(process.execPath, [server], {
     env: {
       PATH: process.env.PATH ?? '',
       HOST: '127.0.0.1',
