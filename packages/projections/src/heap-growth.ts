@@ -12,8 +12,9 @@ export const MAX_HEAP_GROWTH_PERCENT = 400;
  * generation reach up to four times its live size when collections are cheap). A catch-up or a
  * rebuild folds many events whose intermediate states outlive a young-generation cycle, so its
  * garbage is promoted and, under V8's policy, left to pile up: the 1M-event replay benchmark,
- * with 75-100 MiB live, peaked at 560-1,130 MiB RSS; at 50% it peaked at 290-360 MiB for the same
- * speed (docs/decisions.md, 30). Call it at start, before the heap has grown.
+ * with 75-100 MiB live, peaked at 560-1,130 MiB RSS, and at 363-369 MiB with 50% at the same
+ * speed (the CLI's rebuild alone: 475-485 against 328-342 MiB; docs/decisions.md, 30). Call it at
+ * start, before the heap has grown.
  */
 export function setHeapGrowthPercent(percent: number): void {
   if (!Number.isInteger(percent) || percent < 0 || percent > MAX_HEAP_GROWTH_PERCENT) {
