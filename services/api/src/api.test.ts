@@ -254,6 +254,8 @@ describe('the readiness API', () => {
         });
       const first = await send(pledge('idem-1'));
       expect(first.statusCode).toBe(201);
+      // A keyed command gets a version-7 id too, so its events' ids keep its time (version 8).
+      expect(first.json().events[0].id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab]/);
       const count = await svc.eventCount();
       const again = await send(pledge('idem-1'));
       expect(again.statusCode).toBe(201);

@@ -6,8 +6,8 @@ import { canonicalJson, migrate, type SqlClient, type SqlMigration } from '@must
  * a restart. A key is claimed before the command runs (`in-progress`, with a lock that expires)
  * and completed with the response, which later requests with the same key and the same request
  * get back verbatim. A key whose holder died before completing is taken over once its lock
- * expires; the command id derived from the key then lets the service recognise events the dead
- * attempt already appended.
+ * expires; the command id stored with the claim then lets the service recognise events the dead
+ * attempt already appended, and a re-run appends under the same id.
  */
 export const IDEMPOTENCY_KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
 
@@ -94,11 +94,6 @@ export function requestHash(method: string, path: string, body: unknown): string
   return cryptoHash('sha256', canonicalJson({ method, path, body: body ?? null }), 'hex');
 }
 
-/** The command id a key stands for: a retry after a crash produces the same event ids. */
-export function commandIdForKey(agencyId: string, key: string): string {
-  return `idem-${cryptoHash('sha256', `${agencyId}\u0000${key}`, 'hex').slice(0, 40)}`;
-}
-
 export class IdempotencyStore {
   constructor(
     private readonly sql: SqlClient,
@@ -139,9 +134,10 @@ export class IdempotencyStore {
     hash: string,
     missionId: string | null,
     baseRevision: number | null,
+    /** The command's id, stored with a new claim; a claim taken over gives back the one stored. */
+    commandId: string,
   ): Promise<Claim> {
     const now = this.clock().getTime();
-    const commandId = commandIdForKey(agencyId, key);
     const inserted = await this.sql.execute(
       `INSERT INTO idempotency_keys (agency_id, idempotency_key, request_hash, state, mission_id, command_id, base_revision, locked_until, created_at, owner)
        VALUES ($1, $2, $3, 'in-progress', $4, $5, $6, $7, $8, $9) ON CONFLICT (agency_id, idempotency_key) DO NOTHING`,
@@ -152,7 +148,7 @@ export class IdempotencyStore {
       'SELECT request_hash, state, mission_id, command_id, base_revision, locked_until, status, response_body, response_headers, owner FROM idempotency_keys WHERE agency_id = $1 AND idempotency_key = $2',
       [agencyId, key],
     );
-    if (!row) return this.claim(agencyId, key, hash, missionId, baseRevision);
+    if (!row) return this.claim(agencyId, key, hash, missionId, baseRevision, commandId);
     if (row.request_hash !== hash) return { kind: 'mismatch' };
     if (row.state === 'done') {
       return {
@@ -177,7 +173,7 @@ export class IdempotencyStore {
       `UPDATE idempotency_keys SET locked_until = $1, owner = $2 WHERE agency_id = $3 AND idempotency_key = $4 AND state = 'in-progress' AND locked_until = $5`,
       [now + this.lockMs, this.instanceId, agencyId, key, lockedUntil],
     );
-    if (taken !== 1) return this.claim(agencyId, key, hash, missionId, baseRevision);
+    if (taken !== 1) return this.claim(agencyId, key, hash, missionId, baseRevision, commandId);
     return {
       kind: 'recovered',
       commandId: row.command_id,

@@ -1,7 +1,7 @@
+import { uuidv7 } from '@muster/event-store';
 import { commandCatalog, commandSchema, missionTemplates, mssHaitiScenario } from '@muster/readiness';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { commandIdForKey } from '../idempotency.js';
 import { assembleCommand, commandBodySchema, missionIdParam } from './commands.js';
 
 const mssHaitiPolicy = missionTemplates['mss-haiti'].policy;
@@ -60,7 +60,7 @@ describe('command routes: what passes the body schema is a valid command', () =>
         fc.boolean(),
         fc.constantFrom('mss-haiti', 'a-b', 'Not-A-Slug', 'x'),
         fc.boolean(),
-        (entry, pick, edits, editKnownFields, missionId, withKey) => {
+        (entry, pick, edits, editKnownFields, missionId, versionSeven) => {
           const options = samples.get(entry.type) as Record<string, unknown>[];
           const body: Record<string, unknown> = { ...options[pick % options.length] };
           const known = Object.keys(body);
@@ -72,7 +72,7 @@ describe('command routes: what passes the body schema is a valid command', () =>
           if (!valid.success || !missionIdParam.safeParse(missionId).success) return;
           accepted++;
           const command = assembleCommand(entry, missionId, valid.data as Record<string, unknown>, {
-            commandId: withKey ? commandIdForKey('some-agency', 'k'.repeat(255)) : 'generated-id',
+            commandId: versionSeven ? uuidv7() : 'generated-id',
             occurredAt: new Date(Date.UTC(2024, 2, 1)).toISOString(),
           });
           const parsed = commandSchema.safeParse(command);

@@ -11,7 +11,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { canActFor, canIssue, inScope, type Principal } from '../auth/roles.js';
 import { ApiError, toProblem } from '../errors.js';
-import { commandIdForKey, IDEMPOTENCY_KEY_PATTERN, requestHash } from '../idempotency.js';
+import { IDEMPOTENCY_KEY_PATTERN, requestHash } from '../idempotency.js';
 import type { CommandOutcome } from '../missions/mission-writer.js';
 import { problemSchema, type RouteRegistry } from '../routing.js';
 import type { Services } from '../services.js';
@@ -197,13 +197,15 @@ async function runCommand(
   const ifMatch = parseIfMatch(request.headers['if-match']);
   const idempotencyKey = parseIdempotencyKey(request.headers['idempotency-key']);
   const actor = { agency: principal.agencyId, keyId: principal.keyId };
+  // A version-7 id, keyed or not: the ids of the command's events keep its time (decision 26). A
+  // keyed command's id is stored with its claim, and a retry that takes the claim over reuses it.
   const command = assembleCommand(entry, missionId, payload, {
-    commandId: idempotencyKey ? commandIdForKey(principal.agencyId, idempotencyKey) : uuidv7(),
+    commandId: uuidv7(),
     occurredAt: services.clock().toISOString(),
   });
 
-  const execute = async (): Promise<CommandOutcome> =>
-    services.writer.execute(command, {
+  const execute = async (cmd: MissionCommand): Promise<CommandOutcome> =>
+    services.writer.execute(cmd, {
       actor,
       correlationId: correlationId(request),
       ifMatch,
@@ -231,7 +233,7 @@ async function runCommand(
 
   if (!idempotencyKey) {
     try {
-      const { status, body } = send(await execute());
+      const { status, body } = send(await execute(command));
       return reply.code(status).send(body);
     } catch (error) {
       services.metrics.commands.inc({ command: entry.name, outcome: outcomeOf(error) });
@@ -247,6 +249,7 @@ async function runCommand(
     hash,
     missionId,
     baseRevision,
+    command.commandId,
   );
   switch (claim.kind) {
     case 'replay': {
@@ -298,7 +301,9 @@ async function runCommand(
           replayed: true,
         };
     }
-    const { status, body } = send(outcome ?? (await execute()));
+    const { status, body } = send(
+      outcome ?? (await execute({ ...command, commandId: claim.commandId } as MissionCommand)),
+    );
     result = { status, body, headers: pickHeaders(reply) };
   } catch (error) {
     const { problem, headers } = toProblem(error, request.id);
