@@ -41,7 +41,12 @@ describe('IdempotencyStore', () => {
     const second = (await open('second', clock, store)).idempotency;
     now += 60_000;
     const retry = await second.claim('kenya', 'k-1', 'hash', 'mss-haiti', 9, uuidv7());
-    expect(retry).toEqual({ kind: 'recovered', commandId: original, missionId: 'mss-haiti', baseRevision: 4 });
+    expect(retry).toEqual({
+      kind: 'recovered',
+      commandId: original,
+      missionId: 'mss-haiti',
+      baseRevision: 4,
+    });
     // Another agency's key of the same name is its own claim, with its own id.
     const other = uuidv7();
     expect(await second.claim('canada', 'k-1', 'hash', 'mss-haiti', 9, other)).toEqual({
