@@ -1,3 +1,4 @@
+export { backupSqliteFile, type SqliteBackup } from './backup.js';
 export { openSqliteSql } from './open-sql.js';
 export {
   openSqliteEventStore,

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-import { createReadStream, statSync } from 'node:fs';
+import { createReadStream, existsSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { backupSqliteFile } from '@muster/event-store-sqlite';
 import {
   createReadinessProjection,
   type ExportVerification,
@@ -29,6 +30,10 @@ Usage:
       store configured by MUSTER_STORE, MUSTER_SQLITE_PATH, DATABASE_URL (as the service).
   muster projections status
       Prints every projection's position, lag, leader and rebuild as JSON.
+  muster backup <destination.db>
+      Copies the embedded SQLite store (events, read models, keys, outbox) to a new file while the
+      service keeps running, checks the copy and prints what it holds as JSON. SQLite only: on
+      PostgreSQL use pg_dump; on EventStoreDB, its own backups.
 
 Exit codes: 0 done, 1 tampered or failed, 2 wrong usage or configuration.
 `;
@@ -137,14 +142,18 @@ function sequenceOf(position: string | null): number | null {
   return match ? Number(match[1]) : null;
 }
 
-async function withRunner<T>(fn: (runner: ProjectionsHandle) => Promise<T>): Promise<T> {
-  let config: ReturnType<typeof loadConfig>;
+/** The environment's configuration; a problem with it is the caller's to fix (exit 2). */
+function configuration(): ReturnType<typeof loadConfig> {
   try {
-    config = loadConfig();
+    return loadConfig();
   } catch (error) {
     if (error instanceof ConfigError) throw new UsageError(error.message);
     throw error;
   }
+}
+
+async function withRunner<T>(fn: (runner: ProjectionsHandle) => Promise<T>): Promise<T> {
+  const config = configuration();
   setHeapGrowthPercent(config.heapGrowthPercent);
   const stores = await openStores(config);
   const logger = {
@@ -202,6 +211,28 @@ async function projections(args: string[]): Promise<number> {
   });
 }
 
+function backup(args: string[]): number {
+  const [destination, ...extra] = args;
+  if (!destination || extra.length > 0) throw new UsageError('backup <destination.db>');
+  const config = configuration();
+  if (config.store !== 'sqlite') {
+    throw new UsageError(
+      `backup copies the embedded SQLite store; MUSTER_STORE is ${config.store} (${
+        config.store === 'postgres' ? 'use pg_dump' : "use EventStoreDB's own backups"
+      })`,
+    );
+  }
+  if (existsSync(destination))
+    throw new UsageError(`${destination} exists; a backup never writes over a file`);
+  const copy = backupSqliteFile(config.sqlitePath, destination);
+  out(JSON.stringify({ source: config.sqlitePath, ...copy }, null, 2));
+  if (copy.check !== 'ok') {
+    err(`the copy failed SQLite's check: ${copy.check}`);
+    return 1;
+  }
+  return 0;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [command, sub, ...rest] = argv;
   try {
@@ -212,6 +243,7 @@ export async function main(argv: string[]): Promise<number> {
     if (command === 'audit' && sub === 'verify') return await auditVerify(rest);
     if (command === 'replay') return await replay(sub === undefined ? rest : [sub, ...rest]);
     if (command === 'projections') return await projections(sub === undefined ? rest : [sub, ...rest]);
+    if (command === 'backup') return backup(sub === undefined ? rest : [sub, ...rest]);
     throw new UsageError(`unknown command: ${argv.join(' ')}`);
   } catch (error) {
     if (
