@@ -103,6 +103,16 @@ export class IdempotencyStore {
     private readonly instanceId: string,
   ) {}
 
+  /**
+   * A durable write whose wait for the disk leaves the event loop free: on SQLite an autocommit
+   * statement is an fsync on this thread, two per keyed command (claim and completion), which had
+   * held keyed commands to about a third of the others' rate. Synced on the thread pool instead,
+   * commits share their fsyncs with the appends around them.
+   */
+  private write(text: string, params: readonly unknown[]): Promise<number> {
+    return this.sql.transaction((tx) => tx.execute(text, params), { syncInBackground: true });
+  }
+
   async migrate(): Promise<void> {
     await migrate(this.sql, migrations);
   }
@@ -138,7 +148,7 @@ export class IdempotencyStore {
     commandId: string,
   ): Promise<Claim> {
     const now = this.clock().getTime();
-    const inserted = await this.sql.execute(
+    const inserted = await this.write(
       `INSERT INTO idempotency_keys (agency_id, idempotency_key, request_hash, state, mission_id, command_id, base_revision, locked_until, created_at, owner)
        VALUES ($1, $2, $3, 'in-progress', $4, $5, $6, $7, $8, $9) ON CONFLICT (agency_id, idempotency_key) DO NOTHING`,
       [agencyId, key, hash, missionId, commandId, baseRevision, now + this.lockMs, now, this.instanceId],
@@ -169,7 +179,7 @@ export class IdempotencyStore {
       };
     }
     // Take over a key whose holder died (or timed out), unless another request took it over first.
-    const taken = await this.sql.execute(
+    const taken = await this.write(
       `UPDATE idempotency_keys SET locked_until = $1, owner = $2 WHERE agency_id = $3 AND idempotency_key = $4 AND state = 'in-progress' AND locked_until = $5`,
       [now + this.lockMs, this.instanceId, agencyId, key, lockedUntil],
     );
@@ -183,7 +193,7 @@ export class IdempotencyStore {
   }
 
   async complete(agencyId: string, key: string, response: StoredResponse): Promise<void> {
-    await this.sql.execute(
+    await this.write(
       `UPDATE idempotency_keys SET state = 'done', status = $1, response_body = $2, response_headers = $3 WHERE agency_id = $4 AND idempotency_key = $5`,
       [response.status, response.body, JSON.stringify(response.headers), agencyId, key],
     );

@@ -169,6 +169,27 @@ async function main(): Promise<void> {
         },
       ],
     });
+    // The same commands as a careful client sends them: each with its own Idempotency-Key.
+    log(`pledge-logistics commands with an Idempotency-Key each: ${connections} connections for ${seconds}s`);
+    const keyedCommands = await cannon({
+      url: `${service.url}/v1/missions/bench-mission/commands/pledge-logistics`,
+      connections,
+      duration: seconds,
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN_KEY}` },
+      requests: [
+        {
+          setupRequest: (request) => {
+            const id = `k-${process.pid}-${n++}`;
+            return {
+              ...request,
+              headers: { ...request.headers, 'idempotency-key': id },
+              body: JSON.stringify({ ...PLEDGE, pledgeId: id }),
+            };
+          },
+        },
+      ],
+    });
     service.child.kill('SIGTERM');
 
     log(`building a mission of ${args['big-events']} events`);
@@ -218,6 +239,11 @@ async function main(): Promise<void> {
       ratio: {
         commandsToNoop: round(commands.requestsPerSecond / baseline.requestsPerSecond, 3),
         target: 0.5,
+      },
+      keyedCommands: {
+        ...keyedCommands,
+        toNoop: round(keyedCommands.requestsPerSecond / baseline.requestsPerSecond, 3),
+        toUnkeyed: round(keyedCommands.requestsPerSecond / commands.requestsPerSecond, 3),
       },
       durableWriteRoutes: {
         note: 'where the time goes: the same body, no API, no domain, no projections',
