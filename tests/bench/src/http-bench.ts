@@ -152,44 +152,33 @@ async function main(): Promise<void> {
     children.push(service.child);
     const defined = await post(service.url, '/v1/missions', { id: 'bench-mission', template: 'mss-haiti' });
     if (defined.status !== 201) throw new Error(`define: ${defined.status} ${await defined.text()}`);
-    log(`pledge-logistics commands: ${connections} connections for ${seconds}s`);
     let n = 0;
-    const commands = await cannon({
-      url: `${service.url}/v1/missions/bench-mission/commands/pledge-logistics`,
-      connections,
-      duration: seconds,
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN_KEY}` },
-      requests: [
-        {
-          setupRequest: (request) => ({
-            ...request,
-            body: JSON.stringify({ ...PLEDGE, pledgeId: `p-${process.pid}-${n++}` }),
-          }),
-        },
-      ],
-    });
-    // The same commands as a careful client sends them: each with its own Idempotency-Key.
-    log(`pledge-logistics commands with an Idempotency-Key each: ${connections} connections for ${seconds}s`);
-    const keyedCommands = await cannon({
-      url: `${service.url}/v1/missions/bench-mission/commands/pledge-logistics`,
-      connections,
-      duration: seconds,
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN_KEY}` },
-      requests: [
-        {
-          setupRequest: (request) => {
-            const id = `k-${process.pid}-${n++}`;
-            return {
-              ...request,
-              headers: { ...request.headers, 'idempotency-key': id },
-              body: JSON.stringify({ ...PLEDGE, pledgeId: id }),
-            };
+    /** Distinct pledges on one mission; with `keyed`, each with its own Idempotency-Key. */
+    const pledges = (keyed: boolean) =>
+      cannon({
+        url: `${service.url}/v1/missions/bench-mission/commands/pledge-logistics`,
+        connections,
+        duration: seconds,
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN_KEY}` },
+        requests: [
+          {
+            setupRequest: (request) => {
+              const id = `p-${process.pid}-${n++}`;
+              return {
+                ...request,
+                ...(keyed ? { headers: { ...request.headers, 'idempotency-key': id } } : {}),
+                body: JSON.stringify({ ...PLEDGE, pledgeId: id }),
+              };
+            },
           },
-        },
-      ],
-    });
+        ],
+      });
+    log(`pledge-logistics commands: ${connections} connections for ${seconds}s`);
+    const commands = await pledges(false);
+    // The same commands as a careful client sends them.
+    log(`the same with an Idempotency-Key each: ${connections} connections for ${seconds}s`);
+    const keyedCommands = await pledges(true);
     service.child.kill('SIGTERM');
 
     log(`building a mission of ${args['big-events']} events`);
