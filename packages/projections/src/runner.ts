@@ -186,14 +186,21 @@ export async function startProjections(options: StartProjectionsOptions): Promis
   return runner;
 }
 
-/** Creates the live tables and the checkpoint row of a projection the database has never seen. */
+/**
+ * Creates the live tables and the checkpoint row of a projection the database has never seen, and
+ * the tables a later version of its code added to a projection it has seen (each table is created
+ * only if missing, so this is a no-op once they exist).
+ */
 async function ensureInstalled(s: Settings, projection: Projection): Promise<void> {
-  if (await readCheckpoint(s.sql, projection.name)) return;
   await s.sql.transaction(async (tx) => {
     if (tx.dialect === 'postgres') {
       await tx.execute('SELECT pg_advisory_xact_lock(hashtext($1))', [`projection:${projection.name}`]);
     }
-    if (await readCheckpoint(tx, projection.name)) return;
+    const installed = await readCheckpoint(tx, projection.name);
+    if (installed) {
+      await tx.script(createTables(projection, tx.dialect, installed.generation, 'live'));
+      return;
+    }
     // Tables without a checkpoint row are leftovers nobody can vouch for.
     await tx.script(dropTables(projection, 0, 'live'));
     await tx.script(createTables(projection, tx.dialect, 0, 'live'));
@@ -881,6 +888,13 @@ class Worker {
           );
         });
         row = await readRebuild(this.s.sql, this.name);
+      } else {
+        // Resumed: the tables that code newer than the build's start added are created now.
+        const generation = row.generation;
+        await this.s.sql.transaction(async (tx) => {
+          await fenceLease(tx, lease, this.now(), this.s.ttl);
+          await tx.script(createTables(this.projection, tx.dialect, generation, 'rebuild'));
+        });
       }
       if (!row)
         throw new ProjectionError('rebuild-failed', { name: this.name, detail: 'rebuild row vanished' });

@@ -79,6 +79,7 @@ export {
   initialState,
   type MissionState,
   serializeState,
+  serializeStateParts,
 } from './state.js';
 export {
   evaluateStatus,

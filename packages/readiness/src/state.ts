@@ -1,6 +1,7 @@
 import { DomainError } from './errors.js';
 import type { EventOf, MissionEvent } from './events.js';
 import { validatedMs } from './instant.js';
+import { jsonParts } from './json-parts.js';
 import { emptyMap, mapGet, mapSet, type PMap } from './pmap.js';
 import type { Policy } from './policy.js';
 import {
@@ -604,6 +605,14 @@ export function fold(events: Iterable<MissionEvent>, from: MissionState = initia
 /** JSON text of a state. The state is plain data, so this is JSON.stringify. */
 export function serializeState(state: MissionState): string {
   return JSON.stringify(state);
+}
+
+/**
+ * `serializeState(state)` in parts of about `size` characters, made one at a time (see
+ * `jsonParts`): for writing a large state without ever holding its whole text.
+ */
+export function serializeStateParts(state: MissionState, size: number): Generator<string, void, undefined> {
+  return jsonParts(state, size);
 }
 
 /** Reads a state written by `serializeState` (or plain JSON.stringify). */

@@ -4,7 +4,7 @@ import {
   type MissionState,
   missionStreamName,
   nextChangeAfter,
-  serializeState,
+  serializeStateParts,
 } from '@muster/readiness';
 import { appendChanges, changeFeedMigrations } from '../change-feed.js';
 import { ProjectionError } from '../errors.js';
@@ -26,6 +26,8 @@ import {
   MISSIONS,
   readinessTables,
   SNAPSHOT_COLUMNS,
+  SNAPSHOT_PART_COLUMNS,
+  SNAPSHOT_PARTS,
   SNAPSHOTS,
   VERDICT_COLUMNS,
   VERDICTS,
@@ -53,6 +55,11 @@ export interface ReadinessProjectionOptions {
    * events, and time travel folds at most a third of the stream past the nearest one.
    */
   snapshotRatio?: number;
+  /**
+   * A snapshot's text is written in parts of about this many characters (default 256 KiB), so that
+   * the state of a long mission (18 MB of JSON at 100,000 events) is never one string in memory.
+   */
+  snapshotPartChars?: number;
   /** On shutdown, missions with at least this many events since their last snapshot get one (default 50). */
   flushMinEvents?: number;
   /**
@@ -172,6 +179,7 @@ export function createReadinessProjection(options: ReadinessProjectionOptions): 
   const snapshotRatio = options.snapshotRatio ?? 0.5;
   const flushMinEvents = options.flushMinEvents ?? 50;
   const rebuildSnapshotEvery = options.rebuildSnapshotEvery ?? 50_000;
+  const snapshotPartChars = options.snapshotPartChars ?? 256 * 1024;
   const checkpointEvery = Math.max(1, options.checkpointEvery ?? 2000);
   const maxCheckpoints = Math.max(2, options.maxCheckpoints ?? 64);
   const processor = new MissionProcessor();
@@ -215,7 +223,7 @@ export function createReadinessProjection(options: ReadinessProjectionOptions): 
       };
     } else {
       const revision = Number(row.revision);
-      const snapshot = await latestSnapshot(tx, ctx.table(SNAPSHOTS), missionId, revision);
+      const snapshot = await latestSnapshot(tx, snapshotTables(ctx), missionId, revision);
       const folded = await foldStream(store, missionId, stateOf(snapshot), { maxRevision: revision });
       const rt = newRuntime(missionId);
       rt.state = folded.state;
@@ -272,24 +280,33 @@ export function createReadinessProjection(options: ReadinessProjectionOptions): 
     }
   };
 
-  // One row per statement, serialised just before it is written: a state can weigh megabytes.
-  const writeSnapshot = (tx: SqlClient, ctx: ProjectionContext, rt: MissionRuntime) =>
-    insertRows(
-      tx,
-      ctx.table(SNAPSHOTS),
-      SNAPSHOT_COLUMNS,
-      [
-        [
-          rt.missionId,
-          rt.revision,
-          rt.position,
-          rt.lastRecordedAt,
-          rt.maxRecordedAt,
-          serializeState(rt.state),
-        ],
-      ],
-      'ON CONFLICT DO NOTHING',
+  const snapshotTables = (ctx: ProjectionContext) => ({
+    snapshots: ctx.table(SNAPSHOTS),
+    parts: ctx.table(SNAPSHOT_PARTS),
+  });
+
+  // One statement per part, each made just before it is written: a state can weigh megabytes.
+  const writeSnapshot = async (tx: SqlClient, ctx: ProjectionContext, rt: MissionRuntime): Promise<void> => {
+    const parts = serializeStateParts(rt.state, snapshotPartChars);
+    const first = parts.next();
+    const row = [rt.missionId, rt.revision, rt.position, rt.lastRecordedAt, rt.maxRecordedAt];
+    const added = await tx.execute(
+      `INSERT INTO ${ctx.table(SNAPSHOTS)} (${SNAPSHOT_COLUMNS.join(', ')}) VALUES ($1, $2, $3, $4, $5, $6)
+       ON CONFLICT DO NOTHING`,
+      [...row, first.done ? '' : first.value],
     );
+    // Already there: the same revision folds to the same state, parts included.
+    if (added === 0) return;
+    let part = 0;
+    for (const text of parts) {
+      part++;
+      await tx.execute(
+        `INSERT INTO ${ctx.table(SNAPSHOT_PARTS)} (${SNAPSHOT_PART_COLUMNS.join(', ')}) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (mission_id, revision, part) DO UPDATE SET state = excluded.state`,
+        [rt.missionId, rt.revision, part, text],
+      );
+    }
+  };
 
   /**
    * Moves a mission that left a rebuild's memory to the live watermark, when time will move it

@@ -18,7 +18,9 @@ import {
   snapshotKnownBy,
   stateOf,
 } from './state-loader.js';
-import { HISTORY, MISSIONS, SNAPSHOTS, VERDICTS } from './tables.js';
+import { HISTORY, MISSIONS, SNAPSHOT_PARTS, SNAPSHOTS, VERDICTS } from './tables.js';
+
+const LIVE_SNAPSHOTS = { snapshots: SNAPSHOTS, parts: SNAPSHOT_PARTS };
 
 export interface MissionSummary {
   missionId: string;
@@ -207,7 +209,7 @@ export function createReadinessQueries(options: ReadinessQueriesOptions): Readin
     if (cached && cached.revision <= head) {
       base = { state: cached.state, revision: cached.revision };
     } else {
-      const row = await latestSnapshot(sql, SNAPSHOTS, missionId, head);
+      const row = await latestSnapshot(sql, LIVE_SNAPSHOTS, missionId, head);
       base = stateOf(row);
       snapshot = row?.revision ?? null;
       known = row
@@ -357,7 +359,7 @@ export function createReadinessQueries(options: ReadinessQueriesOptions): Readin
         head,
         (c) => c.maxRecordedAt !== null && c.maxRecordedAt <= at,
       );
-      const stored = checkpoint ? null : await snapshotKnownBy(sql, SNAPSHOTS, missionId, at);
+      const stored = checkpoint ? null : await snapshotKnownBy(sql, LIVE_SNAPSHOTS, missionId, at);
       const snapshot = checkpoint ?? stored;
       let last: { revision: number; position: string; recordedAt: string } | null = null;
       const folded = await foldStream(store, missionId, checkpoint ?? stateOf(stored), {
@@ -405,7 +407,7 @@ export function createReadinessQueries(options: ReadinessQueriesOptions): Readin
         );
         const stored = checkpoint
           ? null
-          : await snapshotAtOrBeforePosition(sql, SNAPSHOTS, missionId, position);
+          : await snapshotAtOrBeforePosition(sql, LIVE_SNAPSHOTS, missionId, position);
         const snapshot = checkpoint ?? stored;
         base = checkpoint ?? stateOf(stored);
         snapshotRevision = snapshot?.revision ?? null;

@@ -51,56 +51,76 @@ export function readableEvent(event: RecordedEvent): MissionEvent | null {
   }
 }
 
-function toSnapshot(row: Record<string, unknown> | undefined): SnapshotRow | null {
+/** Where a generation keeps its snapshots: one row each, and the rest of a large one's text. */
+export interface SnapshotTables {
+  readonly snapshots: string;
+  readonly parts: string;
+}
+
+async function toSnapshot(
+  sql: SqlClient,
+  tables: SnapshotTables,
+  missionId: string,
+  row: Record<string, unknown> | undefined,
+): Promise<SnapshotRow | null> {
   if (!row) return null;
+  const revision = Number(row.revision);
+  const rest = await sql.query(
+    `SELECT state FROM ${tables.parts} WHERE mission_id = $1 AND revision = $2 ORDER BY part`,
+    [missionId, revision],
+  );
   return {
-    revision: Number(row.revision),
+    revision,
     position: String(row.position),
     recordedAt: Number(row.recorded_at),
     maxRecordedAt: Number(row.max_recorded_at),
-    state: String(row.state),
+    state:
+      rest.length === 0 ? String(row.state) : String(row.state) + rest.map((r) => String(r.state)).join(''),
   };
 }
 
 const SNAPSHOT_SELECT = 'SELECT revision, position, recorded_at, max_recorded_at, state FROM';
 
-export async function latestSnapshot(
+/** A mission's latest snapshot whose `column` is at most `bound`. */
+async function latestWhere(
   sql: SqlClient,
-  table: string,
+  tables: SnapshotTables,
+  missionId: string,
+  column: 'revision' | 'position' | 'max_recorded_at',
+  bound: number | string,
+): Promise<SnapshotRow | null> {
+  const [row] = await sql.query(
+    `${SNAPSHOT_SELECT} ${tables.snapshots} WHERE mission_id = $1 AND ${column} <= $2 ORDER BY revision DESC LIMIT 1`,
+    [missionId, bound],
+  );
+  return toSnapshot(sql, tables, missionId, row);
+}
+
+export function latestSnapshot(
+  sql: SqlClient,
+  tables: SnapshotTables,
   missionId: string,
   maxRevision: number,
 ): Promise<SnapshotRow | null> {
-  const [row] = await sql.query(
-    `${SNAPSHOT_SELECT} ${table} WHERE mission_id = $1 AND revision <= $2 ORDER BY revision DESC LIMIT 1`,
-    [missionId, maxRevision],
-  );
-  return toSnapshot(row);
+  return latestWhere(sql, tables, missionId, 'revision', maxRevision);
 }
 
-export async function snapshotAtOrBeforePosition(
+export function snapshotAtOrBeforePosition(
   sql: SqlClient,
-  table: string,
+  tables: SnapshotTables,
   missionId: string,
   position: string,
 ): Promise<SnapshotRow | null> {
-  const [row] = await sql.query(
-    `${SNAPSHOT_SELECT} ${table} WHERE mission_id = $1 AND position <= $2 ORDER BY revision DESC LIMIT 1`,
-    [missionId, position],
-  );
-  return toSnapshot(row);
+  return latestWhere(sql, tables, missionId, 'position', position);
 }
 
-export async function snapshotKnownBy(
+export function snapshotKnownBy(
   sql: SqlClient,
-  table: string,
+  tables: SnapshotTables,
   missionId: string,
   instant: number,
 ): Promise<SnapshotRow | null> {
-  const [row] = await sql.query(
-    `${SNAPSHOT_SELECT} ${table} WHERE mission_id = $1 AND max_recorded_at <= $2 ORDER BY revision DESC LIMIT 1`,
-    [missionId, instant],
-  );
-  return toSnapshot(row);
+  return latestWhere(sql, tables, missionId, 'max_recorded_at', instant);
 }
 
 export type FoldDecision = 'take' | 'skip' | 'stop';

@@ -10,6 +10,7 @@ export const MISSIONS = 'readiness_missions';
 export const VERDICTS = 'readiness_verdicts';
 export const HISTORY = 'readiness_history';
 export const SNAPSHOTS = 'readiness_snapshots';
+export const SNAPSHOT_PARTS = 'readiness_snapshot_parts';
 
 const integer = (dialect: SqlDialect) => (dialect === 'postgres' ? 'BIGINT' : 'INTEGER');
 
@@ -90,6 +91,18 @@ export const readinessTables: readonly ProjectionTable[] = [
       PRIMARY KEY (mission_id, revision)
     )`,
   },
+  {
+    // The rest of a large snapshot's text, after the part its row holds, in order (see
+    // `jsonParts`): written and read part by part, a state of many megabytes is never one string.
+    name: SNAPSHOT_PARTS,
+    create: (dialect, table) => `CREATE TABLE IF NOT EXISTS ${table} (
+      mission_id TEXT NOT NULL,
+      revision ${integer(dialect)} NOT NULL,
+      part ${integer(dialect)} NOT NULL,
+      state TEXT NOT NULL,
+      PRIMARY KEY (mission_id, revision, part)
+    )`,
+  },
 ];
 
 export const MISSION_COLUMNS = [
@@ -153,3 +166,5 @@ export const SNAPSHOT_COLUMNS = [
   'max_recorded_at',
   'state',
 ] as const;
+
+export const SNAPSHOT_PART_COLUMNS = ['mission_id', 'revision', 'part', 'state'] as const;
