@@ -163,7 +163,7 @@ async function cliRebuild(
   heapGrowthPercent: string,
 ): Promise<{ events: number; seconds: number; eventsPerSecond: number; peakRssMiB: number }> {
   const reportPeak =
-    'data:text/javascript,process.on("exit",()=>process.stderr.write(`max-rss-kib ${process.resourceUsage().maxRSS}\\n`))';
+    'data:text/javascript,process.on("exit",()=>process.stderr.write("max-rss-kib "+process.resourceUsage().maxRSS+"\\n"))';
   const proc = spawn(process.execPath, ['--import', reportPeak, CLI, 'projections', 'rebuild', 'readiness'], {
     env: {
       PATH: process.env.PATH ?? '',

@@ -7,9 +7,10 @@ import { exportMission, verifyExport } from '../export.js';
 import { startProjections } from '../runner.js';
 import { dumpTables, eventually, fillSynthetic, ManualClock, playMssHaiti } from '../test-support/harness.js';
 import { createPostgresDatabase, postgresSkipReason } from '../test-support/postgres.js';
+import { expectSnapshotsMatchTheLog } from '../test-support/snapshot-checks.js';
 import { createReadinessProjection } from './projection.js';
 import { createReadinessQueries } from './queries.js';
-import { HISTORY, MISSIONS, VERDICTS } from './tables.js';
+import { HISTORY, MISSIONS, SNAPSHOT_PARTS, VERDICTS } from './tables.js';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -30,7 +31,7 @@ async function open(clock: ManualClock) {
   const runner = await startProjections({
     store,
     sql: store.sql,
-    projections: [createReadinessProjection({ store, snapshotEvery: 100 })],
+    projections: [createReadinessProjection({ store, snapshotEvery: 100, snapshotPartChars: 2000 })],
     clock: clock.now,
     timeGraceMs: 0,
     tickMs: 20,
@@ -66,7 +67,7 @@ describe.skipIf(postgresSkipReason !== null)(
       expect((await readChangeFeed(store.sql, 0, 10_000)).length).toBeGreaterThan(20);
     }, 120_000);
 
-    it('rebuilds from zero into byte-identical tables', async () => {
+    it('snapshots in parts, and rebuilds from zero into byte-identical tables', async () => {
       const clock = new ManualClock();
       const { store, runner } = await open(clock);
       await fillSynthetic(store, clock, { missions: ['p1', 'p2', 'p3'], eventsPerMission: 300 });
@@ -74,6 +75,10 @@ describe.skipIf(postgresSkipReason !== null)(
       clock.advance(100 * 86_400_000);
       runner.poke();
       await eventually(async () => Date.parse((await runner.status())[0]?.watermark ?? '') >= clock.ms);
+      // Snapshots in parts, joined by PostgreSQL's string_agg when read.
+      const [parts] = await store.sql.query(`SELECT COUNT(*) AS n FROM ${SNAPSHOT_PARTS}`);
+      expect(Number(parts?.n)).toBeGreaterThan(0);
+      await expectSnapshotsMatchTheLog(store, store.sql);
       const before = await dumpTables(store.sql, [MISSIONS, VERDICTS, HISTORY]);
       const result = await runner.rebuild('readiness');
       expect(result.events).toBe(900);

@@ -1,14 +1,12 @@
-import { initialState, serializeState } from '@muster/readiness';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startProjections } from '../runner.js';
 import { fillSynthetic, ManualClock, openSqliteFixture } from '../test-support/harness.js';
+import { expectSnapshotsMatchTheLog } from '../test-support/snapshot-checks.js';
 import { createReadinessProjection } from './projection.js';
 import { createReadinessQueries } from './queries.js';
-import { foldStream, latestSnapshot } from './state-loader.js';
 import { SNAPSHOT_PARTS, SNAPSHOTS } from './tables.js';
 
 const MISSIONS = ['alpha', 'bravo'];
-const TABLES = { snapshots: SNAPSHOTS, parts: SNAPSHOT_PARTS };
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -36,25 +34,6 @@ async function setup(label: string) {
   return { fx, clock, run };
 }
 
-/** Every stored snapshot, checked against a fold of the log up to its revision. */
-async function expectSnapshotsMatchTheLog(fx: Awaited<ReturnType<typeof openSqliteFixture>>) {
-  const rows = await fx.sql.query(`SELECT mission_id, revision FROM ${SNAPSHOTS}`);
-  expect(rows.length).toBeGreaterThan(0);
-  for (const row of rows) {
-    const id = String(row.mission_id);
-    const revision = Number(row.revision);
-    const snapshot = await latestSnapshot(fx.sql, TABLES, id, revision);
-    const folded = await foldStream(
-      fx.store,
-      id,
-      { state: initialState(), revision: -1 },
-      { maxRevision: revision },
-    );
-    expect(snapshot?.revision).toBe(revision);
-    expect(snapshot?.state).toBe(serializeState(folded.state));
-  }
-}
-
 describe('snapshots in parts', () => {
   it('writes a large state in parts of about the size asked, and reads it back whole', async () => {
     const { fx, clock, run } = await setup('snapshot-parts');
@@ -66,7 +45,7 @@ describe('snapshots in parts', () => {
     expect(Number(parts?.n)).toBeGreaterThan(10);
     // A part ends at the first subtree that takes it past its size: here far below 2,048 values.
     expect(Number(parts?.longest)).toBeLessThan(2000 + 60_000);
-    await expectSnapshotsMatchTheLog(fx);
+    await expectSnapshotsMatchTheLog(fx.store, fx.sql);
     // Another process, with no projection, starts from them.
     const elsewhere = createReadinessQueries({ store: fx.store, sql: fx.sql });
     const basis = (await elsewhere.verdictAsOf('alpha', '2024-03-01T00:00:00Z'))?.basis;
@@ -84,6 +63,6 @@ describe('snapshots in parts', () => {
     await run();
     const [parts] = await fx.sql.query(`SELECT COUNT(*) AS n FROM ${SNAPSHOT_PARTS}`);
     expect(Number(parts?.n)).toBeGreaterThan(0);
-    await expectSnapshotsMatchTheLog(fx);
+    await expectSnapshotsMatchTheLog(fx.store, fx.sql);
   });
 });
