@@ -339,6 +339,10 @@ export function createReadinessProjection(options: ReadinessProjectionOptions): 
     for (const entry of evicted) {
       const { rt } = entry;
       if (rt.state.mission === null) continue;
+      // Only a rebuild moves missions early. The change feed is shared by every generation and
+      // unique on (cause position, change id): were the live generation to record time changes
+      // past its watermark, a rebuild swapped in (advanced to that watermark only) would record
+      // them again, and its batch would fail on the feed's key.
       if (ctx.mode === 'rebuild') {
         // In a rebuild, a mission that left memory (the least recently used: one gone quiet) comes
         // back surely only if time moves it at the swap, to the live watermark just before now.
