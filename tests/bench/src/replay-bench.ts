@@ -154,15 +154,7 @@ async function parent(): Promise<void> {
 /** One phase of the measurement in a fresh process (see `child`); resolves with what it reports. */
 function measure(path: string, phaseArgs: string[]): Promise<Record<string, unknown>> {
   return new Promise<Record<string, unknown>>((resolve, reject) => {
-    const childArgs = [
-      '--child',
-      path,
-      '--big',
-      String(Math.min(Number(args.big), Number(args.events))),
-      '--heap-growth-percent',
-      args['heap-growth-percent'],
-      ...phaseArgs,
-    ];
+    const childArgs = ['--child', path, '--heap-growth-percent', args['heap-growth-percent'], ...phaseArgs];
     const proc = fork(new URL(import.meta.url).pathname, childArgs, {
       execArgv: [
         '--conditions=@muster/source',

@@ -297,13 +297,16 @@ export function createReadinessProjection(options: ReadinessProjectionOptions): 
     );
     // Already there: the same revision folds to the same state, parts included.
     if (added === 0) return;
+    const replace = upsertClause(['mission_id', 'revision', 'part'], SNAPSHOT_PART_COLUMNS);
     let part = 0;
     for (const text of parts) {
       part++;
-      await tx.execute(
-        `INSERT INTO ${ctx.table(SNAPSHOT_PARTS)} (${SNAPSHOT_PART_COLUMNS.join(', ')}) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (mission_id, revision, part) DO UPDATE SET state = excluded.state`,
-        [rt.missionId, rt.revision, part, text],
+      await insertRows(
+        tx,
+        ctx.table(SNAPSHOT_PARTS),
+        SNAPSHOT_PART_COLUMNS,
+        [[rt.missionId, rt.revision, part, text]],
+        replace,
       );
     }
   };
