@@ -340,10 +340,13 @@ async function child(path: string): Promise<void> {
   // A catch-up ends once time's changes are recorded too: the scheduler starts on them when the
   // events are done (every mission time has moved since its last event), and the rebuild timed
   // next would otherwise share the process with that work.
+  // The scheduler writes a watermark only when a change is due: a small log may have none.
   const watermark = clock().getTime() - 1000;
   for (;;) {
     const [status] = await runner.status();
     if (status?.watermark && Date.parse(status.watermark) >= watermark) break;
+    const [due] = await store.sql.query('SELECT MIN(next_change_at) AS at FROM readiness_missions');
+    if (due?.at === null || Number(due?.at) > watermark) break;
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
   const catchUpSeconds = (performance.now() - t0) / 1000;
