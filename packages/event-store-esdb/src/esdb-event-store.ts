@@ -525,6 +525,10 @@ class EsdbStore implements EsdbEventStore {
     return null;
   }
 
+  canonicalPosition(position: string): Position {
+    return encodePosition(decodePosition(position));
+  }
+
   async ping(): Promise<void> {
     this.assertOpen();
     const read = this.client.readAll({ direction: BACKWARDS, fromPosition: END, maxCount: 1 });

@@ -628,6 +628,11 @@ class PostgresStore implements PostgresEventStore {
     return (await this.settledHorizon()).head;
   }
 
+  canonicalPosition(position: string): Position {
+    const { xid, pos } = parsePosition(position);
+    return formatPosition(xid, pos);
+  }
+
   async ping(): Promise<void> {
     this.assertOpen();
     await this.query('ping', 'SELECT 1', []);

@@ -655,6 +655,10 @@ class SqliteStore implements SqliteEventStore {
     return head > 0 ? sequencePosition(head) : null;
   }
 
+  canonicalPosition(position: string): Position {
+    return sequencePosition(parsePosition(position));
+  }
+
   async ping(): Promise<void> {
     this.assertOpen();
     try {

@@ -141,6 +141,12 @@ export interface EventStore {
   streamRevision(stream: string): Promise<number | null>;
   /** The position of the last event in the log, or null when empty. */
   headPosition(): Promise<Position | null>;
+  /**
+   * The position as this store emits it, for a position given from outside (a query string):
+   * positions are compared as strings, and only the emitted form sorts in log order. Throws
+   * InvalidReadOptionsError for a text that is no position of this store.
+   */
+  canonicalPosition(position: string): Position;
   /** Resolves when the store answers; rejects with StoreUnavailableError otherwise. */
   ping(): Promise<void>;
   close(): Promise<void>;

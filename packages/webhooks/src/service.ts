@@ -67,6 +67,12 @@ export interface WebhookServiceOptions {
   /** Ranges webhooks may reach although private (e.g. `127.0.0.0/8` for loopback receivers). */
   allowCidrs?: readonly string[];
   clock?: Clock;
+  /**
+   * The event store's `canonicalPosition`: a replay's `fromEventPosition` is compared with the
+   * change feed's positions as a string, which orders only the form the store emits. Without it,
+   * the position is used as given.
+   */
+  canonicalPosition?: (position: string) => string;
   logger?: WebhookLogger;
   /** Base64 of 32 random bytes: signing secrets are kept AES-256-GCM encrypted. Without it, in clear. */
   secretKey?: string | Buffer;
@@ -172,6 +178,7 @@ export class WebhookService {
   private unsubscribe: (() => void) | null = null;
   private purgeTimer: NodeJS.Timeout | null = null;
   private readonly retentionMs: number;
+  private readonly canonicalPosition: ((position: string) => string) | undefined;
 
   constructor(private readonly options: WebhookServiceOptions) {
     let publicUrl: URL;
@@ -206,6 +213,7 @@ export class WebhookService {
       maxPayloadBytes: MAX_PAYLOAD_BYTES,
     };
     this.retentionMs = options.retentionMs ?? 30 * 24 * 3600 * 1000;
+    this.canonicalPosition = options.canonicalPosition;
     const senderOptions = {
       policy,
       requestTimeoutMs,
@@ -612,7 +620,7 @@ export class WebhookService {
   async replay(agencyId: string, subscriptionId: string, input: unknown): Promise<ReplayResult> {
     this.assertOpen(agencyId);
     await this.migrate();
-    const selection = parseReplay(input);
+    const selection = parseReplay(input, this.canonicalPosition);
     const row = await this.ownedRow(this.ctx.sql, agencyId, subscriptionId);
     const result = await this.selectForReplay(row, selection);
     let replayed = 0;

@@ -207,7 +207,10 @@ export type ReplaySelection =
   | { kind: 'change-feed'; afterSeq: number }
   | { kind: 'event-position'; fromPosition: string };
 
-export function parseReplay(input: unknown): ReplaySelection {
+export function parseReplay(
+  input: unknown,
+  canonicalPosition: (position: string) => string = (position) => position,
+): ReplaySelection {
   const problems: FieldProblem[] = [];
   const body = asObject(input, problems, [
     'since',
@@ -250,8 +253,12 @@ export function parseReplay(input: unknown): ReplaySelection {
     return { kind: 'change-feed', afterSeq: seq };
   }
   const position = body.fromEventPosition;
-  if (typeof position !== 'string' || position.length === 0 || position.length > 200) {
-    throw validationError([{ path: 'fromEventPosition', message: 'must be an event store position' }]);
+  const refused = () =>
+    validationError([{ path: 'fromEventPosition', message: 'must be a position of this event store' }]);
+  if (typeof position !== 'string' || position.length === 0 || position.length > 200) throw refused();
+  try {
+    return { kind: 'event-position', fromPosition: canonicalPosition(position) };
+  } catch {
+    throw refused();
   }
-  return { kind: 'event-position', fromPosition: position };
 }

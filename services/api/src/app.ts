@@ -135,6 +135,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     allowHttp: config.webhookAllowHttp,
     allowCidrs: config.webhookAllowCidrs,
     clock: { now: () => clock().getTime() },
+    canonicalPosition: (position) => store.canonicalPosition(position),
     logger: logger.child({ component: 'webhooks' }),
     ...(config.webhookSecretKey ? { secretKey: config.webhookSecretKey } : {}),
     changeSignal: projections,

@@ -62,6 +62,23 @@ describe('the read side: history, audit, projections', () => {
     const at = await svc.request('GET', `/v1/missions/mss-haiti/readiness?atPosition=${third.position}`);
     expect(at.statusCode).toBe(200);
     expect(at.json()).toMatchObject({ basis: 'atPosition', revision: 2, position: third.position });
+    // The same position without its leading zeros is the same position, not one past the log's end.
+    const short = await svc.request(
+      'GET',
+      `/v1/missions/mss-haiti/readiness?atPosition=${BigInt(third.position).toString()}`,
+    );
+    expect(short.json()).toMatchObject({ revision: 2, position: third.position });
+    const before = await svc.request(
+      'GET',
+      `/v1/missions/mss-haiti/readiness?atPosition=${BigInt(events[0]?.position as string) - 1n}`,
+    );
+    expect(before.statusCode).toBe(404);
+    for (const bad of ['abc', 'Z', '1-2', '123456789012345678901']) {
+      const refused = await svc.request('GET', `/v1/missions/mss-haiti/readiness?atPosition=${bad}`);
+      expect(refused.statusCode, bad).toBe(400);
+      expect(refused.headers['content-type']).toContain('application/problem+json');
+      expect(refused.json().code, bad).toBe('invalid-position');
+    }
     const known = await svc.request('GET', `/v1/missions/mss-haiti/readiness?knownAt=${third.recordedAt}`);
     expect(known.json()).toMatchObject({ basis: 'knownAt' });
     expect(known.json().revision).toBeGreaterThanOrEqual(2);
@@ -191,5 +208,31 @@ describe('webhooks through the service', () => {
     expect(
       (await svc.request('GET', `/v1/webhooks/deliveries/${first.id}/attempts`, { key: other })).statusCode,
     ).toBe(404);
+
+    // A replay from an event position: written without its leading zeros it is the same position.
+    const events = (await svc.request('GET', '/v1/missions/mss-haiti/events?limit=1000')).json()
+      .events as Array<{ position: string }>;
+    const from = events[3]?.position as string;
+    const padded = await svc.request('POST', `/v1/webhooks/${id}/replay`, {
+      key: kenya,
+      body: { fromEventPosition: from },
+    });
+    expect(padded.statusCode).toBe(202);
+    expect(padded.json().replayed + padded.json().alreadyPending).toBeGreaterThan(0);
+    const short = await svc.request('POST', `/v1/webhooks/${id}/replay`, {
+      key: kenya,
+      body: { fromEventPosition: BigInt(from).toString() },
+    });
+    expect(short.json().replayed + short.json().alreadyPending).toBe(
+      padded.json().replayed + padded.json().alreadyPending,
+    );
+    for (const bad of ['abc', '00000000000000000001-00000000000000000002']) {
+      const refused = await svc.request('POST', `/v1/webhooks/${id}/replay`, {
+        key: kenya,
+        body: { fromEventPosition: bad },
+      });
+      expect(refused.statusCode, bad).toBe(400);
+      expect(refused.json().errors[0].path).toBe('fromEventPosition');
+    }
   });
 });

@@ -5,6 +5,7 @@ import {
   EventTooLargeError,
   InvalidEventError,
   InvalidExpectedRevisionError,
+  InvalidReadOptionsError,
   InvalidStreamNameError,
   StreamNotFoundError,
   WrongExpectedRevisionError,
@@ -320,6 +321,16 @@ export function runEventStoreContract(
             .map((e) => e.id),
         );
         expect(await store.headPosition()).toBe(all[all.length - 1]?.position);
+      });
+
+      it('gives its own positions back unchanged and refuses texts that are not positions', async () => {
+        const stream = streamName('canonical');
+        await store.appendToStream(stream, [ev(), ev()]);
+        const emitted = (await collect(store.readStream(stream))).map((e) => e.position);
+        for (const position of emitted) expect(store.canonicalPosition(position)).toBe(position);
+        for (const bad of ['', 'abc', '-1', ' 1', `${emitted[0]}x`, '9'.repeat(90)]) {
+          expect(() => store.canonicalPosition(bad), bad).toThrow(InvalidReadOptionsError);
+        }
       });
 
       it('filters by event type', async () => {

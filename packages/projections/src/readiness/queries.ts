@@ -1,4 +1,4 @@
-import type { EventStore, Position, SqlClient } from '@muster/event-store';
+import { type EventStore, InvalidReadOptionsError, type Position, type SqlClient } from '@muster/event-store';
 import {
   evaluate,
   type MissionState,
@@ -382,10 +382,8 @@ export function createReadinessQueries(options: ReadinessQueriesOptions): Readin
       });
     },
 
-    async verdictAtPosition(missionId, position) {
-      if (typeof position !== 'string' || position.length === 0 || position.length > 100) {
-        throw new ProjectionError('invalid-position', { value: String(position).slice(0, 60) });
-      }
+    async verdictAtPosition(missionId, given) {
+      const position = canonicalPosition(store, given);
       const stream = missionStreamName(missionId);
       const head = await store.streamRevision(stream);
       if (head === null) return null;
@@ -429,6 +427,21 @@ export function createReadinessQueries(options: ReadinessQueriesOptions): Readin
       });
     },
   };
+}
+
+/**
+ * Positions are compared as strings below, which orders only the form the store emits: on SQLite
+ * '5' is position 5 but sorts after every emitted '000…0019'.
+ */
+function canonicalPosition(store: EventStore, position: unknown): Position {
+  if (typeof position === 'string' && position.length > 0 && position.length <= 100) {
+    try {
+      return store.canonicalPosition(position);
+    } catch (error) {
+      if (!(error instanceof InvalidReadOptionsError)) throw error;
+    }
+  }
+  throw new ProjectionError('invalid-position', { value: String(position).slice(0, 60) });
 }
 
 export const isMissionStream = (stream: string): boolean => stream.startsWith(MISSION_STREAM_PREFIX);
