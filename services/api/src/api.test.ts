@@ -245,6 +245,22 @@ describe('the readiness API', () => {
       );
     });
 
+    it('If-Match: * asks only that the mission exists', async () => {
+      const any = await svc.request('POST', '/v1/missions/mss-haiti/commands/pledge-logistics', {
+        key: us,
+        body: pledge('p-any'),
+        headers: { 'if-match': '*' },
+      });
+      expect(any.statusCode).toBe(201);
+      const count = await svc.eventCount();
+      const missing = await svc.request('POST', '/v1/missions/no-such-mission/commands/pledge-logistics', {
+        body: pledge('p-none'),
+        headers: { 'if-match': '*' },
+      });
+      expect(expectProblem(missing, 412, 'precondition-failed').currentRevision).toBeNull();
+      expect(await svc.eventCount()).toBe(count);
+    });
+
     it('Idempotency-Key: the same request returns the original response; another body gets 422', async () => {
       const send = (body: unknown) =>
         svc.request('POST', '/v1/missions/mss-haiti/commands/pledge-logistics', {

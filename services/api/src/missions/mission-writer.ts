@@ -32,8 +32,11 @@ import { ApiError } from '../errors.js';
 export interface CommandContext {
   actor: Actor;
   correlationId: string;
-  /** The revision the caller says the mission is at (If-Match). */
-  ifMatch?: number | undefined;
+  /**
+   * The revision the caller says the mission is at (If-Match), or `*`: the mission has events,
+   * whichever revision (RFC 9110 §13.1.1); conflicts are then retried as without the header.
+   */
+  ifMatch?: number | '*' | undefined;
   /** Checks rights that depend on the state (a donor acting only for itself); throws ApiError. */
   authorize?: (command: MissionCommand, state: MissionState) => void;
 }
@@ -205,8 +208,12 @@ export class MissionWriter {
     const { missionId } = command;
     // From here to the append call nothing awaits: commands on this mission are decided in order.
     const base = entry.tentative;
-    if (context.ifMatch !== undefined && context.ifMatch !== (base.revision ?? -1)) {
-      throw staleRevision(context.ifMatch, base.revision);
+    const { ifMatch } = context;
+    if (
+      ifMatch !== undefined &&
+      (ifMatch === '*' ? base.revision === null : ifMatch !== (base.revision ?? -1))
+    ) {
+      throw staleRevision(ifMatch, base.revision);
     }
     context.authorize?.(command, base.state);
     const decided = decideParsed(command, base.state);
@@ -238,7 +245,7 @@ export class MissionWriter {
       entry.end();
       this.forget(missionId, entry);
       if (!(error instanceof WrongExpectedRevisionError)) throw error;
-      if (context.ifMatch !== undefined) {
+      if (typeof context.ifMatch === 'number') {
         const fresh = await this.entry(missionId);
         throw staleRevision(context.ifMatch, fresh.committed.revision);
       }
@@ -402,10 +409,12 @@ function outcome(
   };
 }
 
-function staleRevision(expected: number, current: number | null): ApiError {
+function staleRevision(expected: number | '*', current: number | null): ApiError {
   return new ApiError(
     'precondition-failed',
-    `If-Match names revision ${expected}, but the mission is at revision ${current ?? 'none (no events)'}`,
+    expected === '*'
+      ? 'If-Match: * asks for an existing mission, but the mission has no events'
+      : `If-Match names revision ${expected}, but the mission is at revision ${current ?? 'none (no events)'}`,
     { expectedRevision: expected, currentRevision: current },
     current === null ? {} : { etag: `"${current}"` },
   );

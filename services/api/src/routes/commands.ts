@@ -59,7 +59,8 @@ const commandHeaders = {
     schema: z.string().max(255),
   },
   'If-Match': {
-    description: 'The mission revision (ETag) you decided on; a stale one gets 412 with the current revision',
+    description:
+      'The mission revision (ETag) you decided on; a stale one gets 412 with the current revision. `*`: only if the mission has events',
     schema: z.string(),
   },
 };
@@ -75,7 +76,7 @@ const commandResponses = (entry?: CommandCatalogEntry) => ({
   403: { description: 'The key may not issue this command on this mission, or not for this party' },
   404: { description: 'No such mission (or command)' },
   409: { description: 'Refused by the mission state (e.g. a withdrawn pledge cannot be confirmed)' },
-  412: { description: 'If-Match names a stale revision' },
+  412: { description: 'If-Match names a stale revision (or is `*` and the mission has no events)' },
   413: { description: 'Body too large' },
   415: { description: 'Body is not application/json' },
   422: {
@@ -364,9 +365,10 @@ function pickHeaders(reply: FastifyReply): Record<string, string> {
   return out;
 }
 
-export function parseIfMatch(header: string | string[] | undefined): number | undefined {
+export function parseIfMatch(header: string | string[] | undefined): number | '*' | undefined {
   if (header === undefined) return undefined;
   const value = Array.isArray(header) ? header.join(',') : header;
+  if (value.trim() === '*') return '*';
   const match = /^\s*(?:W\/)?"?(\d{1,15})"?\s*$/.exec(value);
   if (!match) {
     throw new ApiError(
