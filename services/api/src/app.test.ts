@@ -73,4 +73,20 @@ describe('service skeleton', () => {
     });
     expect(res.json().detail).toBe('No route for GET /nope');
   });
+
+  it('answers a routed path under another method with 405 and the methods it allows', async () => {
+    const put = await app.inject({ method: 'PUT', url: '/v1/missions/mss-haiti?x=1' });
+    expect(put.statusCode).toBe(405);
+    expect(put.headers['content-type']).toBe('application/problem+json; charset=utf-8');
+    expect(put.headers.allow).toBe('GET, HEAD');
+    expect(put.json()).toMatchObject({ code: 'method-not-allowed', allowed: ['GET', 'HEAD'] });
+    const commands = await app.inject({ method: 'GET', url: '/v1/missions/m-1/commands/pledge-logistics' });
+    expect(commands.statusCode).toBe(405);
+    expect(commands.headers.allow).toBe('POST');
+    const missions = await app.inject({ method: 'DELETE', url: '/v1/missions' });
+    expect(missions.headers.allow).toBe('GET, HEAD, POST');
+    // A path no route has, and one a parameter cannot span (two segments), stay 404.
+    expect((await app.inject({ method: 'PUT', url: '/v1/nothing' })).statusCode).toBe(404);
+    expect((await app.inject({ method: 'PUT', url: '/v1/missions/a/b' })).statusCode).toBe(404);
+  });
 });

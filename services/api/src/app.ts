@@ -15,7 +15,7 @@ import { AgencyRegistry, AgencyService } from './auth/agencies.js';
 import { bearerToken } from './auth/api-keys.js';
 import type { Principal } from './auth/roles.js';
 import type { Config } from './config.js';
-import { ApiError, registerErrorHandling, sendProblem } from './errors.js';
+import { AllowedMethods, ApiError, registerErrorHandling, sendProblem } from './errors.js';
 import { HEARTBEAT_EVERY_MS, IdempotencyStore } from './idempotency.js';
 import { lazyRequestLogger } from './logger.js';
 import { Metrics } from './metrics.js';
@@ -82,10 +82,13 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   });
 
   const routeTable: string[] = [];
+  const allowed = new AllowedMethods();
   app.decorate('routeTable', routeTable);
   app.addHook('onRoute', (route) => {
-    for (const method of [route.method].flat())
+    for (const method of [route.method].flat()) {
+      allowed.add(method, route.url);
       if (method !== 'HEAD') routeTable.push(`${method} ${route.url}`);
+    }
   });
 
   // Bodies are JSON only: anything else is 415, not a string that fails validation.
@@ -201,7 +204,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     done(null, payload);
   });
   metrics.instrument(app);
-  registerErrorHandling(app);
+  registerErrorHandling(app, allowed);
 
   const perKey = new RateLimiter(config.rateLimitPerMinute);
   // Failed authentication is limited per client address, so that guessing keys is slow too.

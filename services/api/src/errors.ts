@@ -257,14 +257,54 @@ export function sendProblem(reply: FastifyReply, request: FastifyRequest, error:
     .send(JSON.stringify(problem));
 }
 
+/**
+ * The methods routed for each path pattern, to tell a path that exists under other methods (405
+ * with `Allow`, RFC 9110 §15.5.6) from one that does not (404).
+ */
+export class AllowedMethods {
+  private readonly patterns = new Map<string, { match: RegExp; methods: Set<string> }>();
+
+  add(method: string, url: string): void {
+    let entry = this.patterns.get(url);
+    if (!entry) {
+      const source = url
+        .split('/')
+        .map((part) => (part === '*' ? '.*' : part.startsWith(':') ? '[^/]+' : escapeRegExp(part)))
+        .join('/');
+      entry = { match: new RegExp(`^${source}$`), methods: new Set() };
+      this.patterns.set(url, entry);
+    }
+    entry.methods.add(method);
+    if (method === 'GET') entry.methods.add('HEAD');
+  }
+
+  for(path: string): string[] {
+    const methods = new Set<string>();
+    for (const { match, methods: routed } of this.patterns.values())
+      if (match.test(path)) for (const m of routed) methods.add(m);
+    return [...methods].sort();
+  }
+}
+
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
 /** The one error handler of the service, and the answer for routes that do not exist. */
-export function registerErrorHandling(app: FastifyInstance): void {
+export function registerErrorHandling(app: FastifyInstance, allowed = new AllowedMethods()): void {
   app.setErrorHandler((error, request, reply) => sendProblem(reply, request, error));
-  app.setNotFoundHandler((request, reply) =>
-    sendProblem(
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0] as string;
+    const methods = allowed.for(path);
+    return sendProblem(
       reply,
       request,
-      new ApiError('not-found', `No route for ${request.method} ${request.url.split('?')[0]}`),
-    ),
-  );
+      methods.length > 0
+        ? new ApiError(
+            'method-not-allowed',
+            `${path} does not answer ${request.method}; it answers ${methods.join(', ')}`,
+            { allowed: methods },
+            { allow: methods.join(', ') },
+          )
+        : new ApiError('not-found', `No route for ${request.method} ${path}`),
+    );
+  });
 }
