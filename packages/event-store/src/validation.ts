@@ -48,9 +48,23 @@ export function isIsoInstant(value: unknown): value is string {
   return typeof value === 'string' && ISO_INSTANT.test(value) && normaliseInstant(value) !== null;
 }
 
+/**
+ * Whether the date and hour of an ISO_INSTANT text exist: `Date.parse` takes a 29th to 31st of
+ * any month and rolls it into the next (2024-02-30 is read as 2024-03-01), and takes 24:00.
+ */
+function isCalendarTime(value: string): boolean {
+  const year = Number(value.slice(0, 4));
+  const month = Number(value.slice(5, 7));
+  const day = Number(value.slice(8, 10));
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  const days =
+    month === 2 ? (leap ? 29 : 28) : month === 4 || month === 6 || month === 9 || month === 11 ? 30 : 31;
+  return month >= 1 && month <= 12 && day >= 1 && day <= days && Number(value.slice(11, 13)) <= 23;
+}
+
 /** A valid ISO 8601 instant as `YYYY-MM-DDTHH:mm:ss.sssZ`, or null. */
 export function normaliseInstant(value: string): string | null {
-  if (!ISO_INSTANT.test(value)) return null;
+  if (!ISO_INSTANT.test(value) || !isCalendarTime(value)) return null;
   const ms = Date.parse(value);
   if (Number.isNaN(ms)) return null;
   const iso = new Date(ms).toISOString();

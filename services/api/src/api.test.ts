@@ -207,6 +207,14 @@ describe('the readiness API', () => {
         400,
         'validation-failed',
       );
+      // A date that does not exist is refused, not read as the next month's first days.
+      expectProblem(
+        await svc.request('GET', '/v1/missions/mss-haiti/readiness?knownAt=2024-02-30T00:00:00Z', {
+          key: kenya,
+        }),
+        400,
+        'validation-failed',
+      );
       expectProblem(
         await svc.request(
           'GET',
