@@ -98,6 +98,11 @@ describe('the read side: history, audit, projections', () => {
     const before = (await svc.request('GET', '/v1/missions/mss-haiti/readiness/history?limit=1000')).body;
     const started = await svc.request('POST', `/v1/admin/projections/${readiness.name}/rebuild`);
     expect(started.statusCode).toBe(202);
+    expect(started.json().status).toBe('started');
+    // Asked again while it runs (it takes about half a second here): the same rebuild, said so.
+    const again = await svc.request('POST', `/v1/admin/projections/${readiness.name}/rebuild`);
+    expect(again.statusCode).toBe(202);
+    expect(again.json().status).toBe('in-progress');
     for (let i = 0; i < 100; i++) {
       const [status] = (await svc.request('GET', '/v1/admin/projections')).json().projections;
       if (status.generation > readiness.generation && status.rebuild === null) break;

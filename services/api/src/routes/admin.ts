@@ -65,13 +65,17 @@ export function registerAdminRoutes(routes: RouteRegistry, services: Services): 
     tags: ['operations'],
     params: z.object({ name: z.string().min(1).max(100) }),
     responses: {
-      202: { description: 'Started', schema: z.object({ name: z.string(), status: z.literal('started') }) },
+      202: {
+        description:
+          'Started; or `in-progress` when a rebuild of the projection was already recorded (this call follows it, or resumes it if its process died)',
+        schema: z.object({ name: z.string(), status: z.enum(['started', 'in-progress']) }),
+      },
       403: { description: 'Not an administrator' },
       404: { description: 'No such projection' },
     },
     handler: async ({ principal, params, request, reply }) => {
       requireOperator(principal, true);
-      const known = (await services.projections.status()).some((p) => p.name === params.name);
+      const known = (await services.projections.status()).find((p) => p.name === params.name);
       if (!known) throw new ApiError('not-found', `No projection '${params.name}'`);
       services.projections.rebuild(params.name).then(
         (result) => request.log.info({ projection: params.name, result }, 'projection rebuilt'),
@@ -79,7 +83,10 @@ export function registerAdminRoutes(routes: RouteRegistry, services: Services): 
           request.log.error({ err: error, projection: params.name }, 'projection rebuild failed'),
       );
       reply.code(202);
-      return { name: params.name, status: 'started' as const };
+      return {
+        name: params.name,
+        status: known.rebuild === null ? ('started' as const) : ('in-progress' as const),
+      };
     },
   });
 }
