@@ -67,6 +67,20 @@ describe('a mission export', () => {
     ).toBeNull();
   });
 
+  it('refuses instants that do not exist, in the file and in the store alike', async () => {
+    for (const bad of ['2024-02-30T00:00:00Z', '2023-02-29T12:00:00Z', 'soon', '2024-04-26']) {
+      await expect(verdictFromExport(exportLines(text), { asOf: bad }), bad).rejects.toMatchObject({
+        code: 'invalid-instant',
+      });
+      await expect(verifyExport(exportLines(text), { until: bad }), bad).rejects.toMatchObject({
+        code: 'invalid-instant',
+      });
+      await expect(queries.verdictKnownAt(missionId, bad), bad).rejects.toMatchObject({
+        code: 'invalid-instant',
+      });
+    }
+  });
+
   it('detects a change to any byte of any line: data, metadata, ids, order, times, hashes, header', async () => {
     const encoder = new TextEncoder();
     const decoder = new TextDecoder();

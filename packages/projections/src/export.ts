@@ -9,7 +9,7 @@ import {
   type MissionVerdict,
   missionStreamName,
 } from '@muster/readiness';
-import { ProjectionError } from './errors.js';
+import { parseInstant } from './instants.js';
 import {
   type HistoryEntry,
   MissionProcessor,
@@ -167,9 +167,7 @@ export async function verifyExport(
   lines: AsyncIterable<string> | Iterable<string>,
   options: VerifyExportOptions = {},
 ): Promise<ExportVerification> {
-  const until = options.until === undefined ? undefined : Date.parse(options.until);
-  if (until !== undefined && Number.isNaN(until))
-    throw new ProjectionError('invalid-instant', { value: options.until });
+  const until = options.until === undefined ? undefined : parseInstant(options.until);
   const chain = new ChainVerifier();
   const processor = new MissionProcessor();
   const sink = newSink({ changes: false });
@@ -310,10 +308,7 @@ export async function verdictFromExport(
   query: ExportQuery,
 ): Promise<{ verification: ExportVerification; verdict: MissionVerdict | null }> {
   const instant = 'asOf' in query ? query.asOf : query.knownAt;
-  const at = Date.parse(instant);
-  if (Number.isNaN(at) || !/^\d{4}-\d{2}-\d{2}T/.test(instant)) {
-    throw new ProjectionError('invalid-instant', { value: instant });
-  }
+  const at = parseInstant(instant);
   let state: MissionState = initialState();
   const knownAt = 'knownAt' in query;
   const verification = await verifyExport(lines, {

@@ -8,6 +8,7 @@ import {
   type PhaseVerdict,
 } from '@muster/readiness';
 import { ProjectionError } from '../errors.js';
+import { parseInstant } from '../instants.js';
 import { type HistoryEntry, MISSION_STREAM_PREFIX } from './processor.js';
 import type { ReadinessProjection, SharedMissionState } from './projection.js';
 import {
@@ -101,14 +102,6 @@ export interface ReadinessQueriesOptions {
 }
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
-
-function parseInstant(instant: string): number {
-  const ms = typeof instant === 'string' ? Date.parse(instant) : Number.NaN;
-  if (!/^\d{4}-\d{2}-\d{2}T/.test(String(instant)) || Number.isNaN(ms)) {
-    throw new ProjectionError('invalid-instant', { value: String(instant).slice(0, 60) });
-  }
-  return ms;
-}
 
 function toHistoryEntry(row: Record<string, unknown>): HistoryEntry {
   return {
