@@ -43,7 +43,8 @@ export interface ReadinessProjectionOptions {
   cacheSize?: number;
   /**
    * ...and most events folded into those states together (default 200,000; a state takes about
-   * 600 bytes of heap per event). The least recently used go first; they come back from their
+   * 250-370 bytes of heap per event, and its time-travel checkpoints about 100 more). The least
+   * recently used go first; they come back from their
    * latest snapshot and a fold of the events after it.
    */
   cacheEvents?: number;
