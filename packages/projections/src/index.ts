@@ -56,6 +56,7 @@ export {
   type ProjectionsHandle,
   type RebuildProgress,
   type RebuildResult,
+  readProjectionStatus,
   type StartProjectionsOptions,
   startProjections,
 } from './runner.js';

@@ -25,6 +25,7 @@ import {
 } from './projection.js';
 import {
   type CheckpointRow,
+  type RebuildRow,
   readCheckpoint,
   readCheckpoints,
   readRebuild,
@@ -209,6 +210,105 @@ async function ensureInstalled(s: Settings, projection: Projection): Promise<voi
       [projection.name, projection.version, Date.now()],
     );
   });
+}
+
+/** What a process that runs the projection knows better than its tables. */
+interface LocalStatus {
+  generation?: number;
+  position?: Position | null;
+  watermark?: number | null;
+  caughtUp: boolean;
+  isLeader: boolean;
+  lastError: ProjectionStatus['lastError'];
+  restarts: number;
+}
+
+function statusRow(
+  projection: Projection,
+  checkpoint: CheckpointRow | null,
+  lease: { owner: string; expiresAt: number } | null,
+  head: Position | null,
+  rebuild: RebuildRow | null,
+  now: number,
+  local: LocalStatus,
+): ProjectionStatus {
+  const position = local.position !== undefined ? local.position : (checkpoint?.position ?? null);
+  const watermark = local.watermark !== undefined ? local.watermark : (checkpoint?.watermark ?? null);
+  return {
+    name: projection.name,
+    version: projection.version,
+    generation: local.generation ?? checkpoint?.generation ?? 0,
+    position,
+    headPosition: head,
+    lagEvents: lagInEvents(position, head),
+    behind: head !== null && (position === null || position < head),
+    caughtUp: local.caughtUp,
+    isLeader: local.isLeader,
+    leader:
+      lease && lease.expiresAt > now
+        ? { owner: lease.owner, expiresAt: new Date(lease.expiresAt).toISOString() }
+        : null,
+    watermark: watermark === null ? null : new Date(watermark).toISOString(),
+    lastError: local.lastError,
+    restarts: local.restarts,
+    rebuild: rebuild
+      ? {
+          generation: rebuild.generation,
+          status: rebuild.status,
+          position: rebuild.position,
+          events: rebuild.events,
+        }
+      : null,
+  };
+}
+
+/**
+ * The projections' status as the database records it, for a process that runs none of them (the
+ * CLI's `projections status`): reads only, so it neither creates tables, takes a lease, projects,
+ * nor resumes an interrupted rebuild, as starting a runner would. A database the runner has never
+ * started on reports each projection at generation 0 with nothing projected.
+ */
+export async function readProjectionStatus(options: {
+  store: EventStore;
+  sql: SqlClient;
+  projections: readonly Projection[];
+  clock?: () => Date;
+}): Promise<ProjectionStatus[]> {
+  const { sql } = options;
+  const installed = await hasTable(sql, 'projection_checkpoints');
+  const [checkpoints, leases, head] = await Promise.all([
+    installed ? readCheckpoints(sql) : new Map<string, CheckpointRow>(),
+    installed ? readLeases(sql) : new Map<string, { owner: string; expiresAt: number }>(),
+    options.store.headPosition(),
+  ]);
+  const now = (options.clock ?? (() => new Date()))().getTime();
+  const out: ProjectionStatus[] = [];
+  for (const projection of options.projections) {
+    const rebuild = installed ? await readRebuild(sql, projection.name) : null;
+    out.push(
+      statusRow(
+        projection,
+        checkpoints.get(projection.name) ?? null,
+        leases.get(projection.name) ?? null,
+        head,
+        rebuild,
+        now,
+        { caughtUp: false, isLeader: false, lastError: null, restarts: 0 },
+      ),
+    );
+  }
+  return out;
+}
+
+async function hasTable(sql: SqlClient, table: string): Promise<boolean> {
+  const rows =
+    sql.dialect === 'postgres'
+      ? await sql.query(
+          'SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = current_schema() AND tablename = $1',
+          [table],
+        )
+      : await sql.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = $1", [table]);
+  return rows.length > 0;
 }
 
 type ChangeListener = (changes: readonly ReadinessChange[]) => void;
@@ -740,44 +840,21 @@ class Worker {
     this.runner.emitChanges(published);
   }
 
-  status(
+  async status(
     checkpoint: CheckpointRow | null,
     lease: { owner: string; expiresAt: number } | null,
     head: Position | null,
   ): Promise<ProjectionStatus> {
-    return (async () => {
-      // Until this process has read its checkpoint after taking the lease, the table knows better.
-      const local = this.lease !== null && this.live !== null;
-      const position = local ? this.position : (checkpoint?.position ?? null);
-      const rebuild = await readRebuild(this.s.sql, this.name).catch(() => null);
-      const watermark = local ? this.watermark : (checkpoint?.watermark ?? null);
-      return {
-        name: this.name,
-        version: this.projection.version,
-        generation: local ? this.generation : (checkpoint?.generation ?? 0),
-        position,
-        headPosition: head,
-        lagEvents: lagInEvents(position, head),
-        behind: head !== null && (position === null || position < head),
-        caughtUp: this.lease !== null && this.caughtUp,
-        isLeader: this.lease !== null,
-        leader:
-          lease && lease.expiresAt > this.now()
-            ? { owner: lease.owner, expiresAt: new Date(lease.expiresAt).toISOString() }
-            : null,
-        watermark: watermark === null ? null : new Date(watermark).toISOString(),
-        lastError: this.lastError,
-        restarts: this.restarts,
-        rebuild: rebuild
-          ? {
-              generation: rebuild.generation,
-              status: rebuild.status,
-              position: rebuild.position,
-              events: rebuild.events,
-            }
-          : null,
-      };
-    })();
+    // Until this process has read its checkpoint after taking the lease, the table knows better.
+    const local = this.lease !== null && this.live !== null;
+    const rebuild = await readRebuild(this.s.sql, this.name).catch(() => null);
+    return statusRow(this.projection, checkpoint, lease, head, rebuild, this.now(), {
+      ...(local ? { generation: this.generation, position: this.position, watermark: this.watermark } : {}),
+      caughtUp: this.lease !== null && this.caughtUp,
+      isLeader: this.lease !== null,
+      lastError: this.lastError,
+      restarts: this.restarts,
+    });
   }
 
   async stop(): Promise<void> {

@@ -176,6 +176,34 @@ describe('muster projections rebuild', () => {
     expect(JSON.parse(status.stdout)[0]).toMatchObject({ name: 'readiness', generation: 1, behind: false });
   });
 
+  it('reports status by reading only: nothing created, projected or taken on a database it finds behind', async () => {
+    // Events but no read models yet: what a service that never started would leave.
+    const fresh = join(dir, 'fresh.db');
+    const store = await openSqliteEventStore({ path: fresh });
+    await store.appendToStream('mission-x', [{ type: 'Something', data: {} }]);
+    const tables = async () =>
+      (await store.sql.query<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'"))
+        .map((r) => r.name)
+        .sort();
+    const before = await tables();
+    try {
+      const status = await muster(['projections', 'status'], { MUSTER_SQLITE_PATH: fresh });
+      expect(status.code).toBe(0);
+      expect(JSON.parse(status.stdout)).toEqual([
+        expect.objectContaining({
+          name: 'readiness',
+          generation: 0,
+          position: null,
+          behind: true,
+          isLeader: false,
+        }),
+      ]);
+      expect(await tables()).toEqual(before);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('reports the whole configuration problem and exits 2', async () => {
     const run = await muster(['projections', 'rebuild', 'readiness'], {
       MUSTER_STORE: 'postgres',

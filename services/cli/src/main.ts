@@ -7,6 +7,7 @@ import {
   type ExportVerification,
   isProjectionError,
   type ProjectionsHandle,
+  readProjectionStatus,
   setHeapGrowthPercent,
   startProjections,
   verdictFromExport,
@@ -29,7 +30,8 @@ Usage:
       Rebuilds a projection from position zero into fresh tables and swaps them in, against the
       store configured by MUSTER_STORE, MUSTER_SQLITE_PATH, DATABASE_URL (as the service).
   muster projections status
-      Prints every projection's position, lag, leader and rebuild as JSON.
+      Prints every projection's position, lag, leader and rebuild as JSON, as the database
+      records them. Reads only: it starts no projection and resumes no rebuild.
   muster backup <destination.db>
       Copies the embedded SQLite store (events, read models, keys, outbox) to a new file while the
       service keeps running, checks the copy and prints what it holds as JSON. SQLite only: on
@@ -186,10 +188,20 @@ async function withRunner<T>(fn: (runner: ProjectionsHandle) => Promise<T>): Pro
 async function projections(args: string[]): Promise<number> {
   const [action, name, ...extra] = args;
   if (action === 'status' && name === undefined) {
-    return withRunner(async (runner) => {
-      out(JSON.stringify(await runner.status(), null, 2));
+    // Read-only: starting a runner here would create tables, and with no service running would
+    // take the lease, project, and resume an interrupted rebuild, all to print a status.
+    const stores = await openStores(configuration());
+    try {
+      const status = await readProjectionStatus({
+        store: stores.store,
+        sql: stores.sql,
+        projections: [createReadinessProjection({ store: stores.store })],
+      });
+      out(JSON.stringify(status, null, 2));
       return 0;
-    });
+    } finally {
+      await stores.close();
+    }
   }
   if (action !== 'rebuild' || !name || extra.length > 0)
     throw new UsageError('projections rebuild <name> | projections status');

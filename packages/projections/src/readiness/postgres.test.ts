@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { auditMission } from '../audit.js';
 import { readChangeFeed } from '../change-feed.js';
 import { exportMission, verifyExport } from '../export.js';
-import { startProjections } from '../runner.js';
+import { readProjectionStatus, startProjections } from '../runner.js';
 import { dumpTables, eventually, fillSynthetic, ManualClock, playMssHaiti } from '../test-support/harness.js';
 import { createPostgresDatabase, postgresSkipReason } from '../test-support/postgres.js';
 import { expectSnapshotsMatchTheLog } from '../test-support/snapshot-checks.js';
@@ -44,6 +44,46 @@ async function open(clock: ManualClock) {
 describe.skipIf(postgresSkipReason !== null)(
   `the readiness projection on PostgreSQL${postgresSkipReason ? ` (${postgresSkipReason})` : ''}`,
   () => {
+    it('reads the status without a runner: nothing installed at first, then what the runner recorded', async () => {
+      const { url, drop } = await createPostgresDatabase('status');
+      const store = await openPostgresEventStore({ connectionString: url, pollIntervalMs: 100 });
+      cleanups.push(async () => {
+        await store.close();
+        await drop();
+      });
+      const projections = [createReadinessProjection({ store })];
+      await store.appendToStream('mission-x', [{ type: 'Something', data: {} }]);
+      const before = await readProjectionStatus({ store, sql: store.sql, projections });
+      expect(before).toEqual([
+        expect.objectContaining({
+          name: 'readiness',
+          generation: 0,
+          position: null,
+          behind: true,
+          leader: null,
+        }),
+      ]);
+      const installed = await store.sql.query(
+        "SELECT 1 FROM pg_tables WHERE tablename = 'projection_checkpoints'",
+      );
+      expect(installed).toEqual([]);
+      const runner = await startProjections({ store, sql: store.sql, projections });
+      cleanups.push(() => runner.close());
+      const head = (await store.headPosition()) as string;
+      expect(await runner.waitForPosition(head, 20_000)).toBe(true);
+      await eventually(async () => {
+        const [row] = await readProjectionStatus({ store, sql: store.sql, projections });
+        return row?.position === head && row.leader !== null ? row : undefined;
+      });
+      const [read] = await readProjectionStatus({ store, sql: store.sql, projections });
+      expect(read).toMatchObject({
+        position: head,
+        behind: false,
+        isLeader: false,
+        leader: { owner: expect.any(String) },
+      });
+    });
+
     it('plays the MSS Haiti scenario, records the expiry, audits clean and exports verifiably', async () => {
       const clock = new ManualClock();
       const { store, runner } = await open(clock);
