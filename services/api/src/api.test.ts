@@ -253,6 +253,28 @@ describe('the readiness API', () => {
       );
     });
 
+    it('a commandId given twice: the second command is refused as such, not retried as a race', async () => {
+      const commandId = '0190a6c4-58a4-7a53-8b1a-2b7c4c3e2f10';
+      const first = await svc.request('POST', '/v1/missions/mss-haiti/commands/pledge-logistics', {
+        key: us,
+        body: { ...pledge('p-first'), commandId },
+      });
+      expect(first.statusCode).toBe(201);
+      const count = await svc.eventCount();
+      const second = await svc.request('POST', '/v1/missions/mss-haiti/commands/pledge-logistics', {
+        key: us,
+        body: { ...pledge('p-second'), commandId },
+      });
+      expect(expectProblem(second, 409, 'command-id-reused').commandId).toBe(commandId);
+      expect(await svc.eventCount()).toBe(count);
+      // The mission is not stuck: the next command with an id of its own lands.
+      const third = await svc.request('POST', '/v1/missions/mss-haiti/commands/pledge-logistics', {
+        key: us,
+        body: pledge('p-third'),
+      });
+      expect(third.statusCode).toBe(201);
+    });
+
     it('If-Match: * asks only that the mission exists', async () => {
       const any = await svc.request('POST', '/v1/missions/mss-haiti/commands/pledge-logistics', {
         key: us,

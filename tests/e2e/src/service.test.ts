@@ -113,6 +113,21 @@ for (const { kind, skip } of stores) {
       expect((await call(service, 'GET', '/v1/missions/mss-haiti')).json().revision).toBe(before);
     });
 
+    it('refuses a commandId given again for another command at once, and appends nothing', async () => {
+      const url = '/v1/missions/mss-haiti/commands/report-unit-readiness';
+      const commandId = '0190a6c4-58a4-7a53-8b1a-2b7c4c3e2f11';
+      const report = (officersReady: number) =>
+        call(service, 'POST', url, { body: { unit: 'RDU', officersReady, status: 'standby', commandId } });
+      expect((await report(10)).status).toBe(201);
+      const before = (await call(service, 'GET', '/v1/missions/mss-haiti')).json().revision;
+      const again = await report(20);
+      expect({ status: again.status, code: again.json().code }).toEqual({
+        status: 409,
+        code: 'command-id-reused',
+      });
+      expect((await call(service, 'GET', '/v1/missions/mss-haiti')).json().revision).toBe(before);
+    });
+
     it('keeps idempotency keys across a restart', async () => {
       const donor = await registerAgency(service, 'canada', ['donor'], ['mss-haiti']);
       const body = {

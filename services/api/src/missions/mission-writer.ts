@@ -185,12 +185,13 @@ export class MissionWriter {
    */
   async execute(command: MissionCommand, context: CommandContext): Promise<CommandOutcome> {
     const { missionId } = command;
+    const refusals: Refusals = { at: undefined, count: 0 };
     for (let attempt = 0; ; attempt++) {
       let entry = await this.entry(missionId);
       const release = this.pipeline ? null : await entry.turn();
       try {
         if (release) entry = await this.entry(missionId);
-        const outcome = await this.attempt(command, context, entry, attempt);
+        const outcome = await this.attempt(command, context, entry, attempt, refusals);
         if (outcome) return outcome;
       } finally {
         release?.();
@@ -204,6 +205,7 @@ export class MissionWriter {
     context: CommandContext,
     entry: MissionEntry,
     attempt: number,
+    refusals: Refusals,
   ): Promise<CommandOutcome | null> {
     const { missionId } = command;
     // From here to the append call nothing awaits: commands on this mission are decided in order.
@@ -245,9 +247,24 @@ export class MissionWriter {
       entry.end();
       this.forget(missionId, entry);
       if (!(error instanceof WrongExpectedRevisionError)) throw error;
-      if (typeof context.ifMatch === 'number') {
-        const fresh = await this.entry(missionId);
+      const fresh = await this.entry(missionId);
+      if (typeof context.ifMatch === 'number' && fresh.committed.revision !== context.ifMatch) {
         throw staleRevision(context.ifMatch, fresh.committed.revision);
+      }
+      // Refused twice on the same revision while the log stayed there: no other write came
+      // between, so the store refused the events' ids, recorded before by a command that gave the
+      // same commandId. (Once can be a pipelined predecessor that failed while another writer
+      // took its revision.) Retrying would be refused the same way every time.
+      if (fresh.committed.revision === base.revision) {
+        refusals.count = refusals.at === base.revision ? refusals.count + 1 : 1;
+        refusals.at = base.revision;
+        if (refusals.count >= 2) {
+          throw new ApiError(
+            'command-id-reused',
+            `commandId ${command.commandId} was already used by an earlier command on this mission: give each command its own id (an Idempotency-Key makes a retry safe)`,
+            { commandId: command.commandId },
+          );
+        }
       }
       if (attempt >= this.maxRetries) {
         throw new ApiError('conflict', 'The mission kept changing under this command; retry it', {
@@ -407,6 +424,12 @@ function outcome(
     events,
     replayed,
   };
+}
+
+/** Appends of one command refused while the log stood at the revision it was decided on. */
+interface Refusals {
+  at: number | null | undefined;
+  count: number;
 }
 
 function staleRevision(expected: number | '*', current: number | null): ApiError {
