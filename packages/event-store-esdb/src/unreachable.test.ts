@@ -49,6 +49,21 @@ describe('EventStoreDB adapter without a server', () => {
     );
   });
 
+  it('makes a given position canonical without a server: its own form back, anything else refused', async () => {
+    const store = await openEsdbEventStore({ connectionString });
+    const before = connections;
+    try {
+      const emitted = `${'0'.repeat(19)}7/${'0'.repeat(19)}7`;
+      expect(store.canonicalPosition(emitted)).toBe(emitted);
+      for (const bad of ['7/7', 'abc', `${emitted}x`, '00000000000000000007-00000000000000000007']) {
+        expect(() => store.canonicalPosition(bad), bad).toThrow(InvalidReadOptionsError);
+      }
+      expect(connections).toBe(before);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('rejects bad input before sending anything', async () => {
     const store = await openEsdbEventStore({ connectionString, maxAppendBytes: 10_000 });
     const before = connections;
