@@ -78,6 +78,25 @@ describe('the readiness API', () => {
       expectProblem(await svc.request('GET', '/v1/me', { key: issued.key }), 401, 'unauthorized');
     });
 
+    it('a key may expire: refused if born expired, working until its instant, then not', async () => {
+      const past = new Date(svc.clock.now.getTime() - 1000).toISOString();
+      const born = await svc.request('POST', '/v1/agencies/kenya/keys', {
+        key: kenya,
+        body: { expiresAt: past },
+      });
+      expect(expectProblem(born, 400, 'validation-failed').errors).toEqual([
+        expect.objectContaining({ path: 'expiresAt' }),
+      ]);
+      const until = new Date(svc.clock.now.getTime() + 60_000).toISOString();
+      const issued = (
+        await svc.request('POST', '/v1/agencies/kenya/keys', { key: kenya, body: { expiresAt: until } })
+      ).json();
+      expect(issued.expiresAt).toBe(until);
+      expect((await svc.request('GET', '/v1/me', { key: issued.key })).statusCode).toBe(200);
+      svc.clock.now = new Date(svc.clock.now.getTime() + 60_000);
+      expectProblem(await svc.request('GET', '/v1/me', { key: issued.key }), 401, 'unauthorized');
+    });
+
     it('lists keys without ever showing them, and keeps agencies apart', async () => {
       const listed = await svc.request('GET', '/v1/agencies/kenya/keys', { key: kenya });
       expect(listed.statusCode).toBe(200);

@@ -157,6 +157,13 @@ export function registerAgencyRoutes(routes: RouteRegistry, services: Services):
     },
     handler: async ({ params, body, principal, reply }) => {
       const caller = requireSelfOrAdmin(principal, params.agencyId);
+      const { expiresAt } = body as { expiresAt?: string };
+      // A key born expired would be handed out once and never work.
+      if (expiresAt !== undefined && Date.parse(expiresAt) <= services.clock().getTime()) {
+        throw new ApiError('validation-failed', '1 field is not valid', {
+          errors: [{ path: 'expiresAt', message: 'must be in the future', code: 'too_small' }],
+        });
+      }
       const issued = await agencies.issueKey(params.agencyId, body, actorOf(caller));
       reply.code(201).header('cache-control', 'no-store');
       return issued;
