@@ -354,7 +354,7 @@ export class WebhookService {
   async listSubscriptions(agencyId: string, query: unknown = {}): Promise<Page<Subscription>> {
     this.assertAgency(agencyId);
     await this.migrate();
-    const { after, limit } = parsePageQuery(query);
+    const { after, limit } = parsePageQuery(query, 'wh');
     const rows = await this.ctx.sql.query<SubscriptionRow>(
       `SELECT ${SUBSCRIPTION_COLUMNS} FROM webhook_subscriptions WHERE agency_id = $1 AND id > $2 ORDER BY id LIMIT $3`,
       [agencyId, after ?? '', limit + 1],
@@ -778,7 +778,7 @@ export class WebhookService {
   async listOperationalEvents(agencyId: string, query: unknown = {}): Promise<Page<OperationalEvent>> {
     this.assertAgency(agencyId);
     await this.migrate();
-    const { after, limit, rest } = parsePageQuery(query, ['subscriptionId']);
+    const { after, limit, rest } = parsePageQuery(query, 'op', ['subscriptionId']);
     const params: unknown[] = [agencyId, after ?? ''];
     let where = 'agency_id = $1 AND id > $2';
     if (rest.subscriptionId !== undefined) {

@@ -133,6 +133,10 @@ for (const backend of backends) {
           service.replay('kenya', sub.id, { since: '2025-01-01T00:00:00Z', afterChangeSeq: 3 }),
           'webhook-validation-failed',
         );
+        // Instants by the event store's rule: a date that does not exist, or not ISO 8601.
+        for (const since of ['2024-02-30T00:00:00Z', 'March 1 2024', '2024-03-01']) {
+          await expectCode(service.replay('kenya', sub.id, { since }), 'webhook-validation-failed');
+        }
         // Nothing was written by the refused calls.
         expect((await service.listSubscriptions('kenya')).items).toHaveLength(1);
       });
@@ -148,6 +152,7 @@ for (const backend of backends) {
         expect(problem.status).toBe(422);
       });
 
+      const id0 = (ids: string[]) => ids[0] as string;
       it('updates, disables and re-enables, lists in pages, and deletes', async () => {
         const { sql } = await h.db();
         const service = await h.service(sql);
@@ -162,6 +167,26 @@ for (const backend of backends) {
         const third = await service.listSubscriptions('kenya', { limit: 2, after: second.next });
         expect(third.items.map((s) => s.id)).toEqual(ids.slice(4));
         expect(third.next).toBeNull();
+        // A cursor that is not an id of that list is refused, not compared as a string.
+        for (const after of ['garbage', 'zzz', `${first.next} `]) {
+          await expectCode(service.listSubscriptions('kenya', { after }), 'webhook-validation-failed');
+          await expectCode(service.listDeliveries('kenya', id0(ids), { after }), 'webhook-validation-failed');
+          await expectCode(service.listOperationalEvents('kenya', { after }), 'webhook-validation-failed');
+        }
+        const delivery = 'dlv_0mx2ebn6n00002c8bfacb';
+        await expectCode(
+          service.listSubscriptions('kenya', { after: delivery }),
+          'webhook-validation-failed',
+        );
+        await expectCode(
+          service.listDeliveries('kenya', id0(ids), { after: first.next }),
+          'webhook-validation-failed',
+        );
+        await expectCode(
+          service.listOperationalEvents('kenya', { after: delivery }),
+          'webhook-validation-failed',
+        );
+        expect((await service.listDeliveries('kenya', id0(ids), { after: delivery })).items).toEqual([]);
 
         const id = ids[0] as string;
         const updated = await service.updateSubscription('kenya', id, {

@@ -1,3 +1,4 @@
+import { normaliseInstant } from '@muster/event-store';
 import { CHANGE_KINDS, type ChangeKind } from '@muster/projections';
 import { type FieldProblem, validationError } from './errors.js';
 import type { DeliveryStatus } from './types.js';
@@ -150,9 +151,19 @@ export function parseLimit(value: unknown, problems: FieldProblem[], fallback = 
   return n;
 }
 
-export function parseCursor(value: unknown, problems: FieldProblem[]): string | undefined {
+/**
+ * `after` is the id a page ended with (`next`): an id of that list's kind, `<prefix>_...`. Anything
+ * else is refused rather than compared as a string, which answered a garbage cursor with the
+ * first page (or none) as if it were one.
+ */
+export function parseCursor(value: unknown, problems: FieldProblem[], prefix: string): string | undefined {
   if (value === undefined) return undefined;
-  if (typeof value !== 'string' || value.length === 0 || value.length > 100) {
+  if (
+    typeof value !== 'string' ||
+    value.length > 100 ||
+    !/^[a-z]+_[0-9a-z]+$/.test(value) ||
+    !value.startsWith(`${prefix}_`)
+  ) {
     problems.push({ path: 'after', message: 'must be the `next` value of the previous page' });
     return undefined;
   }
@@ -173,7 +184,7 @@ export function parseDeliveryQuery(input: unknown): {
       problems.push({ path: 'status', message: `must be one of ${statuses.join(', ')}` });
     } else status = query.status as DeliveryStatus;
   }
-  const after = parseCursor(query.after, problems);
+  const after = parseCursor(query.after, problems, 'dlv');
   const limit = parseLimit(query.limit, problems);
   if (problems.length > 0) throw validationError(problems);
   return { ...(status ? { status } : {}), ...(after ? { after } : {}), limit };
@@ -181,11 +192,12 @@ export function parseDeliveryQuery(input: unknown): {
 
 export function parsePageQuery(
   input: unknown,
+  idPrefix: string,
   extra: readonly string[] = [],
 ): { after?: string; limit: number; rest: Record<string, unknown> } {
   const problems: FieldProblem[] = [];
   const query = asObject(input, problems, ['after', 'limit', ...extra]);
-  const after = parseCursor(query.after, problems);
+  const after = parseCursor(query.after, problems, idPrefix);
   const limit = parseLimit(query.limit, problems);
   if (problems.length > 0) throw validationError(problems);
   return { ...(after ? { after } : {}), limit, rest: query };
@@ -193,12 +205,14 @@ export function parsePageQuery(
 
 function instant(value: unknown, path: string, problems: FieldProblem[]): number | undefined {
   if (value === undefined) return undefined;
-  const ms = typeof value === 'string' ? Date.parse(value) : Number.NaN;
-  if (Number.isNaN(ms)) {
+  // The event store's rule: ISO 8601 with a zone and a date that exists. `Date.parse` alone also
+  // takes 'March 1 2024' and reads 2024-02-30 as March 1st.
+  const canonical = typeof value === 'string' ? normaliseInstant(value) : null;
+  if (canonical === null) {
     problems.push({ path, message: 'must be an ISO 8601 instant, e.g. 2024-06-25T12:00:00Z' });
     return undefined;
   }
-  return ms;
+  return Date.parse(canonical);
 }
 
 /** One of the three ways to say which messages to send again. */
