@@ -210,6 +210,54 @@ describe('reads through the store with read-ahead', () => {
     }
   });
 
+  it('lets timers run during a long read, between pages, read here or ahead', async () => {
+    const spin = (ms: number) => {
+      const until = performance.now() + ms;
+      while (performance.now() < until);
+    };
+    for (const readAheadAfterPages of [false, 1] as const) {
+      const reader = await openSqliteEventStore({ path, pageSize: 4, readAheadAfterPages });
+      try {
+        let ticks = 0;
+        const timer = setInterval(() => ticks++, 1);
+        const seen: string[] = [];
+        try {
+          // About 120 ms of work: without a turn between pages the interval could not fire once.
+          for await (const event of reader.readAll()) {
+            seen.push(event.position);
+            spin(0.5);
+          }
+        } finally {
+          clearInterval(timer);
+        }
+        expect(ticks, `readAheadAfterPages ${readAheadAfterPages}`).toBeGreaterThanOrEqual(2);
+        expect(seen).toEqual((await collect(store.readAll())).map((e) => e.position));
+      } finally {
+        await reader.close();
+      }
+    }
+  });
+
+  it('keeps next() calls made without waiting in order across a turn', async () => {
+    for (const readAheadAfterPages of [false, 1] as const) {
+      const reader = await openSqliteEventStore({ path, pageSize: 4, readAheadAfterPages });
+      try {
+        const iterator = reader.readAll()[Symbol.asyncIterator]();
+        await iterator.next();
+        const until = performance.now() + 15;
+        while (performance.now() < until);
+        // The next page is due for a turn; every call made meanwhile waits behind it, in order.
+        const results = await Promise.all(Array.from({ length: EVENTS + 2 }, () => iterator.next()));
+        expect(results.slice(0, EVENTS - 1).map((r) => r.value?.position)).toEqual(
+          (await collect(store.readAll())).slice(1).map((e) => e.position),
+        );
+        expect(results.slice(EVENTS - 1).every((r) => r.done)).toBe(true);
+      } finally {
+        await reader.close();
+      }
+    }
+  });
+
   it('goes on in its own thread when a page does not fit in the read-ahead thread', async () => {
     await readsBigEvents(
       'too-big-for-the-thread',
