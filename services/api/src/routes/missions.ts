@@ -113,6 +113,29 @@ const eventsQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).max(1000).default(100),
 });
 
+/**
+ * Whether `Accept` asks for the NDJSON export rather than a JSON page, by its q-values (RFC 9110
+ * §12.5.1): `application/json, application/x-ndjson;q=0.1` is a page, `application/x-ndjson;q=0`
+ * too; the export wins a tie, since a client that names it means it.
+ */
+export function prefersExport(accept: string | string[] | undefined): boolean {
+  let ndjson = 0;
+  let json = 0;
+  for (const range of [accept ?? ''].flat().join(',').split(',')) {
+    const [type = '', ...params] = range
+      .toLowerCase()
+      .split(';')
+      .map((p) => p.trim());
+    const q = params.find((p) => p.startsWith('q='));
+    const weight = q === undefined ? 1 : Number(q.slice(2));
+    if (!(weight >= 0 && weight <= 1)) continue;
+    if (type === 'application/x-ndjson') ndjson = Math.max(ndjson, weight);
+    else if (type === 'application/json' || type === 'application/*' || type === '*/*')
+      json = Math.max(json, weight);
+  }
+  return ndjson > 0 && ndjson >= json;
+}
+
 export function requireRead(principal: Principal | null, missionId: string): void {
   if (!principal || !canRead(principal, missionId)) {
     throw new ApiError('forbidden', `This key may not read mission '${missionId}'`);
@@ -220,7 +243,7 @@ export function registerMissionRoutes(routes: RouteRegistry, services: Services)
       requireRead(principal, params.missionId);
       const stream = missionStreamName(params.missionId);
       const { afterRevision, limit } = query as { afterRevision: number; limit: number };
-      if (String(request.headers.accept ?? '').includes('application/x-ndjson')) {
+      if (prefersExport(request.headers.accept)) {
         const lines = await exportMission(services.store, params.missionId);
         if (!lines) throw new ApiError('mission-not-found', `No mission '${params.missionId}'`);
         reply.header('content-type', `${EXPORT_CONTENT_TYPE}; charset=utf-8`);
