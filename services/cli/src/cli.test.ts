@@ -159,6 +159,14 @@ describe('muster replay', () => {
     ]);
     expect(both.code).toBe(2);
     expect(both.stderr).toContain('exactly one of --as-of and --known-at');
+    expect(both.stderr).toContain('Usage:');
+    // A problem with the environment, not the command line, is not followed by the usage text.
+    const missing = await muster(['audit', 'verify', join(dir, 'no-such-export.ndjson')]);
+    expect({ code: missing.code, usage: missing.stderr.includes('Usage:') }).toEqual({
+      code: 2,
+      usage: false,
+    });
+    expect(missing.stderr).toContain('cannot read');
     expect((await muster(['replay', exportPath, '--as-of', 'yesterday'])).code).toBe(2);
   });
 });
@@ -212,6 +220,7 @@ describe('muster projections rebuild', () => {
     expect(run.code).toBe(2);
     expect(run.stderr).toContain('DATABASE_URL: required when MUSTER_STORE=postgres');
     expect(run.stderr).toContain('MUSTER_HEAP_GROWTH_PERCENT');
+    expect(run.stderr).not.toContain('Usage:');
   });
 
   it('names an unknown projection', async () => {

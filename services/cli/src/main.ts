@@ -40,7 +40,11 @@ Usage:
 Exit codes: 0 done, 1 tampered or failed, 2 wrong usage or configuration.
 `;
 
+/** Exit 2: the caller has to change the call or its configuration. */
 class UsageError extends Error {}
+
+/** Exit 2 too, but about the environment, not the command line: no usage text after it. */
+class SetupError extends UsageError {}
 
 function out(text: string): void {
   process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
@@ -56,7 +60,7 @@ async function* fileLines(path: string, label: string): AsyncGenerator<string> {
   try {
     size = statSync(path).size;
   } catch {
-    throw new UsageError(`cannot read ${path}`);
+    throw new SetupError(`cannot read ${path}`);
   }
   const progress = createProgress(process.stderr, { label, unit: 'bytes' });
   let read = 0;
@@ -149,7 +153,7 @@ function configuration(): ReturnType<typeof loadConfig> {
   try {
     return loadConfig();
   } catch (error) {
-    if (error instanceof ConfigError) throw new UsageError(error.message);
+    if (error instanceof ConfigError) throw new SetupError(error.message);
     throw error;
   }
 }
@@ -228,14 +232,14 @@ function backup(args: string[]): number {
   if (!destination || extra.length > 0) throw new UsageError('backup <destination.db>');
   const config = configuration();
   if (config.store !== 'sqlite') {
-    throw new UsageError(
+    throw new SetupError(
       `backup copies the embedded SQLite store; MUSTER_STORE is ${config.store} (${
         config.store === 'postgres' ? 'use pg_dump' : "use EventStoreDB's own backups"
       })`,
     );
   }
   if (existsSync(destination))
-    throw new UsageError(`${destination} exists; a backup never writes over a file`);
+    throw new SetupError(`${destination} exists; a backup never writes over a file`);
   const copy = backupSqliteFile(config.sqlitePath, destination);
   out(JSON.stringify({ source: config.sqlitePath, ...copy }, null, 2));
   if (copy.check !== 'ok') {
@@ -262,7 +266,7 @@ export async function main(argv: string[]): Promise<number> {
       error instanceof UsageError ||
       (error as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION'
     ) {
-      err(`${(error as Error).message}\n\n${USAGE}`);
+      err(error instanceof SetupError ? (error as Error).message : `${(error as Error).message}\n\n${USAGE}`);
       return 2;
     }
     if (isProjectionError(error)) {
