@@ -614,6 +614,26 @@ describe('the readiness API', () => {
       expect(res.statusCode).toBe(200);
       expect(res.json()).toMatchObject({ missionId: 'mss-haiti', leadNation: 'kenya', revision: 0 });
       expect(res.headers.etag).toBe('"0"');
+      // Asked again with that ETag: 304 and no body, until a command moves the revision.
+      const same = await svc.request('GET', '/v1/missions/mss-haiti', {
+        key: kenya,
+        headers: { 'if-none-match': 'W/"0"' },
+      });
+      expect({ status: same.statusCode, body: same.body, etag: same.headers.etag }).toEqual({
+        status: 304,
+        body: '',
+        etag: '"0"',
+      });
+      await svc.request('POST', '/v1/missions/mss-haiti/commands/pledge-logistics', {
+        key: us,
+        body: pledge('p-etag'),
+      });
+      const moved = await svc.request('GET', '/v1/missions/mss-haiti', {
+        key: kenya,
+        headers: { 'if-none-match': '"0"' },
+      });
+      expect(moved.statusCode).toBe(200);
+      expect(moved.json().revision).toBe(1);
     });
   });
 });

@@ -136,6 +136,17 @@ export function prefersExport(accept: string | string[] | undefined): boolean {
   return ndjson > 0 && ndjson >= json;
 }
 
+/** Whether `If-None-Match` names `etag` (weak comparison, RFC 9110 §13.1.2), or is `*`. */
+export function noneMatch(header: string | string[] | undefined, etag: string): boolean {
+  if (header === undefined) return false;
+  const tags = [header]
+    .flat()
+    .join(',')
+    .split(',')
+    .map((t) => t.trim().replace(/^W\//, ''));
+  return tags.includes('*') || tags.includes(etag);
+}
+
 export function requireRead(principal: Principal | null, missionId: string): void {
   if (!principal || !canRead(principal, missionId)) {
     throw new ApiError('forbidden', `This key may not read mission '${missionId}'`);
@@ -168,15 +179,21 @@ export function registerMissionRoutes(routes: RouteRegistry, services: Services)
     params: z.object({ missionId: missionIdParam }),
     responses: {
       200: { description: 'The mission', schema: missionSchema.extend({ revision: z.int().nullable() }) },
+      304: { description: 'If-None-Match names the current revision: unchanged' },
       403: { description: 'Out of scope' },
       404: { description: 'No such mission' },
     },
-    handler: async ({ params, principal, reply }) => {
+    handler: async ({ params, principal, request, reply }) => {
       requireRead(principal, params.missionId);
       const mission = await services.readModel.getMission(params.missionId);
       if (!mission) throw new ApiError('mission-not-found', `No mission '${params.missionId}'`);
       const revision = await services.store.streamRevision(missionStreamName(params.missionId));
-      if (revision !== null) reply.header('etag', `"${revision}"`);
+      if (revision !== null) {
+        const etag = `"${revision}"`;
+        reply.header('etag', etag);
+        // Everything this answer says moves with the revision, so the ETag is a validator for it.
+        if (noneMatch(request.headers['if-none-match'], etag)) return reply.code(304).send();
+      }
       return { ...mission, revision };
     },
   });
