@@ -71,6 +71,7 @@ export type {
 export { DEFAULT_LIMITS } from './types.js';
 export {
   isIsoInstant,
+  isoInstantMs,
   MAX_STREAM_NAME_LENGTH,
   normaliseInstant,
   type PreparedAppend,

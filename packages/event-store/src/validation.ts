@@ -71,6 +71,12 @@ export function normaliseInstant(value: string): string | null {
   return /^\d{4}-/.test(iso) ? iso : null;
 }
 
+/** Epoch milliseconds of a text `normaliseInstant` accepts, or null for anything else. */
+export function isoInstantMs(value: unknown): number | null {
+  const canonical = typeof value === 'string' ? normaliseInstant(value) : null;
+  return canonical === null ? null : Date.parse(canonical);
+}
+
 /** An event checked and serialised, ready for an adapter to seal and write. */
 export interface PreparedEvent {
   id: string;

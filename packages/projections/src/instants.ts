@@ -1,4 +1,4 @@
-import { normaliseInstant } from '@muster/event-store';
+import { isoInstantMs } from '@muster/event-store';
 import { ProjectionError } from './errors.js';
 
 /**
@@ -7,7 +7,7 @@ import { ProjectionError } from './errors.js';
  * as March 1st). Throws `invalid-instant` otherwise.
  */
 export function parseInstant(value: unknown): number {
-  const canonical = typeof value === 'string' ? normaliseInstant(value) : null;
-  if (canonical === null) throw new ProjectionError('invalid-instant', { value: String(value).slice(0, 60) });
-  return Date.parse(canonical);
+  const ms = isoInstantMs(value);
+  if (ms === null) throw new ProjectionError('invalid-instant', { value: String(value).slice(0, 60) });
+  return ms;
 }

@@ -1,4 +1,4 @@
-import { normaliseInstant } from '@muster/event-store';
+import { isoInstantMs } from '@muster/event-store';
 import { CHANGE_KINDS, type ChangeKind } from '@muster/projections';
 import { type FieldProblem, validationError } from './errors.js';
 import type { DeliveryStatus } from './types.js';
@@ -207,12 +207,12 @@ function instant(value: unknown, path: string, problems: FieldProblem[]): number
   if (value === undefined) return undefined;
   // The event store's rule: ISO 8601 with a zone and a date that exists. `Date.parse` alone also
   // takes 'March 1 2024' and reads 2024-02-30 as March 1st.
-  const canonical = typeof value === 'string' ? normaliseInstant(value) : null;
-  if (canonical === null) {
+  const ms = isoInstantMs(value);
+  if (ms === null) {
     problems.push({ path, message: 'must be an ISO 8601 instant, e.g. 2024-06-25T12:00:00Z' });
     return undefined;
   }
-  return Date.parse(canonical);
+  return ms;
 }
 
 /** One of the three ways to say which messages to send again. */
