@@ -46,6 +46,8 @@ export {
   type CurrentVerdict,
   createReadinessQueries,
   type HistoryPage,
+  type MissionPage,
+  type MissionPageOptions,
   type MissionSummary,
   type ReadinessQueries,
   type ReadinessQueriesOptions,

@@ -578,6 +578,57 @@ describe('the readiness API', () => {
   });
 
   describe('queries', () => {
+    it('pages the missions in the order they were defined, within the key’s scope', async () => {
+      // Ids out of alphabetical order, so a page ordered by id would show it.
+      for (const id of ['zulu-mission', 'alpha-mission', 'mike-mission', 'bravo-mission']) {
+        const res = await svc.request('POST', '/v1/missions', {
+          body: { id, template: 'mss-haiti', occurredAt: '2024-03-01T09:00:00Z' },
+        });
+        expect(res.statusCode).toBe(201);
+      }
+      const ids = (page: { missions: Array<{ missionId: string }> }) => page.missions.map((m) => m.missionId);
+      const seen: string[] = [];
+      let next: string | null = null;
+      let pages = 0;
+      do {
+        const res = await svc.request('GET', `/v1/missions?limit=2${next ? `&after=${next}` : ''}`);
+        expect(res.statusCode).toBe(200);
+        const page = res.json();
+        expect(page.missions.length).toBeLessThanOrEqual(2);
+        seen.push(...ids(page));
+        next = page.next;
+        pages++;
+      } while (next !== null && pages < 10);
+      expect(seen).toEqual(['mss-haiti', 'zulu-mission', 'alpha-mission', 'mike-mission', 'bravo-mission']);
+      expect(pages).toBe(3);
+      expect((await svc.request('GET', '/v1/missions')).json()).toMatchObject({ next: null });
+
+      const scoped = await svc.agency('scoped', ['donor'], ['bravo-mission', 'zulu-mission']);
+      const first = (await svc.request('GET', '/v1/missions?limit=1', { key: scoped })).json();
+      expect([ids(first), first.next]).toEqual([['zulu-mission'], 'zulu-mission']);
+      const second = (await svc.request('GET', '/v1/missions?limit=1&after=zulu-mission', { key: scoped })).json();
+      expect([ids(second), second.next]).toEqual([['bravo-mission'], null]);
+
+      for (const [query, key] of [
+        ['after=no-such-mission', undefined],
+        ['after=alpha-mission', scoped],
+        ['after=Not_A_Slug', undefined],
+        ['limit=0', undefined],
+        ['limit=1001', undefined],
+        ['cursor=x', undefined],
+      ] as const) {
+        const body = expectProblem(
+          await svc.request('GET', `/v1/missions?${query}`, key ? { key } : {}),
+          400,
+          'validation-failed',
+        );
+        expect({ query, paths: (body.errors as Array<{ path: string }>).map((e) => e.path) }).toMatchObject({
+          query,
+          paths: [expect.stringMatching(/^(after|limit|\(body\)|cursor)$/)],
+        });
+      }
+    });
+
     it('pages the event log and exports it as NDJSON with hashes', async () => {
       for (let i = 0; i < 5; i++) {
         await svc.request('POST', '/v1/missions/mss-haiti/commands/pledge-logistics', {

@@ -76,6 +76,15 @@ for (const { kind, skip } of stores) {
           );
         expect({ label, phases }).toEqual({ label, phases: step.expected.phases });
       }
+
+      const second = await call(service, 'POST', '/v1/missions', {
+        body: { id: 'a-later-mission', template: 'mss-haiti', occurredAt: '2024-03-01T09:00:00Z' },
+      });
+      expect(second.status).toBe(201);
+      const first = (await call(service, 'GET', '/v1/missions?limit=1')).json();
+      expect(first).toMatchObject({ missions: [{ missionId }], next: missionId });
+      const last = (await call(service, 'GET', `/v1/missions?limit=1&after=${first.next}`)).json();
+      expect(last).toMatchObject({ missions: [{ missionId: 'a-later-mission' }], next: null });
     });
 
     it('answers every kind of bad input with a 4xx problem and appends nothing', async () => {

@@ -45,6 +45,21 @@ export interface MissionSummary {
   statuses: Record<string, PhaseStatus>;
 }
 
+export interface MissionPageOptions {
+  /** The id the previous page ended with (its `next`). */
+  after?: string;
+  /** At most this many missions (1 to 1,000; default 100). */
+  limit?: number;
+  /** Only these missions (a scoped key's); all when absent. */
+  only?: readonly string[];
+}
+
+export interface MissionPage {
+  missions: MissionSummary[];
+  /** Pass as `after` for the next page; null when this page is the last. */
+  next: string | null;
+}
+
 export interface CurrentVerdict {
   missionId: string;
   at: string | null;
@@ -77,7 +92,12 @@ export interface TimeTravelVerdict extends MissionVerdict {
 }
 
 export interface ReadinessQueries {
-  listMissions(): Promise<MissionSummary[]>;
+  /**
+   * Defined missions in the order the log defined them, a page at a time. Null when `after` is
+   * not a defined mission (of `only`, when given): a cursor that names nothing is refused, not
+   * answered with the first page.
+   */
+  listMissions(options?: MissionPageOptions): Promise<MissionPage | null>;
   getMission(missionId: string): Promise<MissionSummary | null>;
   currentVerdict(missionId: string): Promise<CurrentVerdict | null>;
   history(missionId: string, options?: { afterSeq?: number; limit?: number }): Promise<HistoryPage | null>;
@@ -149,9 +169,9 @@ export function createReadinessQueries(options: ReadinessQueriesOptions): Readin
     }
   };
 
-  const summaries = async (where: string, params: unknown[]): Promise<MissionSummary[]> => {
+  const summaries = async (where: string, params: unknown[], limit?: number): Promise<MissionSummary[]> => {
     const rows = await sql.query(
-      `SELECT * FROM ${MISSIONS} WHERE name IS NOT NULL${where} ORDER BY created_position, mission_id`,
+      `SELECT * FROM ${MISSIONS} WHERE name IS NOT NULL${where} ORDER BY created_position, mission_id${limit === undefined ? '' : ` LIMIT ${limit}`}`,
       params,
     );
     if (rows.length === 0) return [];
@@ -266,7 +286,30 @@ export function createReadinessQueries(options: ReadinessQueriesOptions): Readin
   };
 
   return {
-    listMissions: () => summaries('', []),
+    async listMissions(page = {}) {
+      const limit = Math.min(1000, Math.max(1, Math.floor(page.limit ?? 100)));
+      const params: unknown[] = [];
+      let where = '';
+      if (page.only) {
+        if (page.only.length === 0 || (page.after !== undefined && !page.only.includes(page.after))) {
+          return page.after === undefined ? { missions: [], next: null } : null;
+        }
+        where += ` AND mission_id IN (${page.only.map((id) => `$${params.push(id)}`).join(', ')})`;
+      }
+      if (page.after !== undefined) {
+        const [start] = await sql.query(
+          `SELECT created_position FROM ${MISSIONS} WHERE mission_id = $1 AND name IS NOT NULL`,
+          [page.after],
+        );
+        if (!start) return null;
+        const position = `$${params.push(start.created_position)}`;
+        const id = `$${params.push(page.after)}`;
+        where += ` AND (created_position > ${position} OR (created_position = ${position} AND mission_id > ${id}))`;
+      }
+      const rows = await summaries(where, params, limit + 1);
+      const missions = rows.slice(0, limit);
+      return { missions, next: rows.length > limit ? (missions[missions.length - 1]?.missionId ?? null) : null };
+    },
 
     async getMission(missionId) {
       const [found] = await summaries(' AND mission_id = $1', [missionId]);

@@ -25,7 +25,11 @@ export interface ReadinessAnswer {
 
 /** The read side the routes need; the projections package answers it from read models. */
 export interface MissionReadModel {
-  listMissions(): Promise<MissionSummary[]>;
+  /** A page of defined missions, oldest first; null when `after` names none of them. */
+  listMissions(page: { after?: string; limit: number; only?: readonly string[] }): Promise<{
+    missions: MissionSummary[];
+    next: string | null;
+  } | null>;
   getMission(missionId: string): Promise<MissionSummary | null>;
   readiness(missionId: string, basis: ReadinessBasis): Promise<ReadinessAnswer>;
   /** Waits (briefly) until the read models hold this process's latest append; false on timeout. */

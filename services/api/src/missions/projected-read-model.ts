@@ -33,9 +33,10 @@ export class ProjectedReadModel implements MissionReadModel {
     return this.projections.waitForPosition(this.lastPosition, this.readYourWritesMs);
   }
 
-  async listMissions(): Promise<MissionSummary[]> {
+  async listMissions(page: { after?: string; limit: number; only?: readonly string[] }) {
     await this.caughtUp();
-    return (await this.queries.listMissions()).map(summary);
+    const found = await this.queries.listMissions(page);
+    return found && { missions: found.missions.map(summary), next: found.next };
   }
 
   async getMission(missionId: string): Promise<MissionSummary | null> {

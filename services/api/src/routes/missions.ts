@@ -77,6 +77,11 @@ const eventSchema = z.object({
   previousHash: z.string().nullable(),
 });
 
+const missionsQuery = z.strictObject({
+  after: missionIdParam.optional().describe('The `next` value of the previous page'),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+});
+
 const historyQuery = z.strictObject({
   afterSeq: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(0),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
@@ -160,13 +165,33 @@ export function registerMissionRoutes(routes: RouteRegistry, services: Services)
     operationId: 'listMissions',
     summary: 'The missions this key may read',
     tags: ['missions'],
+    query: missionsQuery,
     responses: {
-      200: { description: 'Missions', schema: z.object({ missions: z.array(missionSchema) }) },
+      200: {
+        description: 'A page of missions, in the order they were defined',
+        schema: z.object({
+          missions: z.array(missionSchema),
+          next: z.string().nullable().describe('Pass as `after` for the next page; null on the last'),
+        }),
+      },
+      400: { description: 'A bad `limit`, or an `after` that names no mission this key may read' },
       401: { description: 'No valid key' },
     },
-    handler: async ({ principal }) => {
-      const missions = await services.readModel.listMissions();
-      return { missions: missions.filter((m) => principal && canRead(principal, m.missionId)) };
+    handler: async ({ principal, query }) => {
+      const { after, limit } = query as { after?: string; limit: number };
+      // canRead of a wildcard holds for exactly the keys that may read every mission.
+      const everything = principal !== null && canRead(principal, '*');
+      const page = await services.readModel.listMissions({
+        ...(after === undefined ? {} : { after }),
+        limit,
+        ...(everything ? {} : { only: principal?.missions ?? [] }),
+      });
+      if (!page) {
+        throw new ApiError('validation-failed', 'after: names no mission this key may read', {
+          errors: [{ path: 'after', message: 'must be the `next` value of a previous page', code: 'invalid-cursor' }],
+        });
+      }
+      return page;
     },
   });
 
