@@ -606,7 +606,9 @@ describe('the readiness API', () => {
       const scoped = await svc.agency('scoped', ['donor'], ['bravo-mission', 'zulu-mission']);
       const first = (await svc.request('GET', '/v1/missions?limit=1', { key: scoped })).json();
       expect([ids(first), first.next]).toEqual([['zulu-mission'], 'zulu-mission']);
-      const second = (await svc.request('GET', '/v1/missions?limit=1&after=zulu-mission', { key: scoped })).json();
+      const second = (
+        await svc.request('GET', '/v1/missions?limit=1&after=zulu-mission', { key: scoped })
+      ).json();
       expect([ids(second), second.next]).toEqual([['bravo-mission'], null]);
 
       for (const [query, key] of [

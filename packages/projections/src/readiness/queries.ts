@@ -308,7 +308,10 @@ export function createReadinessQueries(options: ReadinessQueriesOptions): Readin
       }
       const rows = await summaries(where, params, limit + 1);
       const missions = rows.slice(0, limit);
-      return { missions, next: rows.length > limit ? (missions[missions.length - 1]?.missionId ?? null) : null };
+      return {
+        missions,
+        next: rows.length > limit ? (missions[missions.length - 1]?.missionId ?? null) : null,
+      };
     },
 
     async getMission(missionId) {

@@ -188,7 +188,9 @@ export function registerMissionRoutes(routes: RouteRegistry, services: Services)
       });
       if (!page) {
         throw new ApiError('validation-failed', 'after: names no mission this key may read', {
-          errors: [{ path: 'after', message: 'must be the `next` value of a previous page', code: 'invalid-cursor' }],
+          errors: [
+            { path: 'after', message: 'must be the `next` value of a previous page', code: 'invalid-cursor' },
+          ],
         });
       }
       return page;
