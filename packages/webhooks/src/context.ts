@@ -32,6 +32,8 @@ export interface WebhookContext {
   /** A failure streak with a gap longer than this between two failures starts again. */
   failureStreakGapMs: number;
   maxPayloadBytes: number;
+  /** The missions an agency may read now (`*`: all); see WebhookServiceOptions. */
+  missionScope: (agencyId: string) => '*' | readonly string[];
 }
 
 let lastIdTime = 0;

@@ -13,12 +13,21 @@ export interface SubscriptionFilter {
   startsAfterSeq: number;
 }
 
-export function parseFilter(row: Record<string, unknown>): SubscriptionFilter {
-  const missions = JSON.parse(String(row.missions)) as string[] | '*';
+/** A subscription's filter: the missions both its own list and its agency's rights now name. */
+export function parseFilter(
+  row: Record<string, unknown>,
+  scopeOf: (agencyId: string) => '*' | readonly string[],
+): SubscriptionFilter {
+  const agencyId = String(row.agency_id);
+  const own = JSON.parse(String(row.missions)) as string[] | '*';
+  const scope = scopeOf(agencyId);
+  let missions: ReadonlySet<string> | '*';
+  if (own === '*') missions = scope === '*' ? '*' : new Set(scope);
+  else missions = new Set(scope === '*' ? own : own.filter((m) => scope.includes(m)));
   return {
     id: String(row.id),
-    agencyId: String(row.agency_id),
-    missions: missions === '*' ? '*' : new Set(missions),
+    agencyId,
+    missions,
     eventTypes: new Set(JSON.parse(String(row.event_types)) as string[]),
     startsAfterSeq: num(row.starts_after_seq),
   };
@@ -165,7 +174,7 @@ export class Planner {
       await tx.query(
         'SELECT id, agency_id, missions, event_types, starts_after_seq FROM webhook_subscriptions',
       )
-    ).map(parseFilter);
+    ).map((row) => parseFilter(row, this.ctx.missionScope));
     if (subscriptions.length === 0) return this.skipUnsubscribed(tx, checkpoint, now);
     const changes = await readChangeFeed(tx, checkpoint, this.options.batchSize);
     if (changes.length === 0) return { changes: 0, planned: 0, rejected: 0, checkpoint };

@@ -73,6 +73,13 @@ export interface WebhookServiceOptions {
    * the position is used as given.
    */
   canonicalPosition?: (position: string) => string;
+  /**
+   * The missions an agency may read now (`*`: all). A subscription is sent the changes of the
+   * missions both it and its agency's rights name, so `missions: "*"` means every mission the
+   * agency may read, and a change the agency could not read over the API is never sent to it.
+   * Without it, a subscription's own list alone decides (for a service that has no scopes).
+   */
+  missionScope?: (agencyId: string) => '*' | readonly string[];
   logger?: WebhookLogger;
   /** Base64 of 32 random bytes: signing secrets are kept AES-256-GCM encrypted. Without it, in clear. */
   secretKey?: string | Buffer;
@@ -211,6 +218,7 @@ export class WebhookService {
       disableAfterMs: options.disableAfterMs ?? 5 * 24 * 3600 * 1000,
       failureStreakGapMs: 48 * 3600 * 1000,
       maxPayloadBytes: MAX_PAYLOAD_BYTES,
+      missionScope: options.missionScope ?? (() => '*'),
     };
     this.retentionMs = options.retentionMs ?? 30 * 24 * 3600 * 1000;
     this.canonicalPosition = options.canonicalPosition;
@@ -692,7 +700,7 @@ export class WebhookService {
       afterSeq = selection.afterSeq;
     }
     // Re-plan the range for this subscription: the same message ids, looked up rather than inserted.
-    const filter = parseFilter(row);
+    const filter = parseFilter(row, this.ctx.missionScope);
     const messageIds: string[] = [];
     let notPlanned = 0;
     let cursor = afterSeq;

@@ -13,7 +13,7 @@ import Fastify, {
 import type { Logger } from 'pino';
 import { AgencyRegistry, AgencyService } from './auth/agencies.js';
 import { bearerToken } from './auth/api-keys.js';
-import type { Principal } from './auth/roles.js';
+import { type Principal, readScope } from './auth/roles.js';
 import type { Config } from './config.js';
 import { AllowedMethods, ApiError, registerErrorHandling, sendProblem } from './errors.js';
 import { HEARTBEAT_EVERY_MS, IdempotencyStore } from './idempotency.js';
@@ -139,6 +139,10 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     allowCidrs: config.webhookAllowCidrs,
     clock: { now: () => clock().getTime() },
     canonicalPosition: (position) => store.canonicalPosition(position),
+    missionScope: (agencyId) => {
+      const agency = registry.agency(agencyId);
+      return agency ? readScope(agency) : [];
+    },
     logger: logger.child({ component: 'webhooks' }),
     ...(config.webhookSecretKey ? { secretKey: config.webhookSecretKey } : {}),
     changeSignal: projections,

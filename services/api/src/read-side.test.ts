@@ -129,7 +129,7 @@ describe('the read side: history, audit, projections', () => {
 describe('webhooks through the service', () => {
   let svc: TestService;
   let receiver: Server;
-  const received: Array<{ headers: IncomingHttpHeaders; body: string }> = [];
+  const received: Array<{ headers: IncomingHttpHeaders; body: string; path: string }> = [];
 
   beforeEach(async () => {
     received.length = 0;
@@ -139,7 +139,7 @@ describe('webhooks through the service', () => {
         body += chunk;
       });
       req.on('end', () => {
-        received.push({ headers: req.headers, body });
+        received.push({ headers: req.headers, body, path: req.url ?? '' });
         res.writeHead(204).end();
       });
     });
@@ -151,6 +151,47 @@ describe('webhooks through the service', () => {
   afterEach(async () => {
     await svc.close();
     await new Promise((resolve) => receiver.close(resolve));
+  });
+
+  it('sends an agency only the missions it may read, and refuses a subscription to others', async () => {
+    const port = (receiver.address() as AddressInfo).port;
+    const france = await svc.agency('france', ['donor'], ['mss-haiti']);
+    const subscribe = (key: string | undefined, path: string, missions?: unknown) =>
+      svc.request('POST', '/v1/webhooks', {
+        ...(key ? { key } : {}),
+        body: { url: `http://127.0.0.1:${port}${path}`, ...(missions ? { missions } : {}) },
+      });
+    const everything = await subscribe(france, '/france');
+    expect(everything.statusCode).toBe(201);
+    expect((await subscribe(undefined, '/admin')).statusCode).toBe(201);
+    const refused = await subscribe(france, '/nope', ['mss-haiti', 'elsewhere']);
+    expect(refused.statusCode).toBe(403);
+    expect(refused.json()).toMatchObject({
+      code: 'forbidden',
+      detail: expect.stringContaining("'elsewhere'"),
+    });
+    const widened = await svc.request('PATCH', `/v1/webhooks/${everything.json().id}`, {
+      key: france,
+      body: { missions: ['elsewhere'] },
+    });
+    expect(widened.statusCode).toBe(403);
+
+    await replayScenario(svc, mssHaitiScenario.steps.slice(0, 4));
+    const defined = await svc.request('POST', '/v1/missions', {
+      body: { id: 'elsewhere', template: 'mss-haiti', occurredAt: '2024-03-01T09:00:00Z' },
+    });
+    expect(defined.statusCode).toBe(201);
+    const missionsAt = (path: string) =>
+      new Set(
+        received
+          .filter((r) => r.path === path)
+          .map((r) => (JSON.parse(r.body) as { data: { missionId: string } }).data.missionId),
+      );
+    for (let i = 0; i < 200 && !missionsAt('/admin').has('elsewhere'); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect([...missionsAt('/admin')].sort()).toEqual(['elsewhere', 'mss-haiti']);
+    expect([...missionsAt('/france')]).toEqual(['mss-haiti']);
   });
 
   it('delivers readiness changes signed by the Standard Webhooks rules, to the owning agency only', async () => {

@@ -102,14 +102,17 @@ export function canActFor(
   });
 }
 
+/** The missions these rights may read: every one (an auditor, an admin, a `*` scope) or these. */
+export function readScope(rights: Pick<Principal, 'roles' | 'missions'>): '*' | readonly string[] {
+  return rights.roles.includes('admin') || rights.roles.includes('auditor') || rights.missions.includes('*')
+    ? '*'
+    : rights.missions;
+}
+
 /** Reading a mission: in scope, or an auditor or admin (who read everything). */
 export function canRead(principal: Principal, missionId: string): boolean {
-  return (
-    principal.roles.includes('admin') ||
-    principal.roles.includes('auditor') ||
-    principal.missions.includes('*') ||
-    principal.missions.includes(missionId)
-  );
+  const scope = readScope(principal);
+  return scope === '*' || scope.includes(missionId);
 }
 
 export function inScope(principal: Principal, missionId: string): boolean {

@@ -3,7 +3,7 @@ import { isIsoInstant, normaliseInstant, StreamNotFoundError } from '@muster/eve
 import { auditMission, EXPORT_CONTENT_TYPE, exportMission } from '@muster/projections';
 import { missionStreamName } from '@muster/readiness';
 import { z } from 'zod';
-import { canRead, type Principal } from '../auth/roles.js';
+import { canRead, type Principal, readScope } from '../auth/roles.js';
 import { ApiError } from '../errors.js';
 import type { ReadinessBasis } from '../missions/mission-queries.js';
 import type { RouteRegistry } from '../routing.js';
@@ -179,12 +179,11 @@ export function registerMissionRoutes(routes: RouteRegistry, services: Services)
     },
     handler: async ({ principal, query }) => {
       const { after, limit } = query as { after?: string; limit: number };
-      // canRead of a wildcard holds for exactly the keys that may read every mission.
-      const everything = principal !== null && canRead(principal, '*');
+      const scope = principal ? readScope(principal) : [];
       const page = await services.readModel.listMissions({
         ...(after === undefined ? {} : { after }),
         limit,
-        ...(everything ? {} : { only: principal?.missions ?? [] }),
+        ...(scope === '*' ? {} : { only: scope }),
       });
       if (!page) {
         throw new ApiError('validation-failed', 'after: names no mission this key may read', {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import type { Principal } from '../auth/roles.js';
+import { type Principal, readScope } from '../auth/roles.js';
+import { ApiError } from '../errors.js';
 import type { RouteRegistry } from '../routing.js';
 import type { Services } from '../services.js';
 
@@ -89,6 +90,24 @@ const listQuery = z.object({
 const deliveriesQuery = listQuery.extend({ status: z.enum(['pending', 'delivered', 'failed']).optional() });
 
 const agencyOf = (principal: Principal | null) => (principal as Principal).agencyId;
+
+/**
+ * A subscription may name only missions its agency may read: one it may not is refused, rather
+ * than kept and silently never sent (`"*"` means every mission the agency may read).
+ */
+function requireReadable(principal: Principal | null, body: unknown): void {
+  if (!principal || typeof body !== 'object' || body === null) return;
+  const missions = (body as { missions?: unknown }).missions;
+  const scope = readScope(principal);
+  if (scope === '*' || !Array.isArray(missions)) return;
+  const outside = missions.filter((m): m is string => typeof m === 'string' && !scope.includes(m));
+  if (outside.length > 0) {
+    throw new ApiError(
+      'forbidden',
+      `Agency '${principal.agencyId}' may not read ${outside.map((m) => `'${m}'`).join(', ')}`,
+    );
+  }
+}
 const notFound = { 404: { description: 'No such subscription (or not yours)' } };
 
 export function registerWebhookRoutes(routes: RouteRegistry, services: Services): void {
@@ -105,9 +124,11 @@ export function registerWebhookRoutes(routes: RouteRegistry, services: Services)
     responses: {
       201: { description: 'The subscription and its secret', schema: withSecret },
       400: { description: 'Invalid fields (each listed)' },
+      403: { description: 'A mission the agency may not read' },
       422: { description: 'The URL is not allowed (private address, http, ...)' },
     },
     handler: async ({ principal, request, reply }) => {
+      requireReadable(principal, request.body);
       const created = await webhooks.createSubscription(agencyOf(principal), request.body);
       reply.code(201).header('location', `/v1/webhooks/${created.id}`).header('cache-control', 'no-store');
       return created;
@@ -144,9 +165,15 @@ export function registerWebhookRoutes(routes: RouteRegistry, services: Services)
     tags,
     params: idParam,
     body: updateBody,
-    responses: { 200: { description: 'The subscription', schema: subscriptionSchema }, ...notFound },
-    handler: async ({ principal, params, request }) =>
-      webhooks.updateSubscription(agencyOf(principal), params.id, request.body),
+    responses: {
+      200: { description: 'The subscription', schema: subscriptionSchema },
+      403: { description: 'A mission the agency may not read' },
+      ...notFound,
+    },
+    handler: async ({ principal, params, request }) => {
+      requireReadable(principal, request.body);
+      return webhooks.updateSubscription(agencyOf(principal), params.id, request.body);
+    },
   });
 
   routes.add({
