@@ -64,6 +64,39 @@ describe('the readiness API', () => {
       expect((await svc.request('GET', '/v1/missions', { key: kenya })).statusCode).toBe(200);
     });
 
+    it('refuses a caller without a key, or without the rights, before reading its body', async () => {
+      const before = await svc.eventCount();
+      const command = '/v1/missions/mss-haiti/commands/pledge-logistics';
+      const auditor = await svc.agency('the-auditor', ['auditor']);
+      const bodies: Array<[string, string, string]> = [
+        ['malformed JSON', '{bad', 'application/json'],
+        ['not JSON at all', 'pledge', 'text/plain'],
+        ['a body over the limit', `{"note":"${'x'.repeat(1_100_000)}"}`, 'application/json'],
+      ];
+      for (const [label, payload, type] of bodies) {
+        const anonymous = await svc.request('POST', command, {
+          key: null,
+          body: payload,
+          headers: { 'content-type': type },
+        });
+        expect({ label, status: anonymous.statusCode }).toEqual({ label, status: 401 });
+        const readOnly = await svc.request('POST', command, {
+          key: auditor,
+          body: payload,
+          headers: { 'content-type': type },
+        });
+        expect({ label, status: readOnly.statusCode }).toEqual({ label, status: 403 });
+      }
+      const notAdmin = await svc.request('POST', '/v1/agencies', { key: kenya, body: { id: 'x' } });
+      expectProblem(notAdmin, 403, 'forbidden');
+      const othersKey = await svc.request('POST', '/v1/agencies/united-states/keys', {
+        key: kenya,
+        body: { label: 7 },
+      });
+      expectProblem(othersKey, 403, 'forbidden');
+      expect(await svc.eventCount()).toBe(before + 2); // the auditor agency and its key
+    });
+
     it('a revoked key stops working at once', async () => {
       const issued = (
         await svc.request('POST', '/v1/agencies/kenya/keys', { key: kenya, body: { label: 'second' } })

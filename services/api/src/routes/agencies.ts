@@ -30,13 +30,18 @@ const issuedKeySchema = z.object({
 });
 
 /** Admins manage every agency; an agency manages its own keys and sees only itself. */
-function requireSelfOrAdmin(principal: Principal | null, agencyId: string): Principal {
-  if (!principal) throw new ApiError('unauthorized');
-  if (!isAdmin(principal) && principal.agencyId !== agencyId) {
-    throw new ApiError('forbidden', `This key may not manage agency '${agencyId}'`);
+function requireSelfOrAdmin(principal: Principal, params: { agencyId: string }): void {
+  if (!isAdmin(principal) && principal.agencyId !== params.agencyId) {
+    throw new ApiError('forbidden', `This key may not manage agency '${params.agencyId}'`);
   }
-  return principal;
 }
+
+function requireAdmin(principal: Principal): void {
+  if (!isAdmin(principal)) throw new ApiError('forbidden', 'Only administrators register agencies');
+}
+
+/** Routes that are not public always have a principal by the time their handler runs. */
+const callerOf = (principal: Principal | null) => principal as Principal;
 
 const actorOf = (principal: Principal) => ({ agency: principal.agencyId, keyId: principal.keyId });
 
@@ -101,10 +106,9 @@ export function registerAgencyRoutes(routes: RouteRegistry, services: Services):
       403: { description: 'Not an administrator' },
       409: { description: 'Already registered' },
     },
+    authorize: requireAdmin,
     handler: async ({ body, principal, reply }) => {
-      if (!principal || !isAdmin(principal))
-        throw new ApiError('forbidden', 'Only administrators register agencies');
-      const agency = await agencies.register(body, actorOf(principal));
+      const agency = await agencies.register(body, actorOf(callerOf(principal)));
       reply.code(201).header('location', `/v1/agencies/${agency.id}`);
       return view(agency.id);
     },
@@ -136,10 +140,8 @@ export function registerAgencyRoutes(routes: RouteRegistry, services: Services):
       403: { description: 'Another agency' },
       404: { description: 'No such agency' },
     },
-    handler: async ({ params, principal }) => {
-      requireSelfOrAdmin(principal, params.agencyId);
-      return view(params.agencyId);
-    },
+    authorize: requireSelfOrAdmin,
+    handler: async ({ params }) => view(params.agencyId),
   });
 
   routes.add({
@@ -155,8 +157,8 @@ export function registerAgencyRoutes(routes: RouteRegistry, services: Services):
       403: { description: 'Another agency' },
       404: { description: 'No such agency' },
     },
+    authorize: requireSelfOrAdmin,
     handler: async ({ params, body, principal, reply }) => {
-      const caller = requireSelfOrAdmin(principal, params.agencyId);
       const { expiresAt } = body as { expiresAt?: string };
       // A key born expired would be handed out once and never work.
       if (expiresAt !== undefined && Date.parse(expiresAt) <= services.clock().getTime()) {
@@ -164,7 +166,7 @@ export function registerAgencyRoutes(routes: RouteRegistry, services: Services):
           errors: [{ path: 'expiresAt', message: 'must be in the future', code: 'too_small' }],
         });
       }
-      const issued = await agencies.issueKey(params.agencyId, body, actorOf(caller));
+      const issued = await agencies.issueKey(params.agencyId, body, actorOf(callerOf(principal)));
       reply.code(201).header('cache-control', 'no-store');
       return issued;
     },
@@ -181,8 +183,8 @@ export function registerAgencyRoutes(routes: RouteRegistry, services: Services):
       200: { description: 'Keys', schema: z.object({ keys: z.array(keyInfoSchema) }) },
       403: { description: 'Another agency' },
     },
-    handler: async ({ params, principal }) => {
-      requireSelfOrAdmin(principal, params.agencyId);
+    authorize: requireSelfOrAdmin,
+    handler: async ({ params }) => {
       view(params.agencyId);
       return {
         keys: registry.listKeys(params.agencyId).map((k) => ({
@@ -208,9 +210,9 @@ export function registerAgencyRoutes(routes: RouteRegistry, services: Services):
       403: { description: 'Another agency' },
       404: { description: 'No such key' },
     },
+    authorize: requireSelfOrAdmin,
     handler: async ({ params, principal, reply }) => {
-      const caller = requireSelfOrAdmin(principal, params.agencyId);
-      await agencies.revokeKey(params.agencyId, params.keyId, actorOf(caller));
+      await agencies.revokeKey(params.agencyId, params.keyId, actorOf(callerOf(principal)));
       return reply.code(204).send();
     },
   });
