@@ -37,6 +37,7 @@ describe('address classification', () => {
     ['0:0:0:0:0:ffff:a9fe:a9fe', 'IPv4-mapped form of 169.254.169.254: cloud metadata'],
     ['::ffff:10.1.2.3', 'IPv4-mapped form of 10.1.2.3: private'],
     ['64:ff9b::7f00:1', 'NAT64 form of 127.0.0.1: loopback'],
+    ['::ffff:0:a00:1', 'IPv4-translated form of 10.0.0.1: private'],
     ['64:ff9b::10.0.0.1', 'NAT64 form of 10.0.0.1: private'],
     ['2002:7f00:1::', '6to4 form of 127.0.0.1: loopback'],
     ['2002:a9fe:a9fe::1', '6to4 form of 169.254.169.254: cloud metadata'],

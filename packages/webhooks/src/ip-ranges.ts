@@ -127,6 +127,8 @@ const BLOCKED_V6 = [
 const EMBEDDING = [
   { cidr: parseCidr('::ffff:0:0/96'), form: 'IPv4-mapped', extract: (v: bigint) => v & 0xffffffffn },
   { cidr: parseCidr('::/96'), form: 'IPv4-compatible', extract: (v: bigint) => v & 0xffffffffn },
+  // RFC 2765's IPv4-translated form (SIIT): obsolete, but a stack that still honours it reaches the v4 host.
+  { cidr: parseCidr('::ffff:0:0:0/96'), form: 'IPv4-translated', extract: (v: bigint) => v & 0xffffffffn },
   { cidr: parseCidr('64:ff9b::/96'), form: 'NAT64', extract: (v: bigint) => v & 0xffffffffn },
   { cidr: parseCidr('2002::/16'), form: '6to4', extract: (v: bigint) => (v >> 80n) & 0xffffffffn },
 ];

@@ -1,6 +1,6 @@
 import { Agent } from 'undici';
 import { signatureHeader } from './signing.js';
-import { type EgressPolicy, guardedConnector } from './ssrf.js';
+import { BlockedAddressError, type EgressPolicy, guardedConnector } from './ssrf.js';
 import type { ErrorClass } from './types.js';
 
 export const RESPONSE_BODY_LIMIT = 4096;
@@ -119,7 +119,16 @@ export class WebhookSender implements Transport {
     if (target === undefined) {
       try {
         const parsed = new URL(url);
-        target = { origin: parsed.origin, path: `${parsed.pathname}${parsed.search}` };
+        // Checked at every send, not only when the subscription was made: an operator who turns
+        // plain http off expects no more cleartext deliveries, to old subscriptions either.
+        target =
+          parsed.protocol === 'http:' && !this.options.policy.allowHttp
+            ? new BlockedAddressError(
+                parsed.hostname,
+                parsed.hostname,
+                'plain http is not enabled on this service',
+              )
+            : { origin: parsed.origin, path: `${parsed.pathname}${parsed.search}` };
       } catch (error) {
         target = error as Error;
       }

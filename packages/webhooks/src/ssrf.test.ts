@@ -51,6 +51,21 @@ describe('SSRF guard at subscription time', () => {
     expect(await refusal(url)).toMatch(reason);
   });
 
+  it('does not echo credentials of a URL it refuses for them', async () => {
+    try {
+      await validateWebhookUrl(
+        'https://user:S3cret@public.test/hook',
+        egressPolicy({ resolve: tableResolver(table) }),
+      );
+      throw new Error('accepted');
+    } catch (error) {
+      expect(isWebhookError(error) && error.code).toBe('webhook-url-not-allowed');
+      expect(JSON.stringify({ message: (error as Error).message, ...(error as object) })).not.toMatch(
+        /S3cret|user@/,
+      );
+    }
+  });
+
   it('accepts public names and addresses, and private ones inside allowCidrs', async () => {
     const policy = egressPolicy({ resolve: tableResolver(table) });
     expect(await validateWebhookUrl('https://public.test/hook#frag', policy)).toBe(
@@ -136,5 +151,23 @@ describe('SSRF guard at connect time', () => {
     expect(receiver.captures).toHaveLength(0);
     const [delivery] = (await strict.listDeliveries('kenya', sub.id)).items;
     expect(delivery?.lastErrorClass).toBe('blocked');
+  });
+
+  it('checks the scheme again when sending: an http URL stored while http was allowed is refused once not', async () => {
+    const { sql } = await h.db();
+    const clock = h.clock();
+    const receiver = await h.receiver(clock);
+    expect(receiver.url).toMatch(/^http:/);
+    const permissive = await h.service(sql, { clock, dispatch: false });
+    const sub = await permissive.createSubscription('kenya', { url: receiver.url });
+    await permissive.stop();
+    const strict = await h.service(sql, { clock, allowHttp: false });
+    await produce(sql, [change('m1')]);
+    await drain(strict);
+    expect(receiver.captures).toHaveLength(0);
+    const [delivery] = (await strict.listDeliveries('kenya', sub.id)).items;
+    expect(delivery?.lastErrorClass).toBe('blocked');
+    const [attempt] = await strict.listAttempts('kenya', delivery?.id as string);
+    expect(attempt?.errorMessage).toContain('plain http is not enabled');
   });
 });

@@ -163,8 +163,12 @@ export async function validateWebhookUrl(raw: unknown, policy: EgressPolicy): Pr
       errors: [{ path: 'url', message: 'not an absolute URL' }],
     });
   }
+  // A refusal names the URL without its credentials: an answer (and the logs) must not echo a password.
+  const shown = new URL(url);
+  shown.username = '';
+  shown.password = '';
   const refuse = (reason: string, extra: Record<string, unknown> = {}) =>
-    new WebhookError('webhook-url-not-allowed', `url: ${reason}`, { url: url.toString(), ...extra });
+    new WebhookError('webhook-url-not-allowed', `url: ${reason}`, { url: shown.toString(), ...extra });
   if (url.protocol !== 'https:' && url.protocol !== 'http:') {
     throw refuse(`the scheme must be https (got ${url.protocol.replace(/:$/, '')})`);
   }
