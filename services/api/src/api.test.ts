@@ -664,6 +664,25 @@ describe('the readiness API', () => {
       }
     });
 
+    it('answers a mission whose policy is not yet in effect the same way on every basis', async () => {
+      const defined = await svc.request('POST', '/v1/missions', {
+        body: { id: 'later-mission', template: 'mss-haiti', occurredAt: '2099-06-01T00:00:00Z' },
+      });
+      expect(defined.statusCode).toBe(201);
+      const position = defined.json().position as string;
+      const now = svc.clock.now.toISOString();
+      for (const query of ['', `?asOf=${now}`, `?knownAt=${now}`, `?atPosition=${position}`]) {
+        const res = await svc.request('GET', `/v1/missions/later-mission/readiness${query}`);
+        expect({ query, status: res.statusCode }).toEqual({ query, status: 200 });
+        expect(res.json()).toMatchObject({ policyVersion: null, phases: [] });
+      }
+      const before = await svc.request(
+        'GET',
+        '/v1/missions/later-mission/readiness?knownAt=2000-01-01T00:00:00Z',
+      );
+      expectProblem(before, 404, 'mission-not-found');
+    });
+
     it('pages the event log and exports it as NDJSON with hashes', async () => {
       for (let i = 0; i < 5; i++) {
         await svc.request('POST', '/v1/missions/mss-haiti/commands/pledge-logistics', {

@@ -323,6 +323,19 @@ export function runEventStoreContract(
         expect(await store.headPosition()).toBe(all[all.length - 1]?.position);
       });
 
+      it('reads the log backwards from a position, that position included', async () => {
+        const stream = streamName('back-from');
+        await store.appendToStream(stream, [ev(), ev(), ev()]);
+        const mine = await collect(store.readStream(stream));
+        const middle = mine[1]?.position as string;
+        const back = await collect(
+          store.readAll({ fromPosition: middle, direction: 'backwards', maxCount: 2 }),
+        );
+        expect(back[0]?.id).toBe(mine[1]?.id);
+        expect(back).toHaveLength(2);
+        expect(back[1]?.position < middle).toBe(true);
+      });
+
       it('gives its own positions back unchanged and refuses texts that are not positions', async () => {
         const stream = streamName('canonical');
         await store.appendToStream(stream, [ev(), ev()]);

@@ -105,7 +105,10 @@ export interface ReadinessQueries {
   verdictAsOf(missionId: string, instant: string): Promise<TimeTravelVerdict | null>;
   /** Record time: the verdict at `instant` from only the events recorded by then. */
   verdictKnownAt(missionId: string, instant: string): Promise<TimeTravelVerdict | null>;
-  /** The verdict right after the mission's last event at or before `position`, at its recordedAt. */
+  /**
+   * The verdict once the log reached `position`: the mission's events at or before it, evaluated
+   * at the recordedAt of the log's last event at or before it (of any stream).
+   */
   verdictAtPosition(missionId: string, position: Position): Promise<TimeTravelVerdict | null>;
 }
 
@@ -456,7 +459,18 @@ export function createReadinessQueries(options: ReadinessQueriesOptions): Readin
       const lastPosition = folded.position ?? baseLast.position;
       const lastRecordedAt = folded.recordedAt ?? baseLast.recordedAt;
       if (lastPosition === null || lastRecordedAt === null) return null;
-      return answer(missionId, folded.state, lastRecordedAt, {
+      // "Once the log reached the position" is the instant the log's own event there was recorded,
+      // which may be long after this mission's last event: a mandate that expired in between has
+      // expired in the answer too, as it has for knownAt at that instant.
+      let reachedAt = lastRecordedAt;
+      for await (const event of store.readAll({
+        fromPosition: position,
+        direction: 'backwards',
+        maxCount: 1,
+      })) {
+        reachedAt = Math.max(reachedAt, Date.parse(event.recordedAt));
+      }
+      return answer(missionId, folded.state, reachedAt, {
         mode: 'at-position',
         revision: folded.revision,
         position: lastPosition,

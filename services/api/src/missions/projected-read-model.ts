@@ -72,7 +72,9 @@ export class ProjectedReadModel implements MissionReadModel {
           basis.kind === 'knownAt'
             ? await this.queries.verdictKnownAt(missionId, basis.instant)
             : await this.queries.verdictAtPosition(missionId, basis.position);
-        if (!verdict || verdict.policyVersion === null) {
+        // A mission known but with no policy in effect yet (defined with a later occurredAt) is
+        // answered like asOf answers it: no phases, policyVersion null. Only an unknown one is 404.
+        if (!verdict) {
           throw new ApiError(
             'mission-not-found',
             basis.kind === 'knownAt'
