@@ -89,10 +89,26 @@ function description(value: unknown, problems: FieldProblem[]): string | undefin
   return value;
 }
 
+/**
+ * The URL's shape, checked with the other fields so that one answer lists every problem; whether
+ * it may be reached (scheme, credentials, addresses) is decided after, by the SSRF guard.
+ */
+function urlShape(value: unknown, problems: FieldProblem[]): void {
+  if (
+    typeof value !== 'string' ||
+    value.trim() === '' ||
+    value.length > 2048 ||
+    !URL.canParse(value.trim())
+  ) {
+    problems.push({ path: 'url', message: 'must be an absolute https URL of at most 2048 characters' });
+  }
+}
+
 export function parseCreate(input: unknown): SubscriptionInput {
   const problems: FieldProblem[] = [];
   const body = asObject(input, problems, ['url', 'missions', 'eventTypes', 'description']);
   if (body.url === undefined) problems.push({ path: 'url', message: 'required' });
+  else urlShape(body.url, problems);
   const m = body.missions === undefined ? '*' : missions(body.missions, problems);
   const e = body.eventTypes === undefined ? [...CHANGE_KINDS] : eventTypes(body.eventTypes, problems);
   const d = body.description === undefined ? '' : description(body.description, problems);
@@ -109,7 +125,10 @@ export function parseUpdate(input: unknown): SubscriptionPatch {
   const problems: FieldProblem[] = [];
   const body = asObject(input, problems, ['url', 'missions', 'eventTypes', 'description', 'enabled']);
   const patch: SubscriptionPatch = {};
-  if (body.url !== undefined) patch.url = body.url;
+  if (body.url !== undefined) {
+    urlShape(body.url, problems);
+    patch.url = body.url;
+  }
   if (body.missions !== undefined) patch.missions = missions(body.missions, problems);
   if (body.eventTypes !== undefined) patch.eventTypes = eventTypes(body.eventTypes, problems);
   if (body.description !== undefined) patch.description = description(body.description, problems);

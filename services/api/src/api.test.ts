@@ -505,6 +505,72 @@ describe('the readiness API', () => {
       );
     });
 
+    it('names an unknown field, or query parameter, at its own path and says which part it is in', async () => {
+      const body = expectProblem(
+        await svc.request('POST', url, { key: us, body: { ...pledge('u1'), extra: 1, other: 2 } }),
+        400,
+        'validation-failed',
+      );
+      expect(body.errors).toEqual([
+        expect.objectContaining({ path: 'extra', in: 'body' }),
+        expect.objectContaining({ path: 'other', in: 'body' }),
+      ]);
+      expect(body.detail).toBe('2 fields are not valid');
+      const query = expectProblem(
+        await svc.request('GET', '/v1/missions/mss-haiti/readiness?foo=1'),
+        400,
+        'validation-failed',
+      );
+      expect(query.errors).toEqual([expect.objectContaining({ path: 'foo', in: 'query' })]);
+    });
+
+    it('takes integer query parameters in plain decimal only', async () => {
+      for (const bad of [
+        'afterRevision=',
+        'afterRevision=0x1',
+        'limit=1e2',
+        'limit=',
+        'limit=1.5',
+        'limit=1&limit=2',
+      ]) {
+        const problem = expectProblem(
+          await svc.request('GET', `/v1/missions/mss-haiti/events?${bad}`),
+          400,
+          'validation-failed',
+        );
+        expect({ bad, in: (problem.errors as Array<{ in: string }>)[0]?.in }).toEqual({ bad, in: 'query' });
+      }
+      const far = await svc.request(
+        'GET',
+        `/v1/missions/mss-haiti/events?afterRevision=${Number.MAX_SAFE_INTEGER - 1}`,
+      );
+      expect(far.statusCode).toBe(200);
+      expect(far.json().events).toEqual([]);
+      expectProblem(
+        await svc.request('GET', `/v1/missions/mss-haiti/events?afterRevision=${Number.MAX_SAFE_INTEGER}`),
+        400,
+        'validation-failed',
+      );
+      const first = await svc.request('GET', '/v1/missions/mss-haiti/events?afterRevision=-1&limit=1');
+      expect(first.json().events[0].revision).toBe(0);
+    });
+
+    it('answers every bad webhook body with the webhook code, listing every problem', async () => {
+      const problem = expectProblem(
+        await svc.request('POST', '/v1/webhooks', { key: kenya, body: { url: 5, foo: 1 } }),
+        400,
+        'webhook-validation-failed',
+      );
+      const paths = JSON.stringify(problem);
+      expect(paths).toContain('"url"');
+      expect(paths).toContain('"foo"');
+      expectProblem(
+        await svc.request('GET', '/v1/webhooks?limit=0', { key: kenya }),
+        400,
+        'webhook-validation-failed',
+      );
+    });
+
     it('an unknown command gets 404 with the known ones', async () => {
       const problem = expectProblem(
         await svc.request('POST', '/v1/missions/mss-haiti/commands/launch-rockets', { key: kenya, body: {} }),

@@ -224,23 +224,38 @@ function mapFastifyError(error: FastifyError): { code: ApiErrorCode; detail: str
   }
 }
 
-export function zodErrors(error: ZodError): Array<{ path: string; message: string; code: string }> {
-  return error.issues.map((issue) => ({
-    path:
-      issue.path.length === 0
-        ? '(body)'
-        : issue.path
-            .map((p) => (typeof p === 'number' ? `[${p}]` : String(p)))
-            .join('.')
-            .replace(/\.\[/g, '['),
-    message: issue.message,
-    code: issue.code,
-  }));
+/** Where a request's invalid part was: set by the route registry on the ZodError it rethrows. */
+export type RequestPart = 'path' | 'query' | 'body';
+
+export function zodErrors(
+  error: ZodError,
+): Array<{ path: string; message: string; code: string; in?: RequestPart }> {
+  const part = (error as ZodError & { part?: RequestPart }).part;
+  const format = (path: readonly PropertyKey[]) =>
+    path.length === 0
+      ? `(${part ?? 'body'})`
+      : path
+          .map((p) => (typeof p === 'number' ? `[${p}]` : String(p)))
+          .join('.')
+          .replace(/\.\[/g, '[');
+  return error.issues.flatMap((issue) => {
+    const where = part ? { in: part } : {};
+    // One entry per unknown key, at its own path, rather than one at the parent naming them all.
+    if (issue.code === 'unrecognized_keys') {
+      return issue.keys.map((key) => ({
+        path: format([...issue.path, key]),
+        message: part === 'query' ? 'not a known query parameter' : 'not a known field',
+        code: issue.code,
+        ...where,
+      }));
+    }
+    return [{ path: format(issue.path), message: issue.message, code: issue.code, ...where }];
+  });
 }
 
 function summariseZod(error: ZodError): string {
-  const count = error.issues.length;
-  return count === 1 ? `1 field is not valid` : `${count} fields are not valid`;
+  const fields = new Set(zodErrors(error).map((e) => e.path)).size;
+  return fields === 1 ? '1 field is not valid' : `${fields} fields are not valid`;
 }
 
 export function sendProblem(reply: FastifyReply, request: FastifyRequest, error: unknown): FastifyReply {

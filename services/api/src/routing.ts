@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { z } from 'zod';
+import { ZodError, z } from 'zod';
 import type { Principal } from './auth/roles.js';
-import { ApiError } from './errors.js';
+import { ApiError, type RequestPart } from './errors.js';
 
 /**
  * Every route is declared once, with zod schemas for its parameters, query, body and responses:
@@ -44,9 +44,37 @@ export interface RouteSpec<P = unknown, Q = unknown, B = unknown> {
   /** Extra request headers worth documenting (Idempotency-Key, If-Match, ...). */
   headers?: Record<string, { description: string; required?: boolean; schema: z.ZodType }>;
   responses: Record<number, ResponseSpec>;
+  /**
+   * The handler's service validates the body and the query itself, with its own error code and
+   * every problem at once: the schemas here only document them, and parsing them first would
+   * answer the same mistakes with another code and only the first few problems.
+   */
+  validatedByHandler?: boolean;
   /** Rights that do not depend on the body: checked before the body is parsed, so a caller without them learns nothing from validation errors. */
   authorize?: (principal: Principal, params: P) => void;
   handler(context: RouteContext<P, Q, B>): Promise<unknown>;
+}
+
+/**
+ * An integer query parameter, written in plain decimal. `z.coerce.number()` took `''` as 0 (so
+ * `?afterRevision=` skipped revision 0) and `0x10` or `1e2` as numbers; anything but digits is
+ * left a string here, which the integer schema then refuses.
+ */
+export function integerQuery(min: number, max: number) {
+  return z.preprocess(
+    (value) => (typeof value === 'string' && /^-?\d{1,16}$/.test(value) ? Number(value) : value),
+    z.int().min(min).max(max),
+  );
+}
+
+/** Runs a parse, marking a ZodError with the part of the request it is about. */
+function located<T>(part: RequestPart, parse: () => T): T {
+  try {
+    return parse();
+  } catch (error) {
+    if (error instanceof ZodError) Object.assign(error, { part });
+    throw error;
+  }
 }
 
 export type Authenticator = (request: FastifyRequest, reply: FastifyReply) => Principal;
@@ -73,14 +101,23 @@ export class RouteRegistry {
       // 400, 413 or 415 about a body it may not send.
       onRequest: async (request, reply) => {
         const principal = spec.public ? null : this.authenticate(request, reply);
-        const params = spec.params ? spec.params.parse(request.params) : (request.params as P);
+        const params = spec.params
+          ? located('path', () => spec.params?.parse(request.params) as P)
+          : (request.params as P);
         if (principal && spec.authorize) spec.authorize(principal, params);
         callers.set(request, { principal, params });
       },
       handler: async (request, reply) => {
         const { principal, params } = callers.get(request) as { principal: Principal | null; params: P };
-        const query = spec.query ? spec.query.parse(request.query ?? {}) : (request.query as Q);
-        const body = spec.body ? spec.body.parse(request.body) : (request.body as B);
+        const parse = !spec.validatedByHandler;
+        const query =
+          spec.query && parse
+            ? located('query', () => spec.query?.parse(request.query ?? {}) as Q)
+            : (request.query as Q);
+        const body =
+          spec.body && parse
+            ? located('body', () => spec.body?.parse(request.body) as B)
+            : (request.body as B);
         let timer: NodeJS.Timeout | undefined;
         const timeout = new Promise<never>((_, reject) => {
           timer = setTimeout(

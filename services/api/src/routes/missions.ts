@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { canRead, type Principal, readScope } from '../auth/roles.js';
 import { ApiError } from '../errors.js';
 import type { ReadinessBasis } from '../missions/mission-queries.js';
-import type { RouteRegistry } from '../routing.js';
+import { integerQuery, type RouteRegistry } from '../routing.js';
 import type { Services } from '../services.js';
 import { missionIdParam } from './commands.js';
 
@@ -79,12 +79,12 @@ const eventSchema = z.object({
 
 const missionsQuery = z.strictObject({
   after: missionIdParam.optional().describe('The `next` value of the previous page'),
-  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  limit: integerQuery(1, 1000).default(100),
 });
 
 const historyQuery = z.strictObject({
-  afterSeq: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(0),
-  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  afterSeq: integerQuery(0, Number.MAX_SAFE_INTEGER).default(0),
+  limit: integerQuery(1, 1000).default(100),
 });
 
 const historyEntrySchema = z.object({
@@ -108,14 +108,11 @@ const historyEntrySchema = z.object({
 });
 
 const eventsQuery = z.strictObject({
-  afterRevision: z.coerce
-    .number()
-    .int()
-    .min(-1)
-    .max(Number.MAX_SAFE_INTEGER)
+  // The page starts at afterRevision + 1, which must itself be a safe integer.
+  afterRevision: integerQuery(-1, Number.MAX_SAFE_INTEGER - 1)
     .default(-1)
     .describe('Return events after this revision'),
-  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  limit: integerQuery(1, 1000).default(100),
 });
 
 /**

@@ -121,6 +121,7 @@ export function registerWebhookRoutes(routes: RouteRegistry, services: Services)
     summary: 'Subscribes a URL to readiness changes; the signing secret is in this response only',
     tags,
     body: createBody,
+    validatedByHandler: true,
     responses: {
       201: { description: 'The subscription and its secret', schema: withSecret },
       400: { description: 'Invalid fields (each listed)' },
@@ -142,6 +143,7 @@ export function registerWebhookRoutes(routes: RouteRegistry, services: Services)
     summary: "The caller's subscriptions",
     tags,
     query: listQuery,
+    validatedByHandler: true,
     responses: { 200: { description: 'A page of subscriptions', schema: page(subscriptionSchema) } },
     handler: async ({ principal, request }) => webhooks.listSubscriptions(agencyOf(principal), request.query),
   });
@@ -165,6 +167,7 @@ export function registerWebhookRoutes(routes: RouteRegistry, services: Services)
     tags,
     params: idParam,
     body: updateBody,
+    validatedByHandler: true,
     responses: {
       200: { description: 'The subscription', schema: subscriptionSchema },
       403: { description: 'A mission the agency may not read' },
@@ -199,6 +202,7 @@ export function registerWebhookRoutes(routes: RouteRegistry, services: Services)
     tags,
     params: idParam,
     body: z.object({ overlapSeconds: z.int().min(0).max(604_800).optional() }).optional(),
+    validatedByHandler: true,
     responses: {
       200: { description: 'The subscription and its new secret', schema: withSecret },
       409: { description: 'Three secrets are already live' },
@@ -232,6 +236,7 @@ export function registerWebhookRoutes(routes: RouteRegistry, services: Services)
     tags,
     params: idParam,
     query: deliveriesQuery,
+    validatedByHandler: true,
     responses: { 200: { description: 'A page of deliveries', schema: page(deliverySchema) }, ...notFound },
     handler: async ({ principal, params, request }) =>
       webhooks.listDeliveries(agencyOf(principal), params.id, request.query),
@@ -245,6 +250,7 @@ export function registerWebhookRoutes(routes: RouteRegistry, services: Services)
     tags,
     params: idParam,
     body: replayBody,
+    validatedByHandler: true,
     responses: {
       202: { description: 'What was queued again', schema: z.record(z.string(), z.unknown()) },
       ...notFound,
@@ -309,6 +315,7 @@ export function registerWebhookRoutes(routes: RouteRegistry, services: Services)
     summary: 'Operational events: endpoints disabled, messages exhausted or recovered, payloads rejected',
     tags,
     query: listQuery.extend({ subscriptionId: z.string().max(100).optional() }),
+    validatedByHandler: true,
     responses: { 200: { description: 'A page of events', schema: page(z.record(z.string(), z.unknown())) } },
     handler: async ({ principal, request }) =>
       webhooks.listOperationalEvents(agencyOf(principal), request.query),
