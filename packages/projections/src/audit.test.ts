@@ -1,10 +1,10 @@
-import { mssHaitiScenario } from '@muster/readiness';
+import { DomainError, mssHaitiScenario } from '@muster/readiness';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditMission } from './audit.js';
 import { createReadinessProjection } from './readiness/projection.js';
 import { startProjections } from './runner.js';
-import { ManualClock, openSqliteFixture, playMssHaiti } from './test-support/harness.js';
+import { ManualClock, MissionDriver, openSqliteFixture, playMssHaiti } from './test-support/harness.js';
 
 const missionId = mssHaitiScenario.missionId;
 let fx: Awaited<ReturnType<typeof openSqliteFixture>>;
@@ -158,4 +158,105 @@ describe('auditing a mission', () => {
     expect(swapped?.mismatches[0]).toMatchObject({ kind: 'chain', revision: 3 });
     expect((await audit())?.ok).toBe(true);
   }, 180_000);
+});
+
+type Fixture = Awaited<ReturnType<typeof openSqliteFixture>>;
+
+/** Runs the readiness projection until it has processed the whole log and time up to the clock. */
+async function projectOnce(f: Fixture, clock: ManualClock): Promise<void> {
+  const runner = await startProjections({
+    store: f.store,
+    sql: f.sql,
+    projections: [createReadinessProjection({ store: f.store })],
+    clock: clock.now,
+    timeGraceMs: 0,
+    tickMs: 20,
+  });
+  try {
+    expect(await runner.waitForPosition((await f.store.headPosition()) as string, 10_000)).toBe(true);
+    // Time moves the watermark only when a change is due by then.
+    for (let i = 0; i < 200; i++) {
+      const [due] = await f.sql.query('SELECT MIN(next_change_at) AS at FROM readiness_missions');
+      const [s] = await runner.status();
+      if (due?.at === null || Number(due?.at) > clock.ms || s?.watermark === clock.now().toISOString())
+        return;
+      runner.poke();
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    throw new Error('the projection did not catch up with time');
+  } finally {
+    await runner.close();
+  }
+}
+
+async function playSteps(driver: MissionDriver, clock: ManualClock, from: number, to: number) {
+  for (const step of mssHaitiScenario.steps.slice(from, to)) {
+    clock.set(step.expected.at);
+    try {
+      await driver.run(step.command);
+    } catch (error) {
+      if (!(error instanceof DomainError) || step.expected.error === null) throw error;
+    }
+  }
+}
+
+const READ_MODELS = ['readiness_missions', 'readiness_history', 'readiness_verdicts'] as const;
+
+describe('a read model behind the log', () => {
+  it('is only "projection behind" when the checkpoint is: a read model behind its own checkpoint is a mismatch', async () => {
+    const clock = new ManualClock();
+    const f = await openSqliteFixture('audit-behind', clock);
+    try {
+      const driver = new MissionDriver(f.store);
+      await playSteps(driver, clock, 0, 22);
+      await projectOnce(f, clock);
+      const [early] = await f.sql.query(
+        "SELECT watermark FROM projection_checkpoints WHERE name = 'readiness'",
+      );
+      const saved = new Map<string, Record<string, unknown>[]>();
+      for (const table of READ_MODELS) {
+        saved.set(table, await f.sql.query(`SELECT * FROM ${table} WHERE mission_id = $1`, [missionId]));
+      }
+      await playSteps(driver, clock, 22, mssHaitiScenario.steps.length);
+      const run = () => auditMission({ store: f.store, sql: f.sql, missionId });
+
+      // The projection has not seen the last events: compared up to what it has, and fine.
+      const behind = await run();
+      expect(behind).toMatchObject({ ok: true, mismatches: [], projectionBehind: true });
+      const folded = Number(saved.get('readiness_missions')?.[0]?.revision);
+      expect(behind?.comparedUpTo.revision).toBe(folded);
+      expect(behind?.events).toBeGreaterThan(folded + 1);
+
+      await projectOnce(f, clock);
+      expect(await run()).toMatchObject({ ok: true, mismatches: [], projectionBehind: false });
+
+      // Someone puts the read model back to where it was, history and watermark included, but the
+      // checkpoint still says every event was processed.
+      for (const table of READ_MODELS) {
+        await f.sql.execute(`DELETE FROM ${table} WHERE mission_id = $1`, [missionId]);
+        for (const row of saved.get(table) ?? []) {
+          const columns = Object.keys(row);
+          await f.sql.execute(
+            `INSERT INTO ${table} (${columns.join(', ')}) VALUES (${columns.map((_, i) => `$${i + 1}`).join(', ')})`,
+            columns.map((c) => row[c]),
+          );
+        }
+      }
+      await f.sql.execute("UPDATE projection_checkpoints SET watermark = $1 WHERE name = 'readiness'", [
+        early?.watermark,
+      ]);
+      const rolledBack = await run();
+      expect(rolledBack?.ok).toBe(false);
+      expect(rolledBack?.projectionBehind).toBe(false);
+      expect(rolledBack?.mismatches[0]).toMatchObject({
+        kind: 'mission-behind-checkpoint',
+        revision: (behind?.events ?? 0) - 1,
+        actual: { revision: folded },
+      });
+      expect(rolledBack?.mismatches.map((m) => m.kind)).toContain('history-missing');
+      expect(rolledBack?.comparedUpTo.revision).toBe((behind?.events ?? 0) - 1);
+    } finally {
+      await f.close();
+    }
+  }, 60_000);
 });

@@ -1,6 +1,7 @@
 import {
   type ChainVerdict,
   ChainVerifier,
+  comparePositions,
   type EventStore,
   type SqlClient,
   StreamNotFoundError,
@@ -10,13 +11,14 @@ import { type HistoryEntry, MissionProcessor, newRuntime, newSink } from './read
 import { READINESS_PROJECTION } from './readiness/projection.js';
 import { createReadinessQueries } from './readiness/queries.js';
 import { MISSIONS, VERDICTS } from './readiness/tables.js';
-import { readCheckpoint } from './runner-schema.js';
+import { type CheckpointRow, readCheckpoint } from './runner-schema.js';
 import { num } from './sql-rows.js';
 
 export type AuditMismatchKind =
   | 'chain'
   | 'unreadable-event'
   | 'mission-missing'
+  | 'mission-behind-checkpoint'
   | 'mission-differs'
   | 'history-missing'
   | 'history-extra'
@@ -44,7 +46,11 @@ export interface AuditReport {
   /** Events in the stream. */
   events: number;
   chain: ChainVerdict;
-  /** The read model had folded fewer events than the stream holds: compared up to what it had. */
+  /**
+   * The projection's checkpoint had not reached the stream's last event, so the read model was
+   * compared up to what it had folded. A read model behind its own checkpoint is not this but a
+   * `mission-behind-checkpoint` mismatch.
+   */
   projectionBehind: boolean;
   comparedUpTo: { revision: number; timeUntil: string | null };
   history: { stored: number; recomputed: number };
@@ -58,6 +64,25 @@ function differingFields(expected: Record<string, unknown>, actual: Record<strin
 }
 
 /**
+ * The projection's checkpoint and the mission's row as of one moment: read checkpoint, row,
+ * checkpoint again until the checkpoint stood still (a batch writes the row and moves the
+ * checkpoint in one transaction). Failing that, the first checkpoint: the row is then at least
+ * as far along as it, never wrongly found behind it.
+ */
+async function readModelState(
+  sql: SqlClient,
+  missionId: string,
+): Promise<{ checkpoint: CheckpointRow | null; row: Record<string, unknown> | undefined }> {
+  for (let attempt = 1; ; attempt++) {
+    const checkpoint = await readCheckpoint(sql, READINESS_PROJECTION);
+    const [row] = await sql.query(`SELECT * FROM ${MISSIONS} WHERE mission_id = $1`, [missionId]);
+    const again = await readCheckpoint(sql, READINESS_PROJECTION);
+    const still = checkpoint?.position === again?.position && checkpoint?.watermark === again?.watermark;
+    if (still || attempt === 5) return { checkpoint, row };
+  }
+}
+
+/**
  * Replays a mission from the log alone, verifies its hash chain, recomputes every verdict change,
  * and compares the result with what the readiness read models hold: the mission row, its current
  * verdicts and its whole history. Null when neither the log nor the read models know the mission.
@@ -68,9 +93,11 @@ export async function auditMission(options: {
   missionId: string;
 }): Promise<AuditReport | null> {
   const { store, sql, missionId } = options;
-  const [row] = await sql.query(`SELECT * FROM ${MISSIONS} WHERE mission_id = $1`, [missionId]);
-  const checkpoint = await readCheckpoint(sql, READINESS_PROJECTION);
-  const upTo = row ? Number(row.revision) : Number.MAX_SAFE_INTEGER;
+  const { checkpoint, row } = await readModelState(sql, missionId);
+  // What the read model must have folded: every event up to its own revision, and every event the
+  // checkpoint says the projection has processed (its batch and the checkpoint commit together).
+  const rowRevision = row ? Number(row.revision) : -1;
+  const processedUpTo = checkpoint?.position ?? null;
   const mismatches: AuditMismatch[] = [];
   const add = (m: AuditMismatch) => {
     if (mismatches.length < MAX_MISMATCHES) mismatches.push(m);
@@ -81,6 +108,11 @@ export async function auditMission(options: {
   const runtime = newRuntime(missionId);
   const sink = newSink({ changes: false });
   let events = 0;
+  /** The last revision the checkpoint covers (-1: none). */
+  let coveredRevision = -1;
+  let coveredPosition: string | null = null;
+  /** Whether the fold stopped before the stream's end: the rest is past the read model. */
+  let stopped = false;
   try {
     for await (const event of store.readStream(missionStreamName(missionId))) {
       events++;
@@ -98,7 +130,14 @@ export async function auditMission(options: {
           });
         }
       }
-      if (event.revision <= upTo) processor.apply(runtime, event, sink);
+      const covered = processedUpTo !== null && comparePositions(event.position, processedUpTo) <= 0;
+      if (covered) {
+        coveredRevision = event.revision;
+        coveredPosition = event.position;
+      }
+      // A prefix of the stream only: the processor folds revisions in order.
+      if (!stopped && (event.revision <= rowRevision || covered)) processor.apply(runtime, event, sink);
+      else stopped = true;
     }
   } catch (error) {
     if (error instanceof SyntaxError) {
@@ -129,8 +168,20 @@ export async function auditMission(options: {
     });
   }
 
+  if (row && coveredRevision > rowRevision) {
+    add({
+      kind: 'mission-behind-checkpoint',
+      detail: `the read model has folded up to revision ${rowRevision}, but the projection's checkpoint (${processedUpTo}) is past revision ${coveredRevision}`,
+      revision: coveredRevision,
+      expected: { revision: coveredRevision, position: coveredPosition },
+      actual: { revision: rowRevision, position: row.last_position ?? null },
+    });
+  }
   if (!row) {
-    add({ kind: 'mission-missing', detail: 'the log holds the mission but the read model does not' });
+    // Only a mission the checkpoint says was processed must be there.
+    if (coveredRevision >= 0) {
+      add({ kind: 'mission-missing', detail: 'the log holds the mission but the read model does not' });
+    }
   } else {
     const info = runtime.state.mission;
     const expected = {
@@ -266,7 +317,7 @@ export async function auditMission(options: {
     ok: mismatches.length === 0,
     events,
     chain,
-    projectionBehind: row !== undefined && Number(row.revision) < events - 1,
+    projectionBehind: stopped,
     comparedUpTo: {
       revision: runtime.revision,
       timeUntil: timeUntil === null ? null : new Date(timeUntil).toISOString(),
