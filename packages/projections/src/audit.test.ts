@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditMission } from './audit.js';
 import { createReadinessProjection } from './readiness/projection.js';
+import { createReadinessQueries } from './readiness/queries.js';
 import { startProjections } from './runner.js';
 import { ManualClock, MissionDriver, openSqliteFixture, playMssHaiti } from './test-support/harness.js';
 
@@ -112,6 +113,68 @@ describe('auditing a mission', () => {
       audit,
     );
     expect(extra?.mismatches.map((m) => m.kind)).toEqual(['history-missing']);
+  });
+
+  it('compares every column of the mission row with what the log implies', async () => {
+    const [row] = await fx.sql.query('SELECT * FROM readiness_missions WHERE mission_id = $1', [missionId]);
+    expect(row).toBeDefined();
+    const columns = Object.keys(row ?? {}).filter((c) => c !== 'mission_id');
+    expect(columns).toHaveLength(18);
+    const queries = createReadinessQueries({ store: fx.store, sql: fx.sql });
+    for (const column of columns) {
+      const original = row?.[column];
+      const changed =
+        column === 'base_currency'
+          ? 'EUR'
+          : column === 'recorded_monotonic'
+            ? 1 - Number(original)
+            : typeof original === 'number'
+              ? original + 1
+              : original === null
+                ? 1
+                : `${original}x`;
+      const report = await tampered(
+        `UPDATE readiness_missions SET ${column} = $1 WHERE mission_id = $2`,
+        [changed, missionId],
+        `UPDATE readiness_missions SET ${column} = $1 WHERE mission_id = $2`,
+        [original, missionId],
+        async () => {
+          if (column === 'base_currency')
+            expect((await queries.getMission(missionId))?.baseCurrency).toBe('EUR');
+          return audit();
+        },
+      );
+      expect(report?.mismatches, column).toEqual([
+        expect.objectContaining({ kind: 'mission-differs', fields: [column] }),
+      ]);
+    }
+  });
+
+  it('reports positions that do not increase with revisions', async () => {
+    const stream = `mission-${missionId}`;
+    const rows = await fx.sql.query(
+      'SELECT revision, position FROM events WHERE stream = $1 AND revision IN (5, 6) ORDER BY revision',
+      [stream],
+    );
+    const [five, six] = rows.map((r) => Number(r.position));
+    const swap = async () => {
+      await fx.sql.execute('UPDATE events SET position = -1 WHERE position = $1', [five]);
+      await fx.sql.execute('UPDATE events SET position = $1 WHERE position = $2', [five, six]);
+      await fx.sql.execute('UPDATE events SET position = $1 WHERE position = -1', [six]);
+    };
+    await swap();
+    let report: Awaited<ReturnType<typeof audit>>;
+    try {
+      report = await audit();
+    } finally {
+      await swap();
+    }
+    expect(report?.chain.ok).toBe(true);
+    expect(report?.ok).toBe(false);
+    expect(report?.mismatches.filter((m) => m.kind === 'position-order')).toEqual([
+      expect.objectContaining({ kind: 'position-order', revision: 6 }),
+    ]);
+    expect((await audit())?.ok).toBe(true);
   });
 
   it('detects a change to any byte of any stored event, and a change of order', async () => {

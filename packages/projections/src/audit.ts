@@ -10,12 +10,13 @@ import { missionStreamName } from '@muster/readiness';
 import { type HistoryEntry, MissionProcessor, newRuntime, newSink } from './readiness/processor.js';
 import { READINESS_PROJECTION } from './readiness/projection.js';
 import { createReadinessQueries } from './readiness/queries.js';
-import { MISSIONS, VERDICTS } from './readiness/tables.js';
+import { MISSION_COLUMNS, MISSIONS, VERDICTS } from './readiness/tables.js';
 import { type CheckpointRow, readCheckpoint } from './runner-schema.js';
 import { num } from './sql-rows.js';
 
 export type AuditMismatchKind =
   | 'chain'
+  | 'position-order'
   | 'unreadable-event'
   | 'mission-missing'
   | 'mission-behind-checkpoint'
@@ -113,6 +114,7 @@ export async function auditMission(options: {
   let coveredPosition: string | null = null;
   /** Whether the fold stopped before the stream's end: the rest is past the read model. */
   let stopped = false;
+  let previousPosition: string | null = null;
   try {
     for await (const event of store.readStream(missionStreamName(missionId))) {
       events++;
@@ -130,6 +132,19 @@ export async function auditMission(options: {
           });
         }
       }
+      // Positions are outside the hash chain (each store assigns its own), but every reader of the
+      // log orders by them: time travel to a position, the export's verification.
+      if (previousPosition !== null && comparePositions(event.position, previousPosition) <= 0) {
+        add({
+          kind: 'position-order',
+          detail: `the event at revision ${event.revision} has position ${event.position}, not after ${previousPosition} of the event before it`,
+          revision: event.revision,
+          eventId: event.id,
+          expected: `after ${previousPosition}`,
+          actual: event.position,
+        });
+      }
+      previousPosition = event.position;
       const covered = processedUpTo !== null && comparePositions(event.position, processedUpTo) <= 0;
       if (covered) {
         coveredRevision = event.revision;
@@ -184,28 +199,35 @@ export async function auditMission(options: {
     }
   } else {
     const info = runtime.state.mission;
-    const expected = {
+    // Every column: what the API serves, and what the projection and time travel read back (a
+    // mission loaded again resumes from them; `recorded_monotonic` decides how a known-at fold ends).
+    const expected: Record<(typeof MISSION_COLUMNS)[number], unknown> = {
+      mission_id: missionId,
       name: info?.name ?? null,
       lead_nation: info?.leadNation ?? null,
+      base_currency: info?.baseCurrency ?? null,
+      template: info?.template ?? null,
       defined_at: info?.definedAt ?? null,
+      created_position: runtime.createdPosition,
+      created_recorded_at: runtime.createdRecordedAt,
       revision: runtime.revision,
       last_position: runtime.position,
+      last_recorded_at: runtime.lastRecordedAt,
+      max_recorded_at: runtime.maxRecordedAt,
+      max_pledge_at: runtime.maxPledgeAt,
+      recorded_monotonic: runtime.recordedMonotonic ? 1 : 0,
       evaluated_at: runtime.evaluatedAt,
       next_change_at: runtime.nextAt,
       policy_version: runtime.verdict?.policyVersion ?? null,
       history_seq: runtime.historySeq,
+      skipped_events: runtime.skippedEvents,
     };
-    const actual = {
-      name: row.name ?? null,
-      lead_nation: row.lead_nation ?? null,
-      defined_at: num(row.defined_at),
-      revision: Number(row.revision),
-      last_position: row.last_position ?? null,
-      evaluated_at: num(row.evaluated_at),
-      next_change_at: num(row.next_change_at),
-      policy_version: num(row.policy_version),
-      history_seq: Number(row.history_seq),
-    };
+    const actual: Record<string, unknown> = {};
+    for (const column of MISSION_COLUMNS) {
+      const value = row[column] ?? null;
+      // BIGINT comes back from PostgreSQL as a string.
+      actual[column] = typeof expected[column] === 'number' && value !== null ? Number(value) : value;
+    }
     const fields = differingFields(expected, actual);
     if (fields.length > 0) {
       add({
