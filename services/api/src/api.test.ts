@@ -305,6 +305,26 @@ describe('the readiness API', () => {
       );
     });
 
+    it('If-Match compares strongly: weak or other opaque tags never match; non-tags are refused', async () => {
+      const send = (ifMatch: string, id: string) =>
+        svc.request('POST', '/v1/missions/mss-haiti/commands/pledge-logistics', {
+          key: us,
+          body: pledge(id),
+          headers: { 'if-match': ifMatch },
+        });
+      const count = await svc.eventCount();
+      // The mission is at revision 0: each of these names it in a form that must not match.
+      for (const [i, tag] of ['W/"0"', '"00"', '"r0"'].entries()) {
+        const problem = expectProblem(await send(tag, `weak${i}`), 412, 'precondition-failed');
+        expect({ tag, current: problem.currentRevision }).toEqual({ tag, current: 0 });
+      }
+      for (const [i, tag] of ['0', '"0', '0"', '"0 "', '"0", "1"', 'W/0', '""x'].entries()) {
+        expect({ tag, status: (await send(tag, `bad${i}`)).statusCode }).toEqual({ tag, status: 400 });
+      }
+      expect(await svc.eventCount()).toBe(count);
+      expect((await send(' "0" ', 'ok')).statusCode).toBe(201);
+    });
+
     it('a commandId given twice: the second command is refused as such, not retried as a race', async () => {
       const commandId = '0190a6c4-58a4-7a53-8b1a-2b7c4c3e2f10';
       const first = await svc.request('POST', '/v1/missions/mss-haiti/commands/pledge-logistics', {

@@ -227,9 +227,9 @@ function mapFastifyError(error: FastifyError): { code: ApiErrorCode; detail: str
 /** Where a request's invalid part was: set by the route registry on the ZodError it rethrows. */
 export type RequestPart = 'path' | 'query' | 'body';
 
-export function zodErrors(
-  error: ZodError,
-): Array<{ path: string; message: string; code: string; in?: RequestPart }> {
+type FieldError = { path: string; message: string; code: string; in?: RequestPart };
+
+export function zodErrors(error: ZodError): FieldError[] {
   const part = (error as ZodError & { part?: RequestPart }).part;
   const format = (path: readonly PropertyKey[]) =>
     path.length === 0
@@ -238,8 +238,8 @@ export function zodErrors(
           .map((p) => (typeof p === 'number' ? `[${p}]` : String(p)))
           .join('.')
           .replace(/\.\[/g, '[');
-  return error.issues.flatMap((issue) => {
-    const where = part ? { in: part } : {};
+  return error.issues.flatMap((issue): FieldError[] => {
+    const where: { in?: RequestPart } = part ? { in: part } : {};
     // One entry per unknown key, at its own path, rather than one at the parent naming them all.
     if (issue.code === 'unrecognized_keys') {
       return issue.keys.map((key) => ({

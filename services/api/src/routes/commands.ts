@@ -6,6 +6,7 @@ import {
   instantSchema,
   MISSION_ID_PATTERN,
   type MissionCommand,
+  missionStreamName,
 } from '@muster/readiness';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
@@ -135,7 +136,7 @@ export function registerCommandRoutes(routes: RouteRegistry, services: Services)
     summary: 'Defines a mission: from the `mss-haiti` template or from a full policy',
     tags: ['missions'],
     body: define.payloadSchema.extend({ id: missionIdParam.describe('The new mission id'), ...envelope }),
-    headers: { 'Idempotency-Key': commandHeaders['Idempotency-Key'] },
+    headers: commandHeaders,
     responses: commandResponses(define),
     authorize: (principal) => {
       if (!canIssue(principal, define))
@@ -197,6 +198,15 @@ async function runCommand(
   authorizeCommand(principal, entry, missionId);
   const ifMatch = parseIfMatch(request.headers['if-match']);
   const idempotencyKey = parseIdempotencyKey(request.headers['idempotency-key']);
+  if (ifMatch === 'unmatchable') {
+    const current = await services.store.streamRevision(missionStreamName(missionId));
+    throw new ApiError(
+      'precondition-failed',
+      'If-Match compares strongly: a weak tag, or a tag that is not a revision as the ETag gives it, never matches',
+      { currentRevision: current },
+      current === null ? {} : { etag: `"${current}"` },
+    );
+  }
   const actor = { agency: principal.agencyId, keyId: principal.keyId };
   // A version-7 id, keyed or not: the ids of the command's events keep its time (decision 26). A
   // keyed command's id is stored with its claim, and a retry that takes the claim over reuses it.
@@ -365,18 +375,37 @@ function pickHeaders(reply: FastifyReply): Record<string, string> {
   return out;
 }
 
-export function parseIfMatch(header: string | string[] | undefined): number | '*' | undefined {
+/**
+ * `If-Match` by RFC 9110 §13.1.1: entity-tags compared strongly. `*`, or one tag: a strong tag
+ * that is a revision as the ETag gives it matches that revision; a weak tag (`W/"3"`) or another
+ * opaque tag (`"03"`) is valid but can never match, so it is a `412` ('unmatchable'), not a match
+ * by its digits. A value that is not an entity-tag (`3`, `"3`) is a `400`, and so is a list of
+ * several tags, which this API does not take.
+ */
+export function parseIfMatch(
+  header: string | string[] | undefined,
+): number | '*' | 'unmatchable' | undefined {
   if (header === undefined) return undefined;
-  const value = Array.isArray(header) ? header.join(',') : header;
-  if (value.trim() === '*') return '*';
-  const match = /^\s*(?:W\/)?"?(\d{1,15})"?\s*$/.exec(value);
-  if (!match) {
-    throw new ApiError(
-      'invalid-header',
-      'If-Match must be a mission revision as returned in the ETag, e.g. "12"',
-    );
+  const value = (Array.isArray(header) ? header.join(',') : header).trim();
+  if (value === '*') return '*';
+  const tags: Array<{ weak: boolean; opaque: string }> = [];
+  const tag = /\s*(W\/)?"([\x21\x23-\x7e]*)"\s*(?:,|$)/y;
+  while (tag.lastIndex < value.length) {
+    const at = tag.lastIndex;
+    const match = tag.exec(value);
+    if (!match || tag.lastIndex === at) {
+      throw new ApiError(
+        'invalid-header',
+        'If-Match must be * or one entity-tag: the mission revision as the ETag gives it, e.g. "12"',
+      );
+    }
+    tags.push({ weak: match[1] !== undefined, opaque: match[2] as string });
   }
-  return Number(match[1]);
+  if (tags.length !== 1) {
+    throw new ApiError('invalid-header', 'If-Match takes * or exactly one entity-tag, e.g. "12"');
+  }
+  const [only] = tags as [{ weak: boolean; opaque: string }];
+  return !only.weak && /^(0|[1-9]\d{0,14})$/.test(only.opaque) ? Number(only.opaque) : 'unmatchable';
 }
 
 function parseIdempotencyKey(header: string | string[] | undefined): string | undefined {
