@@ -15,7 +15,7 @@ import { AgencyRegistry, AgencyService } from './auth/agencies.js';
 import { bearerToken } from './auth/api-keys.js';
 import { type Principal, readScope } from './auth/roles.js';
 import type { Config } from './config.js';
-import { AllowedMethods, ApiError, registerErrorHandling, sendProblem } from './errors.js';
+import { AllowedMethods, ApiError, answerClientError, registerErrorHandling, sendProblem } from './errors.js';
 import { HEARTBEAT_EVERY_MS, IdempotencyStore } from './idempotency.js';
 import { lazyRequestLogger } from './logger.js';
 import { Metrics } from './metrics.js';
@@ -64,6 +64,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     bodyLimit: config.bodyLimitBytes,
     requestTimeout: config.requestTimeoutMs,
     return503OnClosing: true,
+    clientErrorHandler: answerClientError,
     // Errors fastify raises before routing (a bad URL, a path segment too long) are problems too.
     frameworkErrors: (error, request, reply) => {
       sendProblem(reply, request, error);

@@ -1,3 +1,5 @@
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { isEventStoreError } from '@muster/event-store';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ZodError } from 'zod';
@@ -12,6 +14,7 @@ export const API_ERRORS = {
   'malformed-json': { status: 400, title: 'The body is not valid JSON' },
   'invalid-header': { status: 400, title: 'A header is not valid' },
   'invalid-query': { status: 400, title: 'A query parameter is not valid' },
+  'bad-request': { status: 400, title: 'The request is not valid HTTP' },
   unauthorized: { status: 401, title: 'A valid API key is required' },
   forbidden: { status: 403, title: 'The API key does not allow this' },
   'not-found': { status: 404, title: 'No such resource' },
@@ -28,6 +31,7 @@ export const API_ERRORS = {
   'unsupported-media-type': { status: 415, title: 'The body must be application/json' },
   'idempotency-key-reused': { status: 422, title: 'The Idempotency-Key was used with another request' },
   'rate-limited': { status: 429, title: 'Too many requests' },
+  'headers-too-large': { status: 431, title: 'The request line or headers are too large' },
   'internal-error': { status: 500, title: 'Internal error' },
   'not-ready': { status: 503, title: 'The service is not ready' },
   timeout: { status: 503, title: 'The request took too long to process' },
@@ -256,6 +260,34 @@ export function zodErrors(error: ZodError): FieldError[] {
 function summariseZod(error: ZodError): string {
   const fields = new Set(zodErrors(error).map((e) => e.path)).size;
   return fields === 1 ? '1 field is not valid' : `${fields} fields are not valid`;
+}
+
+/**
+ * Answers what Node's HTTP parser refused before fastify saw a request (a URL or headers past
+ * the parser's limit, a request line that is not HTTP, a request that never finished) as a
+ * problem like every other, instead of fastify's plain JSON. A URL that long is a 431 here: the
+ * parser counts it with the headers and cannot tell the two apart.
+ */
+export function answerClientError(error: Error & { code?: string }, socket: Duplex): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const code: ApiErrorCode =
+    error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? 'request-timeout'
+      : error.code === 'HPE_HEADER_OVERFLOW'
+        ? 'headers-too-large'
+        : 'bad-request';
+  const { status, title } = API_ERRORS[code];
+  const detail =
+    code === 'headers-too-large'
+      ? 'The URL and headers together exceed the limit (16 KiB); shorten the query or the headers'
+      : title;
+  const body = JSON.stringify({ type: problemType(code), title, status, detail, code });
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: application/problem+json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(error);
 }
 
 export function sendProblem(reply: FastifyReply, request: FastifyRequest, error: unknown): FastifyReply {

@@ -1,3 +1,5 @@
+import type { AddressInfo } from 'node:net';
+import { connect } from 'node:net';
 import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { registerErrorHandling } from './errors.js';
@@ -25,6 +27,32 @@ describe('abuse and secrets', () => {
     expect(limited?.headers['retry-after']).toMatch(/^\d+$/);
     expect(limited?.json()).toMatchObject({ code: 'rate-limited', status: 429 });
     expect((await svc.request('GET', '/v1/me', { key: other })).statusCode).toBe(200);
+  });
+
+  it('answers requests the HTTP parser refuses as problems too: a URL past the header limit, garbage', async () => {
+    svc = await startTestService();
+    await svc.app.listen({ port: 0, host: '127.0.0.1' });
+    const { port } = svc.app.server.address() as AddressInfo;
+    const raw = (request: string) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = connect(port, '127.0.0.1', () => socket.end(request));
+        let answer = '';
+        socket.on('data', (chunk) => {
+          answer += chunk;
+        });
+        socket.on('close', () => resolve(answer));
+        socket.on('error', reject);
+      });
+    const long = await raw(`GET /v1/missions?x=${'a'.repeat(20_000)} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    expect(long).toMatch(/^HTTP\/1\.1 431 /);
+    expect(long).toContain('Content-Type: application/problem+json');
+    expect(JSON.parse(long.slice(long.indexOf('\r\n\r\n') + 4))).toMatchObject({
+      status: 431,
+      code: 'headers-too-large',
+    });
+    const garbage = await raw('THIS IS NOT HTTP\r\n\r\n');
+    expect(garbage).toMatch(/^HTTP\/1\.1 400 /);
+    expect(JSON.parse(garbage.slice(garbage.indexOf('\r\n\r\n') + 4))).toMatchObject({ code: 'bad-request' });
   });
 
   it('limits failed authentication per client address', async () => {
