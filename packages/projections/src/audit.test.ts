@@ -1,3 +1,4 @@
+import { openPostgresEventStore } from '@muster/event-store-postgres';
 import { DomainError, mssHaitiScenario } from '@muster/readiness';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -5,7 +6,14 @@ import { auditMission } from './audit.js';
 import { createReadinessProjection } from './readiness/projection.js';
 import { createReadinessQueries } from './readiness/queries.js';
 import { startProjections } from './runner.js';
-import { ManualClock, MissionDriver, openSqliteFixture, playMssHaiti } from './test-support/harness.js';
+import {
+  fillSynthetic,
+  ManualClock,
+  MissionDriver,
+  openSqliteFixture,
+  playMssHaiti,
+} from './test-support/harness.js';
+import { createPostgresDatabase, postgresSkipReason } from './test-support/postgres.js';
 
 const missionId = mssHaitiScenario.missionId;
 let fx: Awaited<ReturnType<typeof openSqliteFixture>>;
@@ -46,12 +54,13 @@ async function tampered<T>(
   undo: string,
   undoParams: unknown[],
   check: () => Promise<T>,
+  on: { sql: typeof fx.sql } = fx,
 ) {
-  await fx.sql.execute(change, params);
+  await on.sql.execute(change, params);
   try {
     return await check();
   } finally {
-    await fx.sql.execute(undo, undoParams);
+    await on.sql.execute(undo, undoParams);
   }
 }
 
@@ -323,3 +332,213 @@ describe('a read model behind the log', () => {
     }
   }, 60_000);
 });
+
+describe('auditing the snapshots time travel starts from', () => {
+  const id = 'alpha';
+  let sf: Fixture;
+  beforeAll(async () => {
+    const clock = new ManualClock();
+    sf = await openSqliteFixture('audit-snapshots', clock);
+    await fillSynthetic(sf.store, clock, { missions: [id], eventsPerMission: 400 });
+    const runner = await startProjections({
+      store: sf.store,
+      sql: sf.sql,
+      projections: [
+        createReadinessProjection({ store: sf.store, snapshotEvery: 100, snapshotPartChars: 2000 }),
+      ],
+      clock: clock.now,
+      batchSize: 50,
+    });
+    expect(await runner.waitForPosition((await sf.store.headPosition()) as string, 30_000)).toBe(true);
+    await runner.close();
+  });
+  afterAll(() => sf.close());
+  const auditAlpha = () => auditMission({ store: sf.store, sql: sf.sql, missionId: id });
+
+  it('compares every stored snapshot, parts included, with the fold at its revision', async () => {
+    const [counted] = await sf.sql.query(
+      'SELECT COUNT(*) AS n, (SELECT COUNT(*) FROM readiness_snapshot_parts) AS parts FROM readiness_snapshots',
+    );
+    expect(Number(counted?.n)).toBeGreaterThanOrEqual(2);
+    expect(Number(counted?.parts)).toBeGreaterThan(10);
+    const report = await auditAlpha();
+    expect(report).toMatchObject({ ok: true, mismatches: [] });
+    expect(report?.snapshots).toEqual({ stored: Number(counted?.n), compared: Number(counted?.n) });
+  });
+
+  it('reports a snapshot whose state was edited, which changed what time travel answers', async () => {
+    const [snapshot] = await sf.sql.query(
+      `SELECT revision, position, state FROM readiness_snapshots WHERE mission_id = $1 AND state LIKE '%"baseCurrency":"USD"%'
+       ORDER BY revision LIMIT 1`,
+      [id],
+    );
+    expect(snapshot).toBeDefined();
+    const state = String(snapshot?.state);
+    const ask = () =>
+      createReadinessQueries({ store: sf.store, sql: sf.sql }).verdictAtPosition(
+        id,
+        String(snapshot?.position),
+      );
+    const honest = await ask();
+    expect(honest?.basis.snapshotRevision).toBe(Number(snapshot?.revision));
+    const report = await tampered(
+      'UPDATE readiness_snapshots SET state = $1 WHERE mission_id = $2 AND revision = $3',
+      [state.replace('"baseCurrency":"USD"', '"baseCurrency":"EUR"'), id, snapshot?.revision],
+      'UPDATE readiness_snapshots SET state = $1 WHERE mission_id = $2 AND revision = $3',
+      [state, id, snapshot?.revision],
+      async () => {
+        expect(JSON.stringify(await ask())).not.toBe(JSON.stringify(honest));
+        return auditAlpha();
+      },
+      sf,
+    );
+    expect(report?.ok).toBe(false);
+    expect(report?.mismatches).toEqual([
+      expect.objectContaining({
+        kind: 'snapshot-differs',
+        revision: Number(snapshot?.revision),
+        fields: ['state'],
+        expected: expect.objectContaining({ stateDiffersAt: state.indexOf('"baseCurrency":"USD"') + 16 }),
+      }),
+    ]);
+  });
+
+  it('reports a snapshot part changed, dropped or added, and a snapshot column changed', async () => {
+    const [part] = await sf.sql.query(
+      'SELECT revision, part, state FROM readiness_snapshot_parts WHERE mission_id = $1 ORDER BY revision DESC, part DESC LIMIT 1 OFFSET 3',
+      [id],
+    );
+    const text = String(part?.state);
+    const key = [id, part?.revision, part?.part];
+    const expectOne = (report: Awaited<ReturnType<typeof auditAlpha>>, fields: string[]) =>
+      expect(report?.mismatches).toEqual([
+        expect.objectContaining({ kind: 'snapshot-differs', revision: Number(part?.revision), fields }),
+      ]);
+    const where = 'WHERE mission_id = $1 AND revision = $2 AND part = $3';
+    const middle = Math.floor(text.length / 2);
+    const edited = text.slice(0, middle) + (text[middle] === '1' ? '2' : '1') + text.slice(middle + 1);
+    expectOne(
+      await tampered(
+        `UPDATE readiness_snapshot_parts SET state = $4 ${where}`,
+        [...key, edited],
+        `UPDATE readiness_snapshot_parts SET state = $4 ${where}`,
+        [...key, text],
+        auditAlpha,
+        sf,
+      ),
+      ['state'],
+    );
+    expectOne(
+      await tampered(
+        `DELETE FROM readiness_snapshot_parts ${where}`,
+        key,
+        `INSERT INTO readiness_snapshot_parts (mission_id, revision, part, state) VALUES ($1, $2, $3, $4)`,
+        [...key, text],
+        auditAlpha,
+        sf,
+      ),
+      ['state'],
+    );
+    expectOne(
+      await tampered(
+        `INSERT INTO readiness_snapshot_parts (mission_id, revision, part, state) VALUES ($1, $2, 1000, ' ')`,
+        [id, part?.revision],
+        'DELETE FROM readiness_snapshot_parts WHERE mission_id = $1 AND revision = $2 AND part = 1000',
+        [id, part?.revision],
+        auditAlpha,
+        sf,
+      ),
+      ['state'],
+    );
+    for (const column of ['position', 'recorded_at', 'max_recorded_at']) {
+      const [row] = await sf.sql.query(
+        `SELECT ${column} AS value FROM readiness_snapshots WHERE mission_id = $1 AND revision = $2`,
+        [id, part?.revision],
+      );
+      const value = row?.value;
+      expectOne(
+        await tampered(
+          `UPDATE readiness_snapshots SET ${column} = $3 WHERE mission_id = $1 AND revision = $2`,
+          [id, part?.revision, typeof value === 'number' ? value - 1 : `${value}9`],
+          `UPDATE readiness_snapshots SET ${column} = $3 WHERE mission_id = $1 AND revision = $2`,
+          [id, part?.revision, value],
+          auditAlpha,
+          sf,
+        ),
+        [column],
+      );
+    }
+    expect((await auditAlpha())?.ok).toBe(true);
+  });
+
+  it('reports a snapshot at a revision the fold never reached', async () => {
+    const [last] = await sf.sql.query(
+      'SELECT * FROM readiness_snapshots WHERE mission_id = $1 ORDER BY revision DESC LIMIT 1',
+      [id],
+    );
+    const report = await tampered(
+      `INSERT INTO readiness_snapshots (mission_id, revision, position, recorded_at, max_recorded_at, state)
+       VALUES ($1, 100000, $2, $3, $4, $5)`,
+      [id, last?.position, last?.recorded_at, last?.max_recorded_at, last?.state],
+      'DELETE FROM readiness_snapshots WHERE mission_id = $1 AND revision = 100000',
+      [id],
+      auditAlpha,
+      sf,
+    );
+    expect(report?.mismatches).toEqual([
+      expect.objectContaining({ kind: 'snapshot-differs', revision: 100000 }),
+    ]);
+  });
+});
+
+describe.skipIf(postgresSkipReason !== null)(
+  `auditing on PostgreSQL${postgresSkipReason ? ` (${postgresSkipReason})` : ''}`,
+  () => {
+    it('compares the mission row and the snapshots in parts, and reports an edited part', async () => {
+      const clock = new ManualClock();
+      const { url, drop } = await createPostgresDatabase('audit');
+      const store = await openPostgresEventStore({
+        connectionString: url,
+        clock: clock.now,
+        pollIntervalMs: 100,
+      });
+      try {
+        const missions = ['p1', 'p2'];
+        await fillSynthetic(store, clock, { missions, eventsPerMission: 300 });
+        const runner = await startProjections({
+          store,
+          sql: store.sql,
+          projections: [createReadinessProjection({ store, snapshotEvery: 100, snapshotPartChars: 2000 })],
+          clock: clock.now,
+          batchSize: 50,
+        });
+        expect(await runner.waitForPosition((await store.headPosition()) as string, 60_000)).toBe(true);
+        await runner.close();
+        for (const id of missions) {
+          const report = await auditMission({ store, sql: store.sql, missionId: id });
+          expect(report).toMatchObject({ ok: true, mismatches: [], projectionBehind: false });
+          expect(report?.snapshots.compared).toBeGreaterThanOrEqual(2);
+          expect(report?.snapshots.compared).toBe(report?.snapshots.stored);
+        }
+        const [part] = await store.sql.query(
+          "SELECT revision, part FROM readiness_snapshot_parts WHERE mission_id = 'p1' ORDER BY revision, part LIMIT 1 OFFSET 2",
+        );
+        await store.sql.execute(
+          "UPDATE readiness_snapshot_parts SET state = state || ' ' WHERE mission_id = 'p1' AND revision = $1 AND part = $2",
+          [part?.revision, part?.part],
+        );
+        const report = await auditMission({ store, sql: store.sql, missionId: 'p1' });
+        expect(report?.mismatches).toEqual([
+          expect.objectContaining({
+            kind: 'snapshot-differs',
+            revision: Number(part?.revision),
+            fields: ['state'],
+          }),
+        ]);
+      } finally {
+        await store.close();
+        await drop();
+      }
+    }, 120_000);
+  },
+);

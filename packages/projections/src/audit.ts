@@ -6,11 +6,18 @@ import {
   type SqlClient,
   StreamNotFoundError,
 } from '@muster/event-store';
-import { missionStreamName } from '@muster/readiness';
-import { type HistoryEntry, MissionProcessor, newRuntime, newSink } from './readiness/processor.js';
+import { missionStreamName, serializeStateParts } from '@muster/readiness';
+import {
+  type HistoryEntry,
+  MissionProcessor,
+  type MissionRuntime,
+  newRuntime,
+  newSink,
+} from './readiness/processor.js';
 import { READINESS_PROJECTION } from './readiness/projection.js';
 import { createReadinessQueries } from './readiness/queries.js';
-import { MISSION_COLUMNS, MISSIONS, VERDICTS } from './readiness/tables.js';
+import { snapshotTextParts } from './readiness/state-loader.js';
+import { MISSION_COLUMNS, MISSIONS, SNAPSHOT_PARTS, SNAPSHOTS, VERDICTS } from './readiness/tables.js';
 import { type CheckpointRow, readCheckpoint } from './runner-schema.js';
 import { num } from './sql-rows.js';
 
@@ -26,7 +33,8 @@ export type AuditMismatchKind =
   | 'history-differs'
   | 'verdict-missing'
   | 'verdict-extra'
-  | 'verdict-differs';
+  | 'verdict-differs'
+  | 'snapshot-differs';
 
 export interface AuditMismatch {
   kind: AuditMismatchKind;
@@ -55,10 +63,99 @@ export interface AuditReport {
   projectionBehind: boolean;
   comparedUpTo: { revision: number; timeUntil: string | null };
   history: { stored: number; recomputed: number };
+  /** Snapshots of the mission stored (live generation), and how many were compared with the fold. */
+  snapshots: { stored: number; compared: number };
   mismatches: AuditMismatch[];
 }
 
 const MAX_MISMATCHES = 1000;
+const LIVE_SNAPSHOTS = { snapshots: SNAPSHOTS, parts: SNAPSHOT_PARTS };
+/** The fold's state is made in parts of this many characters to compare with a snapshot's. */
+const STATE_PART_CHARS = 256 * 1024;
+
+/**
+ * Where two texts, each given in parts of any lengths, first differ (a character offset); -1 when
+ * they are equal. Only a part of each is held at a time.
+ */
+async function firstDifference(ours: Iterable<string>, theirs: AsyncIterable<string>): Promise<number> {
+  const mine = ours[Symbol.iterator]();
+  let a = '';
+  let ai = 0;
+  let offset = 0;
+  for await (const b of theirs) {
+    let bi = 0;
+    while (bi < b.length) {
+      if (ai === a.length) {
+        const next = mine.next();
+        if (next.done) return offset;
+        a = next.value;
+        ai = 0;
+        continue;
+      }
+      const n = Math.min(a.length - ai, b.length - bi);
+      if (a.slice(ai, ai + n) !== b.slice(bi, bi + n)) {
+        let same = 0;
+        while (a.charCodeAt(ai + same) === b.charCodeAt(bi + same)) same++;
+        return offset + same;
+      }
+      ai += n;
+      bi += n;
+      offset += n;
+    }
+  }
+  if (ai < a.length) return offset;
+  for (let next = mine.next(); !next.done; next = mine.next()) if (next.value.length > 0) return offset;
+  return -1;
+}
+
+const snapshotWithoutFold = (snapshot: StoredSnapshot, why: string): AuditMismatch => ({
+  kind: 'snapshot-differs',
+  detail: `a snapshot at revision ${snapshot.revision} matches no state of the log's fold: ${why}`,
+  revision: snapshot.revision,
+});
+
+interface StoredSnapshot {
+  revision: number;
+  position: unknown;
+  recorded_at: unknown;
+  max_recorded_at: unknown;
+}
+
+/**
+ * Compares a stored snapshot with the fold at its revision: its columns, and its text with the
+ * state's, part by part (a long mission's state is many megabytes of JSON).
+ */
+async function snapshotMismatch(
+  sql: SqlClient,
+  runtime: MissionRuntime,
+  snapshot: StoredSnapshot,
+): Promise<AuditMismatch | null> {
+  const expected = {
+    position: runtime.position,
+    recorded_at: runtime.lastRecordedAt,
+    max_recorded_at: runtime.maxRecordedAt,
+  };
+  const actual = {
+    position: snapshot.position ?? null,
+    recorded_at: num(snapshot.recorded_at),
+    max_recorded_at: num(snapshot.max_recorded_at),
+  };
+  const fields = differingFields(expected, actual);
+  const at = await firstDifference(
+    serializeStateParts(runtime.state, STATE_PART_CHARS),
+    snapshotTextParts(sql, LIVE_SNAPSHOTS, runtime.missionId, snapshot.revision),
+  );
+  if (at >= 0) fields.push('state');
+  if (fields.length === 0) return null;
+  return {
+    kind: 'snapshot-differs',
+    detail: `the snapshot at revision ${snapshot.revision} differs from the log's fold in ${fields.join(', ')}${at >= 0 ? ` (its state from character ${at})` : ''}`,
+    revision: snapshot.revision,
+    fields,
+    expected: { ...expected, ...(at >= 0 ? { stateDiffersAt: at } : {}) },
+    actual,
+  };
+}
 
 function differingFields(expected: Record<string, unknown>, actual: Record<string, unknown>): string[] {
   return Object.keys(expected).filter((k) => JSON.stringify(expected[k]) !== JSON.stringify(actual[k]));
@@ -94,6 +191,15 @@ export async function auditMission(options: {
   missionId: string;
 }): Promise<AuditReport | null> {
   const { store, sql, missionId } = options;
+  // Listed before the row is read: every snapshot then predates it, and is within what it folded.
+  const snapshots = (
+    await sql.query(
+      `SELECT revision, position, recorded_at, max_recorded_at FROM ${SNAPSHOTS} WHERE mission_id = $1 ORDER BY revision`,
+      [missionId],
+    )
+  ).map((r) => ({ ...r, revision: Number(r.revision) }) as StoredSnapshot);
+  let nextSnapshot = 0;
+  let snapshotsCompared = 0;
   const { checkpoint, row } = await readModelState(sql, missionId);
   // What the read model must have folded: every event up to its own revision, and every event the
   // checkpoint says the projection has processed (its batch and the checkpoint commit together).
@@ -151,8 +257,24 @@ export async function auditMission(options: {
         coveredPosition = event.position;
       }
       // A prefix of the stream only: the processor folds revisions in order.
-      if (!stopped && (event.revision <= rowRevision || covered)) processor.apply(runtime, event, sink);
-      else stopped = true;
+      if (stopped || !(event.revision <= rowRevision || covered)) {
+        stopped = true;
+        continue;
+      }
+      processor.apply(runtime, event, sink);
+      // Snapshots feed time travel: each must be the fold at its revision, checked on the way
+      // rather than by folding again, and read one at a time.
+      for (; nextSnapshot < snapshots.length; nextSnapshot++) {
+        const snapshot = snapshots[nextSnapshot] as StoredSnapshot;
+        if (snapshot.revision > runtime.revision) break;
+        if (snapshot.revision < runtime.revision) {
+          add(snapshotWithoutFold(snapshot, 'the log has no event at that revision'));
+          continue;
+        }
+        snapshotsCompared++;
+        const mismatch = await snapshotMismatch(sql, runtime, snapshot);
+        if (mismatch) add(mismatch);
+      }
     }
   } catch (error) {
     if (error instanceof SyntaxError) {
@@ -170,8 +292,11 @@ export async function auditMission(options: {
       };
     } else if (!(error instanceof StreamNotFoundError)) throw error;
   }
-  if (events === 0 && !row) return null;
+  if (events === 0 && !row && snapshots.length === 0) return null;
   chain ??= verifier.result();
+  for (const snapshot of snapshots.slice(nextSnapshot)) {
+    add(snapshotWithoutFold(snapshot, `the read model has folded up to revision ${runtime.revision}`));
+  }
   const timeUntil = checkpoint?.watermark ?? null;
   if (timeUntil !== null) processor.advance(runtime, timeUntil, sink);
   for (const skipped of sink.skipped) {
@@ -345,6 +470,7 @@ export async function auditMission(options: {
       timeUntil: timeUntil === null ? null : new Date(timeUntil).toISOString(),
     },
     history: { stored: stored.length, recomputed: recomputed.length },
+    snapshots: { stored: snapshots.length, compared: snapshotsCompared },
     mismatches,
   };
 }

@@ -115,6 +115,39 @@ export function snapshotKnownBy(
   return latestWhere(sql, tables, missionId, 'max_recorded_at', instant);
 }
 
+/** Parts of a snapshot's text per query of {@link snapshotTextParts}: about 1 MiB at the default size. */
+const PARTS_PER_READ = 4;
+
+/**
+ * A snapshot's text as stored: its row's part, then the rest in order, a few parts per query, so
+ * that a snapshot of many megabytes is checked without ever being one string. Nothing when there
+ * is no such snapshot.
+ */
+export async function* snapshotTextParts(
+  sql: SqlClient,
+  tables: SnapshotTables,
+  missionId: string,
+  revision: number,
+): AsyncGenerator<string, void, undefined> {
+  const [row] = await sql.query(
+    `SELECT state FROM ${tables.snapshots} WHERE mission_id = $1 AND revision = $2`,
+    [missionId, revision],
+  );
+  if (!row) return;
+  yield String(row.state);
+  let after = 0;
+  for (;;) {
+    const rows = await sql.query(
+      `SELECT part, state FROM ${tables.parts} WHERE mission_id = $1 AND revision = $2 AND part > $3
+       ORDER BY part LIMIT ${PARTS_PER_READ}`,
+      [missionId, revision, after],
+    );
+    for (const part of rows) yield String(part.state);
+    if (rows.length < PARTS_PER_READ) return;
+    after = Number(rows[rows.length - 1]?.part);
+  }
+}
+
 export type FoldDecision = 'take' | 'skip' | 'stop';
 
 /**
