@@ -218,6 +218,8 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     if (decision.limit > 0) {
       reply.header('ratelimit-limit', String(decision.limit));
       reply.header('ratelimit-remaining', String(decision.remaining));
+      reply.header('ratelimit-reset', String(decision.resetSeconds));
+      reply.header('ratelimit-policy', `${decision.limit};w=${decision.windowSeconds}`);
     }
     if (!decision.allowed) {
       throw new ApiError(

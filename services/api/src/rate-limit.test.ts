@@ -36,6 +36,31 @@ describe('RateLimiter', () => {
     );
   });
 
+  it('tells the truth in its figures: a client that waits while remaining is 0 is never refused', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 6, max: 6000 }),
+        fc.array(fc.integer({ min: 0, max: 3000 }), { maxLength: 200 }),
+        (perMinute, gaps) => {
+          let now = 0;
+          const limiter = new RateLimiter(perMinute, () => now);
+          let last = limiter.take('k');
+          expect(last.limit).toBe(Math.ceil(perMinute / 6));
+          expect(last.remaining).toBe(last.limit - 1);
+          for (const gap of gaps) {
+            now += gap;
+            // Pacing by the headers: with nothing remaining, wait out Retry-After first.
+            if (last.remaining === 0) now += 1000 * Math.max(1, Math.ceil(60 / perMinute));
+            last = limiter.take('k');
+            expect(last.allowed).toBe(true);
+            expect(last.remaining).toBeLessThanOrEqual(last.limit);
+            expect(last.resetSeconds).toBeLessThanOrEqual(last.windowSeconds);
+          }
+        },
+      ),
+    );
+  });
+
   it('is off at zero', () => {
     const limiter = new RateLimiter(0);
     for (let i = 0; i < 1000; i++) expect(limiter.take('k').allowed).toBe(true);

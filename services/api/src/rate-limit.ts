@@ -5,8 +5,14 @@
  */
 export interface RateDecision {
   allowed: boolean;
+  /** The bucket's size: requests that may pass at once (0 when limits are off). */
   limit: number;
+  /** Requests that may pass now. */
   remaining: number;
+  /** Seconds until the bucket is full again. */
+  resetSeconds: number;
+  /** Seconds the bucket takes to refill from empty: the window `limit` is counted over. */
+  windowSeconds: number;
   /** Seconds until a request would be let through (0 when allowed). */
   retryAfterSeconds: number;
 }
@@ -35,7 +41,16 @@ export class RateLimiter {
   }
 
   take(key: string): RateDecision {
-    if (!this.enabled) return { allowed: true, limit: 0, remaining: 0, retryAfterSeconds: 0 };
+    if (!this.enabled) {
+      return {
+        allowed: true,
+        limit: 0,
+        remaining: 0,
+        resetSeconds: 0,
+        windowSeconds: 0,
+        retryAfterSeconds: 0,
+      };
+    }
     const now = this.clock();
     let bucket = this.buckets.get(key);
     if (!bucket) {
@@ -45,17 +60,20 @@ export class RateLimiter {
     }
     bucket.tokens = Math.min(this.capacity, bucket.tokens + (now - bucket.updatedAt) * this.perMs);
     bucket.updatedAt = now;
+    // The headers describe the bucket as it is, so that a client pacing itself by them is never
+    // refused: the limit is the burst a full bucket lets through, not the per-minute rate.
+    const state = () => ({
+      limit: this.capacity,
+      remaining: Math.floor(bucket.tokens),
+      resetSeconds: Math.ceil((this.capacity - bucket.tokens) / this.perMs / 1000),
+      windowSeconds: Math.ceil(this.capacity / this.perMs / 1000),
+    });
     if (bucket.tokens >= 1) {
       bucket.tokens -= 1;
-      return {
-        allowed: true,
-        limit: this.perMinute,
-        remaining: Math.floor(bucket.tokens),
-        retryAfterSeconds: 0,
-      };
+      return { allowed: true, ...state(), retryAfterSeconds: 0 };
     }
     const retryAfterSeconds = Math.max(1, Math.ceil((1 - bucket.tokens) / this.perMs / 1000));
-    return { allowed: false, limit: this.perMinute, remaining: 0, retryAfterSeconds };
+    return { allowed: false, ...state(), retryAfterSeconds };
   }
 
   /** Drops buckets that have refilled completely: they hold no information. */
