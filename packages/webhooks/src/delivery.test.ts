@@ -322,6 +322,33 @@ for (const backend of backends) {
         expect(versionsByMission(receiver.captures.slice(1)).get('m1')).toEqual([1, 2, 3]);
       });
 
+      it('still disables an endpoint that answers test messages but fails every real delivery', async () => {
+        const { sql } = await h.db();
+        const clock = h.clock();
+        const receiver = await h.receiver(clock);
+        const service = await h.service(sql, { clock });
+        const sub = await service.createSubscription('kenya', { url: receiver.url });
+        receiver.respond = (capture) => ({ status: capture.json.type === 'webhook.test' ? 200 : 500 });
+        const firstAttempt = clock.now();
+        await produce(sql, [change('m1')]);
+        let tests = 0;
+        const disabled = async () =>
+          (await service.getSubscription('kenya', sub.id)).status === 'disabled' ||
+          clock.now() - firstAttempt > 8 * 24 * 3600_000;
+        while (!(await disabled())) {
+          await service.sendTest('kenya', sub.id);
+          tests++;
+          if (tests % 8 === 0) await produce(sql, [change('m1')]);
+          await drain(service);
+          clock.advance(3 * 3600_000);
+        }
+        expect(tests).toBeGreaterThan(10);
+        expect(receiver.captures.filter((c) => c.json.type === 'webhook.test').length).toBe(tests);
+        const after = await service.getSubscription('kenya', sub.id);
+        expect(after).toMatchObject({ status: 'disabled', disabledReason: 'failing' });
+        expect(Date.parse(after.disabledAt as string) - firstAttempt).toBeLessThan(6 * 24 * 3600_000);
+      });
+
       it('disables a subscription after 5 days of nothing but failures, saying so, after exhausting the schedule', async () => {
         const { sql } = await h.db();
         const clock = h.clock();
@@ -406,6 +433,20 @@ for (const backend of backends) {
         await produce(sql, [change('m1')]);
         await drain(service);
         expect(receiver.captures.map((c) => c.json.data.version)).toEqual([2, 3]);
+      });
+
+      it('counts changes from before the subscription as notPlanned when a replay covers them', async () => {
+        const { sql } = await h.db();
+        const clock = h.clock();
+        const receiver = await h.receiver(clock);
+        const service = await h.service(sql, { clock });
+        await produce(sql, [change('m1'), change('m1'), change('m2')]);
+        const sub = await service.createSubscription('kenya', { url: receiver.url, missions: ['m1'] });
+        await produce(sql, [change('m1')]);
+        await drain(service);
+        expect(receiver.captures).toHaveLength(1);
+        const replay = await service.replay('kenya', sub.id, { afterChangeSeq: 0 });
+        expect(replay).toMatchObject({ replayed: 1, notPlanned: 2 });
       });
 
       it('replays one delivery, a time range and from a feed or event-store position, with the same webhook-ids', async () => {

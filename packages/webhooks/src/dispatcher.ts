@@ -567,7 +567,9 @@ export class Dispatcher {
       if (result.ok) {
         delivered.push(claimed.id, claimed.attempt, finishedAt, startedAt, result.statusCode);
         left.push([claimed.subscriptionId, claimed.queue]);
-        if (sub && (sub.failingSince !== null || sub.lastFailureAt !== null)) {
+        // A test message that gets through says nothing about the real ones: it neither starts
+        // nor ends a run of failures, so an endpoint that answers only tests is still disabled.
+        if (sub && claimed.trigger !== 'test' && (sub.failingSince !== null || sub.lastFailureAt !== null)) {
           sub.failingSince = null;
           sub.lastFailureAt = null;
           sub.changed = true;

@@ -45,6 +45,19 @@ describe('ordered queues', () => {
               queues.set(row.queue, q);
             }
             for (const q of queues.values()) expect(q.heads).toBe(1);
+            // What a listing shows: only a head has a next attempt; the rest say they wait.
+            const heads = new Set(
+              (await sql.query<{ id: string }>('SELECT id FROM webhook_deliveries WHERE head = 1')).map(
+                (r) => r.id,
+              ),
+            );
+            for (const d of (await service.listDeliveries('kenya', sub.id, { limit: 200 })).items) {
+              const pending = d.status === 'pending';
+              expect({ due: d.nextAttemptAt !== null, waiting: d.waitingBehindEarlier }).toEqual({
+                due: pending && heads.has(d.id),
+                waiting: pending && !heads.has(d.id),
+              });
+            }
           };
           for (const step of steps) {
             failureRate = step.failureRate;

@@ -143,7 +143,7 @@ interface SubscriptionRow extends SqlRow {
 const SUBSCRIPTION_COLUMNS =
   'id, agency_id, url, missions, event_types, description, status, disabled_reason, disabled_at, failing_since, starts_after_seq, created_at, updated_at';
 
-const DELIVERY_SELECT = `SELECT d.id, d.message_id, d.subscription_id, d.trigger, d.status, d.attempts, d.next_attempt_at,
+const DELIVERY_SELECT = `SELECT d.id, d.message_id, d.subscription_id, d.trigger, d.status, d.attempts, d.next_attempt_at, d.head,
   d.last_attempt_at, d.last_status_code, d.last_error_class, d.delivered_at, d.created_at,
   m.event_type, m.mission_id, m.version
   FROM webhook_deliveries d JOIN webhook_messages m ON m.id = d.message_id`;
@@ -160,7 +160,10 @@ function toDelivery(row: SqlRow): Delivery {
     trigger: String(row.trigger) as DeliveryTrigger,
     status,
     attempts: num(row.attempts),
-    nextAttemptAt: status === 'pending' ? iso(numOrNull(row.next_attempt_at)) : null,
+    // Only a queue's head has a next attempt: the rest wait for the deliveries before them, and the
+    // time stored on them (when they were queued) would read as overdue.
+    nextAttemptAt: status === 'pending' && num(row.head) === 1 ? iso(numOrNull(row.next_attempt_at)) : null,
+    waitingBehindEarlier: status === 'pending' && num(row.head) !== 1,
     lastAttemptAt: iso(numOrNull(row.last_attempt_at)),
     lastStatusCode: numOrNull(row.last_status_code),
     lastErrorClass: (row.last_error_class as ErrorClass | null) ?? null,
@@ -700,7 +703,9 @@ export class WebhookService {
       afterSeq = selection.afterSeq;
     }
     // Re-plan the range for this subscription: the same message ids, looked up rather than inserted.
-    const filter = parseFilter(row, this.ctx.missionScope);
+    // Changes from before the subscription match it too, so that they are counted as notPlanned
+    // (never sent: they predate it) rather than passed over in silence.
+    const filter = { ...parseFilter(row, this.ctx.missionScope), startsAfterSeq: -1 };
     const messageIds: string[] = [];
     let notPlanned = 0;
     let cursor = afterSeq;

@@ -50,7 +50,10 @@ export interface Delivery {
   trigger: DeliveryTrigger;
   status: DeliveryStatus;
   attempts: number;
+  /** When the next attempt is due; null unless the delivery is pending at the head of its queue. */
   nextAttemptAt: string | null;
+  /** Pending behind an earlier delivery of its (subscription, mission) queue, which goes first. */
+  waitingBehindEarlier: boolean;
   lastAttemptAt: string | null;
   lastStatusCode: number | null;
   lastErrorClass: ErrorClass | null;
