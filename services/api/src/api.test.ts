@@ -391,6 +391,26 @@ describe('the readiness API', () => {
       expect(other.statusCode).toBe(201);
     });
 
+    it('Idempotency-Key where it is not kept is refused, so a retry cannot act twice unnoticed', async () => {
+      const count = await svc.eventCount();
+      const headers = { 'idempotency-key': 'retry-me' };
+      for (const [method, url, body] of [
+        ['POST', '/v1/agencies/kenya/keys', { label: 'second' }],
+        ['POST', '/v1/agencies', { id: 'new-agency', name: 'New', roles: ['donor'], missions: ['*'] }],
+        ['POST', '/v1/webhooks', { url: 'https://example.org/hook' }],
+        ['DELETE', '/v1/agencies/kenya/keys/nokey', undefined],
+      ] as const) {
+        const problem = expectProblem(
+          await svc.request(method, url, { headers, ...(body ? { body } : {}) }),
+          400,
+          'invalid-header',
+        );
+        expect(problem.detail).toContain('Idempotency-Key is not supported');
+      }
+      expect(await svc.eventCount()).toBe(count);
+      expect((await svc.request('GET', '/v1/missions', { headers })).statusCode).toBe(200);
+    });
+
     it('Idempotency-Key: a refused command is refused again the same way', async () => {
       const send = () =>
         svc.request('POST', '/v1/missions/mss-haiti/commands/confirm-pledge', {

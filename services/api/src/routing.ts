@@ -92,6 +92,7 @@ export class RouteRegistry {
   add<P, Q, B>(spec: RouteSpec<P, Q, B>): void {
     this.routes.push(spec as RouteSpec<unknown, unknown, unknown>);
     const callers = new WeakMap<FastifyRequest, { principal: Principal | null; params: P }>();
+    const takesIdempotencyKey = spec.method === 'GET' || spec.headers?.['Idempotency-Key'] !== undefined;
     this.app.route({
       method: spec.method,
       url: spec.url,
@@ -101,6 +102,14 @@ export class RouteRegistry {
       // 400, 413 or 415 about a body it may not send.
       onRequest: async (request, reply) => {
         const principal = spec.public ? null : this.authenticate(request, reply);
+        // A client that sends a key expects a retry to be safe; where the key is not kept, a
+        // silent retry would act twice (a second API key, a second subscription).
+        if (!takesIdempotencyKey && request.headers['idempotency-key'] !== undefined) {
+          throw new ApiError(
+            'invalid-header',
+            `Idempotency-Key is not supported on ${spec.method} ${spec.url}; only commands and POST /v1/missions keep it`,
+          );
+        }
         const params = spec.params
           ? located('path', () => spec.params?.parse(request.params) as P)
           : (request.params as P);
