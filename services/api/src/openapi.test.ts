@@ -40,6 +40,32 @@ describe('the OpenAPI document', () => {
     }
   });
 
+  it('documents the answers every route of a kind can give, and the export beside the events page', () => {
+    type Operation = { security?: unknown[]; requestBody?: unknown; responses: Record<string, unknown> };
+    for (const [path, operations] of Object.entries(
+      document.paths as Record<string, Record<string, Operation>>,
+    )) {
+      for (const [method, operation] of Object.entries(operations)) {
+        const statuses = Object.keys(operation.responses);
+        const label = `${method.toUpperCase()} ${path}`;
+        if (!Array.isArray(operation.security) || operation.security.length > 0) {
+          expect({ label, statuses }).toEqual({ label, statuses: expect.arrayContaining(['401', '429']) });
+        }
+        if (operation.requestBody) {
+          expect({ label, statuses }).toEqual({
+            label,
+            statuses: expect.arrayContaining(['400', '413', '415']),
+          });
+        }
+      }
+    }
+    const events = (document.paths as Record<string, Record<string, Operation>>)[
+      '/v1/missions/{missionId}/events'
+    ];
+    const ok = events?.get?.responses['200'] as { content: Record<string, unknown> };
+    expect(Object.keys(ok.content).sort()).toEqual(['application/json', 'application/x-ndjson']);
+  });
+
   it('serves an interactive page at /docs with security headers', async () => {
     const page = await svc.request('GET', '/docs/', { key: null });
     expect(page.statusCode).toBe(200);

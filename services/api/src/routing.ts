@@ -16,6 +16,28 @@ export interface ResponseSpec {
   /** Defaults to application/json. */
   contentType?: string;
   headers?: Record<string, { description: string; schema: z.ZodType }>;
+  /** Other media types the same status may be answered in (by `Accept`), with what each holds. */
+  alternatives?: Record<string, string>;
+}
+
+/**
+ * Answers every route of its kind can give, documented once here: a route lists only its own,
+ * and its own description wins where both name a status.
+ */
+function commonResponses(route: RouteSpec<unknown, unknown, unknown>): Record<number, ResponseSpec> {
+  const common: Record<number, ResponseSpec> = {};
+  if (route.params || route.query || route.body || route.headers) {
+    common[400] = { description: 'A parameter, query, header or body is not valid (each problem listed)' };
+  }
+  if (!route.public) {
+    common[401] = { description: 'No valid API key' };
+    common[429] = { description: 'Past the rate limit (Retry-After)' };
+  }
+  if (route.body) {
+    common[413] = { description: 'The body is over the limit' };
+    common[415] = { description: 'The body is not application/json' };
+  }
+  return common;
 }
 
 export interface RouteContext<P, Q, B> {
@@ -177,10 +199,9 @@ export function openApiDocument(
       ...(parameters.length > 0 ? { parameters } : {}),
       ...(route.public ? { security: [] } : {}),
       responses: Object.fromEntries(
-        Object.entries(route.responses).map(([status, response]) => [
-          status,
-          responseObject(Number(status), response),
-        ]),
+        Object.entries({ ...commonResponses(route), ...route.responses })
+          .sort(([a], [b]) => Number(a) - Number(b))
+          .map(([status, response]) => [status, responseObject(Number(status), response)]),
       ),
     };
     if (route.body) {
@@ -245,7 +266,19 @@ function responseObject(status: number, response: ResponseSpec) {
           ),
         }
       : {}),
-    ...(schema || status !== 204 ? { content: { [contentType]: schema ? { schema } : {} } } : {}),
+    ...(schema || status !== 204
+      ? {
+          content: {
+            [contentType]: schema ? { schema } : {},
+            ...Object.fromEntries(
+              Object.entries(response.alternatives ?? {}).map(([type, description]) => [
+                type,
+                { schema: { type: 'string', description } },
+              ]),
+            ),
+          },
+        }
+      : {}),
   };
 }
 

@@ -275,6 +275,10 @@ export function registerMissionRoutes(routes: RouteRegistry, services: Services)
       200: {
         description: 'A page of events (or the NDJSON export)',
         schema: z.object({ events: z.array(eventSchema), nextAfterRevision: z.int().nullable() }),
+        alternatives: {
+          'application/x-ndjson':
+            'The export: a header line (mission, event count, last hash), then one recorded event per line',
+        },
       },
       403: { description: 'Out of scope' },
       404: { description: 'No such mission' },
