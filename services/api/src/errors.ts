@@ -24,7 +24,7 @@ export const API_ERRORS = {
   'request-timeout': { status: 408, title: 'The request took too long' },
   conflict: { status: 409, title: 'The request conflicts with the current state' },
   'idempotency-key-in-use': { status: 409, title: 'A request with this Idempotency-Key is still running' },
-  'command-id-reused': { status: 409, title: 'The commandId was already used by another command' },
+  'command-id-reused': { status: 409, title: 'The commandId was already used on this mission' },
   'precondition-failed': { status: 412, title: 'The resource has changed (If-Match)' },
   'payload-too-large': { status: 413, title: 'The body is too large' },
   'uri-too-long': { status: 414, title: 'The URL is too long' },

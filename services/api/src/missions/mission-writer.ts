@@ -261,7 +261,7 @@ export class MissionWriter {
         if (refusals.count >= 2) {
           throw new ApiError(
             'command-id-reused',
-            `commandId ${command.commandId} was already used by an earlier command on this mission: give each command its own id (an Idempotency-Key makes a retry safe)`,
+            `commandId ${command.commandId} was already used on this mission, by another command or by this one sent before: give each command its own id, and send an Idempotency-Key to make a retry safe`,
             { commandId: command.commandId },
           );
         }
