@@ -620,6 +620,13 @@ describe('the readiness API', () => {
       expect(problem.knownCommands).toEqual(commandCatalog.map((c) => c.name));
     });
 
+    it('a trailing slash names the same resource', async () => {
+      const list = await svc.request('GET', '/v1/missions/');
+      expect(list.statusCode).toBe(200);
+      expect(list.json().missions.map((m: { missionId: string }) => m.missionId)).toEqual(['mss-haiti']);
+      expect((await svc.request('GET', '/v1/missions/mss-haiti/readiness/')).statusCode).toBe(200);
+    });
+
     it('an unknown mission gets 404; a malformed mission id 400', async () => {
       expectProblem(
         await svc.request('GET', '/v1/missions/nowhere/readiness', {

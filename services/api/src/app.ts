@@ -65,6 +65,8 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     requestTimeout: config.requestTimeoutMs,
     return503OnClosing: true,
     clientErrorHandler: answerClientError,
+    // `/v1/missions/` is the list, not a mission with an empty id (which answered 400).
+    routerOptions: { ignoreTrailingSlash: true },
     // Errors fastify raises before routing (a bad URL, a path segment too long) are problems too.
     frameworkErrors: (error, request, reply) => {
       sendProblem(reply, request, error);
