@@ -93,9 +93,20 @@ export interface ProjectionStatus {
   restarts: number;
   rebuild: {
     generation: number;
-    status: 'building' | 'ready';
+    /**
+     * `building` while its builder holds the rebuild lease; `interrupted` once that lease has
+     * expired with the shadow unfinished (its builder died or stalled: the lease holder of the
+     * projection resumes it); `ready` once built, waiting for the lease holder to swap it in.
+     */
+    status: 'building' | 'ready' | 'interrupted';
     position: Position | null;
     events: number;
+    /**
+     * The process that holds, or last held, the rebuild lease, and when the shadow last moved (its
+     * last committed batch): for an interrupted rebuild, when its builder was last seen. Null once
+     * ready (the builder has let go) or when no lease was ever recorded.
+     */
+    builder: { owner: string; lastSeenAt: string } | null;
   } | null;
 }
 
@@ -223,12 +234,66 @@ interface LocalStatus {
   restarts: number;
 }
 
+/** A rebuild row with its `updated_at` and what the `<name>#rebuild` lease says of its builder. */
+interface RecordedRebuild extends RebuildRow {
+  updatedAt: number;
+  builder: { owner: string; expiresAt: number } | null;
+}
+
+/**
+ * The rebuild row and its builder's lease in one query: this is what the lease holder reads at
+ * every swap check, so noticing a builder that is gone costs no query of its own.
+ */
+async function readRecordedRebuild(sql: SqlClient, name: string): Promise<RecordedRebuild | null> {
+  const [row] = await sql.query<Record<string, unknown>>(
+    `SELECT r.generation, r.version, r.status, r.position, r.events, r.started_at, r.updated_at,
+            l.owner AS builder, l.expires_at AS builder_expires_at
+       FROM projection_rebuilds r LEFT JOIN projection_leases l ON l.name = $2
+      WHERE r.name = $1`,
+    [name, `${name}#rebuild`],
+  );
+  if (!row) return null;
+  return {
+    name,
+    generation: Number(row.generation),
+    version: Number(row.version),
+    status: row.status === 'ready' ? 'ready' : 'building',
+    position: row.position === null ? null : String(row.position),
+    events: Number(row.events),
+    startedAt: Number(row.started_at),
+    updatedAt: Number(row.updated_at),
+    builder:
+      row.builder === null || row.builder === undefined
+        ? null
+        : { owner: String(row.builder), expiresAt: Number(row.builder_expires_at) },
+  };
+}
+
+/** Unfinished, and nobody holds its lease: whoever builds it next resumes it. */
+function isOrphaned(rebuild: RecordedRebuild, now: number): boolean {
+  return rebuild.status === 'building' && !(rebuild.builder && rebuild.builder.expiresAt > now);
+}
+
+function rebuildStatus(rebuild: RecordedRebuild, now: number): NonNullable<ProjectionStatus['rebuild']> {
+  const status = rebuild.status === 'ready' ? 'ready' : isOrphaned(rebuild, now) ? 'interrupted' : 'building';
+  return {
+    generation: rebuild.generation,
+    status,
+    position: rebuild.position,
+    events: rebuild.events,
+    builder:
+      status !== 'ready' && rebuild.builder
+        ? { owner: rebuild.builder.owner, lastSeenAt: new Date(rebuild.updatedAt).toISOString() }
+        : null,
+  };
+}
+
 function statusRow(
   projection: Projection,
   checkpoint: CheckpointRow | null,
   lease: { owner: string; expiresAt: number } | null,
   head: Position | null,
-  rebuild: RebuildRow | null,
+  rebuild: RecordedRebuild | null,
   now: number,
   local: LocalStatus,
 ): ProjectionStatus {
@@ -251,14 +316,7 @@ function statusRow(
     watermark: watermark === null ? null : new Date(watermark).toISOString(),
     lastError: local.lastError,
     restarts: local.restarts,
-    rebuild: rebuild
-      ? {
-          generation: rebuild.generation,
-          status: rebuild.status,
-          position: rebuild.position,
-          events: rebuild.events,
-        }
-      : null,
+    rebuild: rebuild ? rebuildStatus(rebuild, now) : null,
   };
 }
 
@@ -284,7 +342,7 @@ export async function readProjectionStatus(options: {
   const now = (options.clock ?? (() => new Date()))().getTime();
   const out: ProjectionStatus[] = [];
   for (const projection of options.projections) {
-    const rebuild = installed ? await readRebuild(sql, projection.name) : null;
+    const rebuild = installed ? await readRecordedRebuild(sql, projection.name) : null;
     out.push(
       statusRow(
         projection,
@@ -312,6 +370,17 @@ async function hasTable(sql: SqlClient, table: string): Promise<boolean> {
 }
 
 type ChangeListener = (changes: readonly ReadinessChange[]) => void;
+
+/** Another process builds, or took over, the shadow: not a failure of this one. */
+function isRebuildContention(error: unknown): boolean {
+  return (
+    isProjectionError(error) &&
+    (error.code === 'rebuild-in-progress' ||
+      error.code === 'lease-lost' ||
+      error.code === 'rebuild-failed' ||
+      error.code === 'projections-closed')
+  );
+}
 
 class Runner implements ProjectionsHandle {
   private readonly workers = new Map<string, Worker>();
@@ -524,6 +593,10 @@ class Worker {
   private live: ContextBuffer | null = null;
   private rebuildTask: Promise<RebuildResult> | null = null;
   private lastSwapCheck = 0;
+  /** Rebuilds in this process that failed in a row: after one, an orphaned shadow is started again from zero. */
+  private rebuildFailures = 0;
+  /** `performance.now()` before which no orphaned rebuild is taken up again (backoff after a failure). */
+  private rebuildRetryAt = 0;
   /** What a rebuild in this process learnt, handed to the live generation when it is swapped in. */
   private shadowMemory: { generation: number; memory: Map<string, unknown> } | null = null;
   /** A rebuild started: the live generation's memory goes at the lead loop's next turn (see `runRebuild`). */
@@ -807,7 +880,12 @@ class Worker {
     await this.advanceTime();
     if (performance.now() - this.lastSwapCheck >= Math.min(this.s.tickMs, 500)) {
       this.lastSwapCheck = performance.now();
-      await this.maybeSwap();
+      const rebuild = await readRecordedRebuild(this.s.sql, this.name);
+      if (!rebuild) return;
+      // The lease holder is the one process sure to be running: a rebuild whose builder went away
+      // (a CLI killed, a replica lost) would otherwise wait for the next change of leader.
+      if (isOrphaned(rebuild, this.now())) this.adoptOrphan(rebuild);
+      else await this.maybeSwap(rebuild);
     }
   }
 
@@ -847,7 +925,7 @@ class Worker {
   ): Promise<ProjectionStatus> {
     // Until this process has read its checkpoint after taking the lease, the table knows better.
     const local = this.lease !== null && this.live !== null;
-    const rebuild = await readRebuild(this.s.sql, this.name).catch(() => null);
+    const rebuild = await readRecordedRebuild(this.s.sql, this.name).catch(() => null);
     return statusRow(this.projection, checkpoint, lease, head, rebuild, this.now(), {
       ...(local ? { generation: this.generation, position: this.position, watermark: this.watermark } : {}),
       caughtUp: this.lease !== null && this.caughtUp,
@@ -867,11 +945,26 @@ class Worker {
 
   // --- Rebuilds -------------------------------------------------------------------------------
 
-  rebuild(onProgress?: (progress: RebuildProgress) => void): Promise<RebuildResult> {
+  /** `restart`: an unfinished shadow is dropped and built again from zero rather than resumed. */
+  rebuild(onProgress?: (progress: RebuildProgress) => void, restart = false): Promise<RebuildResult> {
     if (!this.rebuildTask) {
-      this.rebuildTask = this.runRebuild(onProgress).finally(() => {
-        this.rebuildTask = null;
-      });
+      this.rebuildTask = this.runRebuild(onProgress, restart)
+        .then(
+          (result) => {
+            this.rebuildFailures = 0;
+            return result;
+          },
+          (error: unknown) => {
+            if (!isRebuildContention(error)) {
+              this.rebuildFailures++;
+              this.rebuildRetryAt = performance.now() + this.backoff(this.rebuildFailures);
+            }
+            throw error;
+          },
+        )
+        .finally(() => {
+          this.rebuildTask = null;
+        });
     }
     return this.rebuildTask;
   }
@@ -879,23 +972,58 @@ class Worker {
   /** A rebuild left behind by a process that died, or a version this code no longer writes. */
   private async resumeInterruptedRebuild(checkpoint: CheckpointRow): Promise<void> {
     if (this.rebuildTask) return;
-    const pending = await readRebuild(this.s.sql, this.name);
-    const outdated = checkpoint.version !== this.projection.version;
-    if (!pending && !outdated) return;
-    if (pending?.status === 'ready') return;
-    const leases = await readLeases(this.s.sql);
-    const builder = leases.get(`${this.name}#rebuild`);
-    if (builder && builder.expiresAt > this.now()) return;
+    const pending = await readRecordedRebuild(this.s.sql, this.name);
+    if (pending) {
+      if (isOrphaned(pending, this.now())) this.adoptOrphan(pending);
+      return;
+    }
+    if (checkpoint.version !== this.projection.version) this.rebuildInBackground('new version', false);
+  }
+
+  /**
+   * Takes up a shadow whose builder let its lease expire, through the rebuild lease like any
+   * builder (so that two processes never fill it together): resumed from its own checkpoint, or,
+   * after a rebuild in this process failed, dropped and started again from zero.
+   */
+  private adoptOrphan(rebuild: RecordedRebuild): void {
+    if (this.rebuildTask || this.stopping || performance.now() < this.rebuildRetryAt) return;
+    const restart = this.rebuildFailures > 0;
+    this.s.logger.warn(
+      {
+        projection: this.name,
+        generation: rebuild.generation,
+        position: rebuild.position,
+        events: rebuild.events,
+        builder: rebuild.builder?.owner ?? null,
+        lastSeenAt: new Date(rebuild.updatedAt).toISOString(),
+        restart,
+      },
+      'projection rebuild interrupted: its builder let its lease expire',
+    );
+    this.rebuildInBackground('interrupted', restart);
+  }
+
+  private rebuildInBackground(reason: 'interrupted' | 'new version', restart: boolean): void {
     this.s.logger.info(
-      { projection: this.name, reason: pending ? 'interrupted' : 'new version' },
+      { projection: this.name, reason, from: restart ? 'zero' : 'its checkpoint' },
       'projection rebuild started in the background',
     );
-    this.rebuild().catch((error) => {
-      this.s.logger.error({ projection: this.name, err: error }, 'background rebuild failed');
+    this.rebuild(undefined, restart).catch((error: unknown) => {
+      if (isRebuildContention(error)) {
+        this.s.logger.info(
+          { projection: this.name, err: error },
+          'background rebuild left to the process that holds it',
+        );
+      } else {
+        this.s.logger.error({ projection: this.name, err: error }, 'background rebuild failed');
+      }
     });
   }
 
-  private async runRebuild(onProgress?: (progress: RebuildProgress) => void): Promise<RebuildResult> {
+  private async runRebuild(
+    onProgress: ((progress: RebuildProgress) => void) | undefined,
+    restart: boolean,
+  ): Promise<RebuildResult> {
     const started = performance.now();
     // The shadow generation needs states of its own; the live ones come back from their snapshots
     // when new events need them, rather than both sets being held for the rebuild's duration. They
@@ -904,7 +1032,7 @@ class Worker {
     // each state it needs from a snapshot, or fold it from zero, the moment after it was dropped.
     this.dropLiveMemory = true;
     this.wake();
-    const { generation, events } = await this.buildShadow(onProgress);
+    const { generation, events } = await this.buildShadow(onProgress, restart);
     this.wake();
     // The lease holder swaps, wherever it runs; if it is this process, wake it now.
     for (;;) {
@@ -939,17 +1067,26 @@ class Worker {
 
   /** Fills the shadow tables from position zero (or from where an interrupted build stopped). */
   private async buildShadow(
-    onProgress?: (progress: RebuildProgress) => void,
+    onProgress: ((progress: RebuildProgress) => void) | undefined,
+    restart: boolean,
   ): Promise<{ generation: number; events: number }> {
     const leaseName = `${this.name}#rebuild`;
     const lease = await tryAcquireLease(this.s.sql, leaseName, this.s.owner, this.now(), this.s.ttl);
     if (!lease) throw new ProjectionError('rebuild-in-progress', { name: this.name });
+    let renewed = this.now();
+    // Renewed while the log is slow to deliver too, not only with each batch: the lease holder of
+    // the projection takes over a rebuild whose lease has expired.
+    const renewIfDue = async () => {
+      if (this.now() - renewed < this.s.ttl / 3) return;
+      await this.s.sql.transaction((tx) => fenceLease(tx, lease, this.now(), this.s.ttl));
+      renewed = this.now();
+    };
     try {
       let row = await readRebuild(this.s.sql, this.name);
       if (row?.status === 'ready' && row.version === this.projection.version) {
         return { generation: row.generation, events: row.events };
       }
-      if (!row || row.version !== this.projection.version) {
+      if (!row || row.version !== this.projection.version || restart) {
         const live = await readCheckpoint(this.s.sql, this.name);
         const generation = Math.max(live?.generation ?? 0, row?.generation ?? 0) + 1;
         await this.s.sql.transaction(async (tx) => {
@@ -991,7 +1128,10 @@ class Worker {
         while (!done) {
           if (this.stopping) throw new ProjectionError('projections-closed');
           const first = await pump.next(this.stopSignal());
-          if (first === null) continue;
+          if (first === null) {
+            await renewIfDue();
+            continue;
+          }
           if (first.done) throw new ProjectionError('subscription-ended', { name: this.name });
           const messages = [first.value, ...(await pump.drain(Math.max(this.s.batchSize, 1000) * 2))];
           const batch: RecordedEvent[] = [];
@@ -1006,7 +1146,10 @@ class Worker {
             }
             if (message.kind === 'caught-up') done = true;
           }
-          if (to === position && !done) continue;
+          if (to === position && !done) {
+            await renewIfDue();
+            continue;
+          }
           const from = position;
           await this.s.sql.transaction(
             async (tx) => {
@@ -1027,6 +1170,7 @@ class Worker {
             },
             { durable: false },
           );
+          renewed = this.now();
           position = to;
           events += batch.length;
           if (done) this.shadowMemory = { generation, memory: shadow.ctx.memory };
@@ -1059,11 +1203,10 @@ class Worker {
    * its time-driven changes to the live watermark, and renames its tables over the live ones in
    * the same transaction that records the new generation.
    */
-  private async maybeSwap(): Promise<void> {
+  private async maybeSwap(row: RebuildRow): Promise<void> {
     const lease = this.lease;
     if (!lease || !this.live) return;
-    const row = await readRebuild(this.s.sql, this.name);
-    if (!row || row.status !== 'ready' || row.version !== this.projection.version) return;
+    if (row.status !== 'ready' || row.version !== this.projection.version) return;
     if (row.position !== null && (this.position === null || row.position > this.position)) return;
     const kept = this.shadowMemory?.generation === row.generation ? this.shadowMemory.memory : undefined;
     this.shadowMemory = null;
