@@ -5,6 +5,7 @@ import {
   type AppendResult,
   AsyncQueue,
   assertIdempotentReplay,
+  CorruptEventError,
   checkExpectedRevision,
   DEFAULT_LIMITS,
   type EventData,
@@ -33,7 +34,15 @@ import {
 } from '@muster/event-store';
 import Database from 'better-sqlite3';
 import { args, mapSqliteError, SqliteConnection, SqliteSqlClient } from './connection.js';
-import { advance, hasMore, type PageJob, pageParams, ReadAhead, ReadAheadThreadError } from './read-ahead.js';
+import {
+  advance,
+  hasMore,
+  leadingInteger,
+  type PageJob,
+  pageParams,
+  ReadAhead,
+  ReadAheadThreadError,
+} from './read-ahead.js';
 
 export interface SqliteEventStoreOptions {
   /** A file path, or `:memory:`. The directory is created when missing. */
@@ -144,8 +153,8 @@ type EventRow = [
  * Data and metadata are stored as JSON text and go in as they are; the stream name is the one
  * free-form text and is quoted by SQLite; ids (UUIDs), types (a restricted pattern), instants and
  * hashes are written by this store in forms that need no escaping. {@link parseRows} checks the
- * element count, so a column text that is not one JSON value fails the read with a SyntaxError, as
- * parsing it alone would. The exception is a pair of edited texts that only together form values
+ * element count, so a column text that is not one JSON value fails the read (a CorruptEventError
+ * naming the event, after the events before it), as parsing it alone would. The exception is a pair of edited texts that only together form values
  * (data `[1` and metadata `2],0`): they read as other data and metadata, which editing those
  * columns directly could also give, and which the hash chain catches the same way.
  */
@@ -439,7 +448,12 @@ class SqliteStore implements SqliteEventStore {
         `SELECT ${ROW_JSON} FROM events WHERE stream = $1 AND revision >= $2 ORDER BY revision LIMIT $3`,
       )
       .pluck(true);
-    const rows = parseRows(statement.all(args(found.stream, found.revision, events.length)) as string[]);
+    let rows: EventRow[];
+    try {
+      rows = parseRows(statement.all(args(found.stream, found.revision, events.length)) as string[]);
+    } catch (error) {
+      throw error instanceof UnreadablePage ? this.corrupt(error) : error;
+    }
     assertIdempotentReplay(
       stream,
       expectedRevision,
@@ -542,9 +556,39 @@ class SqliteStore implements SqliteEventStore {
           },
           (job) => this.readAhead(job),
           this.readAheadAfterPages === false || this.path === ':memory:' ? null : this.readAheadAfterPages,
+          (page) => this.corrupt(page),
         );
       },
     };
+  }
+
+  /**
+   * The error for a page's unreadable text, naming its event: the position leads the text (it is
+   * the row id, always an integer), and the row it names gives the stream, revision and id as
+   * stored, which the broken text may not.
+   */
+  private corrupt(page: UnreadablePage): CorruptEventError {
+    const position = leadingInteger(page.text, 0);
+    let row: { id: unknown; stream: unknown; revision: unknown } | undefined;
+    try {
+      if (Number.isSafeInteger(position) && !this.closed) {
+        row = this.connection
+          .prepare('SELECT id, stream, revision FROM events WHERE position = $1')
+          .get(args(position)) as typeof row;
+      }
+    } catch {
+      // Then the error names what the text itself gives.
+    }
+    const revision = row ? row.revision : leadingInteger(page.text, 1);
+    return new CorruptEventError(
+      {
+        stream: typeof row?.stream === 'string' ? row.stream : null,
+        revision: Number.isSafeInteger(revision) ? (revision as number) : null,
+        position: Number.isSafeInteger(position) ? sequencePosition(position) : page.text.slice(1, 21),
+        eventId: typeof row?.id === 'string' ? row.id : null,
+      },
+      { cause: page.cause },
+    );
   }
 
   /** A read-ahead thread for the rest of a long read, or null to go on in this thread. */
@@ -583,7 +627,15 @@ class SqliteStore implements SqliteEventStore {
       let caughtUp = false;
       while (!queue.closed) {
         const head = this.durable.cap(this.head());
-        const rows = parseRows(pageStatement.all(args(after, head, ...where.params, batchSize)) as string[]);
+        let rows: EventRow[];
+        try {
+          rows = parseRows(pageStatement.all(args(after, head, ...where.params, batchSize)) as string[]);
+        } catch (error) {
+          if (!(error instanceof UnreadablePage)) throw error;
+          // The events before it are delivered; the subscription then fails with the one it cannot read.
+          for (const row of error.rows) queue.push({ kind: 'event', event: toRecorded(row) });
+          throw this.corrupt(error);
+        }
         for (const row of rows) queue.push({ kind: 'event', event: toRecorded(row) });
         if (rows.length === batchSize) {
           after = (rows[rows.length - 1] as EventRow)[0];
@@ -710,6 +762,8 @@ class EventPages implements AsyncIterator<RecordedEvent> {
   private pagesRead = 0;
   private ahead: ReadAhead | null = null;
   private fetching: Promise<IteratorResult<RecordedEvent>> | null = null;
+  /** What ends the read once `rows` (the events before an unreadable one) are handed out. */
+  private failure: Error | null = null;
 
   constructor(
     private readonly open: () => PageJob | null,
@@ -717,6 +771,7 @@ class EventPages implements AsyncIterator<RecordedEvent> {
     private readonly startReadAhead: (job: PageJob) => ReadAhead | null,
     /** Pages read here before a read-ahead thread may take over; null: never (or no more). */
     private readAheadAfterPages: number | null,
+    private readonly corrupt: (page: UnreadablePage) => Error,
   ) {}
 
   next(): Promise<IteratorResult<RecordedEvent>> {
@@ -725,6 +780,11 @@ class EventPages implements AsyncIterator<RecordedEvent> {
     if (this.fetching) return this.fetching.then(this.nextInTurn, this.nextInTurn);
     if (this.index < this.rows.length) {
       return Promise.resolve({ done: false, value: toRecorded(this.rows[this.index++] as EventRow) });
+    }
+    if (this.failure) {
+      const failure = this.failure;
+      this.finish();
+      return Promise.reject(failure);
     }
     if (this.finished) return done();
     // Pages read here and pages the read-ahead thread has buffered are handed out on promises
@@ -755,9 +815,12 @@ class EventPages implements AsyncIterator<RecordedEvent> {
       const job = this.job;
       while (job && hasMore(job)) {
         const page = this.readPage(job);
-        this.rows = parseRows(page);
-        this.index = 0;
+        this.take(page);
         this.pagesRead++;
+        if (this.failure) {
+          if (this.rows.length === 0) throw this.failure;
+          return Promise.resolve({ done: false, value: toRecorded(this.rows[this.index++] as EventRow) });
+        }
         if (this.readAheadAfterPages !== null && this.pagesRead >= this.readAheadAfterPages && hasMore(job)) {
           this.ahead = this.startReadAhead(job);
           if (this.ahead) abandoned.register(this, this.ahead, this);
@@ -778,6 +841,18 @@ class EventPages implements AsyncIterator<RecordedEvent> {
   return(): Promise<IteratorResult<RecordedEvent>> {
     this.finish();
     return done();
+  }
+
+  /** A page's events; up to an unreadable one, which then ends the read. */
+  private take(texts: readonly string[]): void {
+    this.index = 0;
+    try {
+      this.rows = parseRows(texts);
+    } catch (error) {
+      if (!(error instanceof UnreadablePage)) throw error;
+      this.rows = error.rows;
+      this.failure = this.corrupt(error);
+    }
   }
 
   private readonly nextInTurn = () => this.next();
@@ -802,10 +877,10 @@ class EventPages implements AsyncIterator<RecordedEvent> {
         }
         // Kept in step with the thread, so that this thread can take over where it stopped.
         if (this.job) advance(this.job, texts);
-        this.rows = parseRows(texts);
-        this.index = 0;
+        this.take(texts);
         if (this.rows.length > 0)
           return { done: false, value: toRecorded(this.rows[this.index++] as EventRow) };
+        if (this.failure) throw this.failure;
       }
     } catch (error) {
       if (error instanceof ReadAheadThreadError && !this.finished) {
@@ -831,6 +906,7 @@ class EventPages implements AsyncIterator<RecordedEvent> {
     this.finished = true;
     this.rows = [];
     this.index = 0;
+    this.failure = null;
     this.dropReadAhead();
   }
 }
@@ -850,9 +926,24 @@ function parseRow(text: string): EventRow {
   return row;
 }
 
+/** A page whose text at `rows.length` is not an event's: the events before it, that text, and why. */
+class UnreadablePage {
+  constructor(
+    readonly rows: EventRow[],
+    readonly text: string,
+    readonly cause: unknown,
+  ) {}
+}
+
 function parseRows(texts: readonly string[]): EventRow[] {
   const rows = new Array<EventRow>(texts.length);
-  for (let i = 0; i < texts.length; i++) rows[i] = parseRow(texts[i] as string);
+  let i = 0;
+  // Only the failure pays for finding out where: this loop is the hot path of every read.
+  try {
+    for (; i < texts.length; i++) rows[i] = parseRow(texts[i] as string);
+  } catch (error) {
+    throw new UnreadablePage(rows.slice(0, i), texts[i] as string, error);
+  }
   return rows;
 }
 

@@ -16,6 +16,7 @@ export const EVENT_STORE_ERRORS = {
   'store-unavailable': { status: 503, retryable: true, title: 'Event store unavailable' },
   'store-full': { status: 507, retryable: true, title: 'Event store out of space' },
   'store-closed': { status: 503, retryable: false, title: 'Event store closed' },
+  'corrupt-event': { status: 500, retryable: false, title: 'Stored event cannot be read' },
 } as const;
 
 export type EventStoreErrorCode = keyof typeof EVENT_STORE_ERRORS;
@@ -128,6 +129,35 @@ export class StoreFullError extends EventStoreError {
 export class StoreClosedError extends EventStoreError {
   constructor() {
     super('store-closed', 'The event store is closed');
+  }
+}
+
+/**
+ * A stored event the store cannot read back: its row was edited outside the store, or damaged.
+ * Names the event, so that an audit can say which one; the read it ended delivered the events
+ * before it.
+ */
+export class CorruptEventError extends EventStoreError {
+  /** Null when even the row's stream could not be made out. */
+  readonly stream: string | null;
+  readonly revision: number | null;
+  readonly position: string;
+  readonly eventId: string | null;
+
+  constructor(
+    event: { stream: string | null; revision: number | null; position: string; eventId: string | null },
+    options?: { cause?: unknown },
+  ) {
+    // The parser's message is left to `cause`: it can quote the stored text.
+    super(
+      'corrupt-event',
+      `The stored event at revision ${event.revision ?? '?'} of stream ${event.stream === null ? '?' : `'${event.stream}'`} (position ${event.position}) cannot be read`,
+      options,
+    );
+    this.stream = event.stream;
+    this.revision = event.revision;
+    this.position = event.position;
+    this.eventId = event.eventId;
   }
 }
 

@@ -9,6 +9,7 @@ export {
 export { AsyncQueue } from './async-queue.js';
 export { canonicalJson, NotJsonError } from './canonical-json.js';
 export {
+  CorruptEventError,
   EVENT_STORE_ERRORS,
   EventIdConflictError,
   EventStoreError,

@@ -124,6 +124,35 @@ describe('auditing a mission', () => {
     expect(extra?.mismatches.map((m) => m.kind)).toEqual(['history-missing']);
   });
 
+  it('names the stored event that is no longer JSON, and compares only what comes before it', async () => {
+    const stream = `mission-${missionId}`;
+    const [row] = await fx.sql.query(
+      'SELECT id, position, data FROM events WHERE stream = $1 AND revision = 10',
+      [stream],
+    );
+    const data = String(row?.data);
+    const [count] = await fx.sql.query('SELECT COUNT(*) AS n FROM events WHERE stream = $1', [stream]);
+    const report = await tampered(
+      'UPDATE events SET data = $1 WHERE position = $2',
+      [data.slice(0, -1), row?.position],
+      'UPDATE events SET data = $1 WHERE position = $2',
+      [data, row?.position],
+      audit,
+    );
+    expect(report).toMatchObject({
+      ok: false,
+      events: Number(count?.n),
+      projectionBehind: false,
+      chain: { ok: false, reason: 'malformed', brokenAt: { index: 10, revision: 10, eventId: row?.id } },
+      comparedUpTo: { revision: 9 },
+    });
+    expect(report?.mismatches).toEqual([
+      expect.objectContaining({ kind: 'chain', revision: 10, eventId: row?.id }),
+    ]);
+    expect(report?.history.recomputed).toBeGreaterThan(0);
+    expect(report?.history.recomputed).toBeLessThan(report?.history.stored ?? 0);
+  });
+
   it('compares every column of the mission row with what the log implies', async () => {
     const [row] = await fx.sql.query('SELECT * FROM readiness_missions WHERE mission_id = $1', [missionId]);
     expect(row).toBeDefined();
@@ -298,6 +327,24 @@ describe('a read model behind the log', () => {
       const folded = Number(saved.get('readiness_missions')?.[0]?.revision);
       expect(behind?.comparedUpTo.revision).toBe(folded);
       expect(behind?.events).toBeGreaterThan(folded + 1);
+
+      // An unreadable event past what the read model folded leaves the comparison whole.
+      const [past] = await f.sql.query(
+        'SELECT position, data FROM events WHERE stream = $1 AND revision = $2',
+        [`mission-${missionId}`, folded + 2],
+      );
+      const unreadable = await tampered(
+        'UPDATE events SET data = $1 WHERE position = $2',
+        ['{', past?.position],
+        'UPDATE events SET data = $1 WHERE position = $2',
+        [past?.data, past?.position],
+        run,
+        f,
+      );
+      expect(unreadable).toMatchObject({ projectionBehind: true, comparedUpTo: { revision: folded } });
+      expect(unreadable?.mismatches).toEqual([
+        expect.objectContaining({ kind: 'chain', revision: folded + 2 }),
+      ]);
 
       await projectOnce(f, clock);
       expect(await run()).toMatchObject({ ok: true, mismatches: [], projectionBehind: false });

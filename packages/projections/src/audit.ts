@@ -1,6 +1,7 @@
 import {
   type ChainVerdict,
   ChainVerifier,
+  CorruptEventError,
   comparePositions,
   type EventStore,
   type SqlClient,
@@ -161,6 +162,49 @@ function differingFields(expected: Record<string, unknown>, actual: Record<strin
   return Object.keys(expected).filter((k) => JSON.stringify(expected[k]) !== JSON.stringify(actual[k]));
 }
 
+/** The mission row against the fold: every column, as the projection would have written it. */
+function missionRowMismatch(runtime: MissionRuntime, row: Record<string, unknown>): AuditMismatch | null {
+  const info = runtime.state.mission;
+  // Every column: what the API serves, and what the projection and time travel read back (a
+  // mission loaded again resumes from them; `recorded_monotonic` decides how a known-at fold ends).
+  const expected: Record<(typeof MISSION_COLUMNS)[number], unknown> = {
+    mission_id: runtime.missionId,
+    name: info?.name ?? null,
+    lead_nation: info?.leadNation ?? null,
+    base_currency: info?.baseCurrency ?? null,
+    template: info?.template ?? null,
+    defined_at: info?.definedAt ?? null,
+    created_position: runtime.createdPosition,
+    created_recorded_at: runtime.createdRecordedAt,
+    revision: runtime.revision,
+    last_position: runtime.position,
+    last_recorded_at: runtime.lastRecordedAt,
+    max_recorded_at: runtime.maxRecordedAt,
+    max_pledge_at: runtime.maxPledgeAt,
+    recorded_monotonic: runtime.recordedMonotonic ? 1 : 0,
+    evaluated_at: runtime.evaluatedAt,
+    next_change_at: runtime.nextAt,
+    policy_version: runtime.verdict?.policyVersion ?? null,
+    history_seq: runtime.historySeq,
+    skipped_events: runtime.skippedEvents,
+  };
+  const actual: Record<string, unknown> = {};
+  for (const column of MISSION_COLUMNS) {
+    const value = row[column] ?? null;
+    // BIGINT comes back from PostgreSQL as a string.
+    actual[column] = typeof expected[column] === 'number' && value !== null ? Number(value) : value;
+  }
+  const fields = differingFields(expected, actual);
+  if (fields.length === 0) return null;
+  return {
+    kind: 'mission-differs',
+    detail: `mission row differs in ${fields.join(', ')}`,
+    fields,
+    expected,
+    actual,
+  };
+}
+
 /**
  * The projection's checkpoint and the mission's row as of one moment: read checkpoint, row,
  * checkpoint again until the checkpoint stood still (a batch writes the row and moves the
@@ -220,7 +264,14 @@ export async function auditMission(options: {
   let coveredPosition: string | null = null;
   /** Whether the fold stopped before the stream's end: the rest is past the read model. */
   let stopped = false;
+  /**
+   * Whether an event the read model must have folded cannot be read: the fold ends before it, and
+   * only what it reached is compared (anything later would differ for that reason alone).
+   */
+  let cutShort = false;
   let previousPosition: string | null = null;
+  const mustFold = (revision: number, position: string) =>
+    revision <= rowRevision || (processedUpTo !== null && comparePositions(position, processedUpTo) <= 0);
   try {
     for await (const event of store.readStream(missionStreamName(missionId))) {
       events++;
@@ -277,8 +328,29 @@ export async function auditMission(options: {
       }
     }
   } catch (error) {
-    if (error instanceof SyntaxError) {
-      // The store holds an event whose text is no longer JSON: nothing after it can be trusted.
+    if (error instanceof CorruptEventError) {
+      // The store names the event it cannot read; the events before it were read and checked.
+      const { revision, position, eventId } = error;
+      add({
+        kind: 'chain',
+        detail: `the stored event at revision ${revision ?? '?'} (position ${position}) cannot be read: its text is not an event's`,
+        revision,
+        eventId,
+      });
+      chain ??= {
+        ok: false,
+        stream: missionStreamName(missionId),
+        count: events,
+        brokenAt: { index: events, revision, eventId },
+        reason: 'malformed',
+      };
+      if (revision === null || mustFold(revision, position)) cutShort = !stopped;
+      else stopped = true;
+      // How many the stream holds, the unreadable one and any after it included.
+      const head = await store.streamRevision(missionStreamName(missionId));
+      if (head !== null && head + 1 > events) events = head + 1;
+    } else if (error instanceof SyntaxError) {
+      // A store that cannot say which event it could not read: nothing after it can be trusted.
       add({
         kind: 'chain',
         detail: `the stored event after revision ${runtime.revision} cannot be read: ${error.message}`,
@@ -290,14 +362,19 @@ export async function auditMission(options: {
         brokenAt: { index: events, revision: null, eventId: null },
         reason: 'malformed',
       };
+      cutShort = !stopped;
     } else if (!(error instanceof StreamNotFoundError)) throw error;
   }
   if (events === 0 && !row && snapshots.length === 0) return null;
   chain ??= verifier.result();
-  for (const snapshot of snapshots.slice(nextSnapshot)) {
-    add(snapshotWithoutFold(snapshot, `the read model has folded up to revision ${runtime.revision}`));
+  if (!cutShort) {
+    for (const snapshot of snapshots.slice(nextSnapshot)) {
+      add(snapshotWithoutFold(snapshot, `the read model has folded up to revision ${runtime.revision}`));
+    }
   }
-  const timeUntil = checkpoint?.watermark ?? null;
+  // Cut short, the record time of the unreadable event is unknown: changes time caused before it
+  // cannot be told from those after it.
+  const timeUntil = cutShort ? null : (checkpoint?.watermark ?? null);
   if (timeUntil !== null) processor.advance(runtime, timeUntil, sink);
   for (const skipped of sink.skipped) {
     add({
@@ -308,7 +385,9 @@ export async function auditMission(options: {
     });
   }
 
-  if (row && coveredRevision > rowRevision) {
+  // Cut short, the mission row and the current verdicts, which stand for the whole log, are not
+  // compared: they would differ for that reason alone.
+  if (!cutShort && row && coveredRevision > rowRevision) {
     add({
       kind: 'mission-behind-checkpoint',
       detail: `the read model has folded up to revision ${rowRevision}, but the projection's checkpoint (${processedUpTo}) is past revision ${coveredRevision}`,
@@ -317,54 +396,12 @@ export async function auditMission(options: {
       actual: { revision: rowRevision, position: row.last_position ?? null },
     });
   }
-  if (!row) {
+  if (!cutShort && !row && coveredRevision >= 0) {
     // Only a mission the checkpoint says was processed must be there.
-    if (coveredRevision >= 0) {
-      add({ kind: 'mission-missing', detail: 'the log holds the mission but the read model does not' });
-    }
-  } else {
-    const info = runtime.state.mission;
-    // Every column: what the API serves, and what the projection and time travel read back (a
-    // mission loaded again resumes from them; `recorded_monotonic` decides how a known-at fold ends).
-    const expected: Record<(typeof MISSION_COLUMNS)[number], unknown> = {
-      mission_id: missionId,
-      name: info?.name ?? null,
-      lead_nation: info?.leadNation ?? null,
-      base_currency: info?.baseCurrency ?? null,
-      template: info?.template ?? null,
-      defined_at: info?.definedAt ?? null,
-      created_position: runtime.createdPosition,
-      created_recorded_at: runtime.createdRecordedAt,
-      revision: runtime.revision,
-      last_position: runtime.position,
-      last_recorded_at: runtime.lastRecordedAt,
-      max_recorded_at: runtime.maxRecordedAt,
-      max_pledge_at: runtime.maxPledgeAt,
-      recorded_monotonic: runtime.recordedMonotonic ? 1 : 0,
-      evaluated_at: runtime.evaluatedAt,
-      next_change_at: runtime.nextAt,
-      policy_version: runtime.verdict?.policyVersion ?? null,
-      history_seq: runtime.historySeq,
-      skipped_events: runtime.skippedEvents,
-    };
-    const actual: Record<string, unknown> = {};
-    for (const column of MISSION_COLUMNS) {
-      const value = row[column] ?? null;
-      // BIGINT comes back from PostgreSQL as a string.
-      actual[column] = typeof expected[column] === 'number' && value !== null ? Number(value) : value;
-    }
-    const fields = differingFields(expected, actual);
-    if (fields.length > 0) {
-      add({
-        kind: 'mission-differs',
-        detail: `mission row differs in ${fields.join(', ')}`,
-        fields,
-        expected,
-        actual,
-      });
-    }
+    add({ kind: 'mission-missing', detail: 'the log holds the mission but the read model does not' });
   }
-
+  const rowMismatch = !cutShort && row ? missionRowMismatch(runtime, row) : null;
+  if (rowMismatch) add(rowMismatch);
   const queries = createReadinessQueries({ store, sql });
   const stored: HistoryEntry[] = [];
   let after: number | null = 0;
@@ -375,7 +412,9 @@ export async function auditMission(options: {
     after = page.nextAfterSeq;
   }
   const recomputed = sink.history;
-  for (let i = 0; i < Math.max(stored.length, recomputed.length); i++) {
+  // Cut short, the history recomputed is that of the events before the unreadable one: a prefix.
+  const compareUpTo = cutShort ? recomputed.length : Math.max(stored.length, recomputed.length);
+  for (let i = 0; i < compareUpTo; i++) {
     const mine = recomputed[i];
     const theirs = stored[i];
     if (mine && !theirs) {
@@ -411,11 +450,11 @@ export async function auditMission(options: {
     }
   }
 
-  const verdictRows = await sql.query(`SELECT * FROM ${VERDICTS} WHERE mission_id = $1 ORDER BY ord`, [
-    missionId,
-  ]);
+  const verdictRows = cutShort
+    ? []
+    : await sql.query(`SELECT * FROM ${VERDICTS} WHERE mission_id = $1 ORDER BY ord`, [missionId]);
   const storedPhases = new Map(verdictRows.map((r) => [String(r.phase), r]));
-  const phases = runtime.verdict?.phases ?? [];
+  const phases = cutShort ? [] : (runtime.verdict?.phases ?? []);
   phases.forEach((phase, ord) => {
     const r = storedPhases.get(phase.phase);
     if (!r) {
