@@ -25,12 +25,13 @@ import {
  *   {"id":"...","stream":"mission-...","revision":0,"position":"...","type":"...","data":{...},"metadata":{...},"recordedAt":"...","hash":"...","previousHash":null}
  *   ...
  *
- * The header line is optional; when present it comes first and lets a verifier notice a cut-off
- * tail. Every other line is one RecordedEvent of the mission's stream, in revision order, with
- * its keys in the order above and `data` and `metadata` in canonical JSON (keys sorted, no
- * whitespace): exactly what `exportLine` writes, so that a line that differs in any byte from what
- * the writer would write for the same event is itself a finding. The hash chain covers every field
- * but `position`, which each store assigns on its own; positions are only checked to increase.
+ * The header line comes first (`exportMission` always writes it, and only for a mission that has
+ * events) and lets a verifier notice a cut-off tail. Every other line is one RecordedEvent of the
+ * mission's stream, in revision order, with its keys in the order above and `data` and `metadata`
+ * in canonical JSON (keys sorted, no whitespace): exactly what `exportLine` writes, so that a line
+ * that differs in any byte from what the writer would write for the same event is itself a
+ * finding. The hash chain covers every field but `position`, which each store assigns on its own;
+ * positions are checked to be of one store's form and to increase.
  */
 export const EXPORT_KIND = 'muster-export';
 export const EXPORT_VERSION = 1;
@@ -78,7 +79,9 @@ export function exportLine(event: RecordedEvent): string {
 
 export type ExportProblemKind =
   | 'empty'
+  | 'encoding'
   | 'malformed-line'
+  | 'missing-header'
   | 'malformed-header'
   | 'malformed-event'
   | 'non-canonical-line'
@@ -87,7 +90,8 @@ export type ExportProblemKind =
   | 'revision-order'
   | 'hash-chain'
   | 'truncated'
-  | 'header-mismatch';
+  | 'header-mismatch'
+  | 'anchor-mismatch';
 
 export interface ExportProblem {
   kind: ExportProblemKind;
@@ -98,10 +102,29 @@ export interface ExportProblem {
   detail: string;
 }
 
+/** An event of the mission that this code's domain cannot read (an unknown type or version). */
+export interface UnreadableExportEvent {
+  line: number;
+  revision: number;
+  eventId: string;
+  type: string;
+  /** The domain's error code: `unknown-event-type`, `unsupported-event-version`, `invalid-event`, ... */
+  reason: string;
+  detail: string;
+}
+
 export interface ExportVerification {
+  /** No problem and no unreadable event: the file is intact and its history was recomputed whole. */
   ok: boolean;
   /** The first problem found; verification stops there. */
   problem: ExportProblem | null;
+  /**
+   * Events that are intact (chained, counted) but that the domain cannot read: they fold into
+   * nothing, so the recomputed history and verdicts leave them out. The first 1,000 are listed.
+   */
+  unreadable: UnreadableExportEvent[];
+  /** How many events could not be read, listed or not. */
+  unreadableCount: number;
   header: ExportHeader | null;
   missionId: string | null;
   stream: string | null;
@@ -128,7 +151,7 @@ function asEvent(value: unknown): RecordedEvent | string {
     return 'id, stream and type must be strings';
   if (typeof v.revision !== 'number' || !Number.isSafeInteger(v.revision) || v.revision < 0)
     return 'revision must be a non-negative integer';
-  if (typeof v.position !== 'string' || v.position.length === 0) return 'position must be a string';
+  if (typeof v.position !== 'string') return 'position must be a string';
   if (!isObject(v.metadata) || typeof v.metadata.occurredAt !== 'string')
     return 'metadata must carry occurredAt';
   if (typeof v.recordedAt !== 'string' || Number.isNaN(Date.parse(v.recordedAt)))
@@ -145,10 +168,49 @@ function asHeader(value: Record<string, unknown>): ExportHeader | string {
     return 'missionId and stream do not match';
   if (typeof value.events !== 'number' || !Number.isSafeInteger(value.events) || value.events < 0)
     return 'events must be a count';
+  if (value.events === 0)
+    return 'the header announces no events, but the service exports only missions that have events';
   if (value.lastRevision !== value.events - 1) return 'lastRevision must be events - 1';
-  if (value.lastHash !== null && typeof value.lastHash !== 'string')
-    return 'lastHash must be a string or null';
+  if (typeof value.lastHash !== 'string') return 'lastHash must be a string';
   return value as unknown as ExportHeader;
+}
+
+type PositionForm = 'SQLite' | 'PostgreSQL' | 'EventStoreDB';
+
+const MAX_U64 = 2n ** 64n - 1n;
+const MAX_I64 = 2n ** 63n - 1n;
+
+/**
+ * Which store's form a position has, as that store's `canonicalPosition` would give it back
+ * unchanged (packages/event-store-sqlite, -postgres, -esdb): SQLite a sequence of 20 digits,
+ * PostgreSQL transaction id and sequence as 20 digits each joined by '-', EventStoreDB commit and
+ * prepare offsets joined by '/'. Written out here because the export's verifier knows no adapter.
+ */
+function positionForm(position: string): PositionForm | null {
+  if (/^\d{20}$/.test(position)) {
+    const n = Number(position);
+    return n >= 1 && Number.isSafeInteger(n) ? 'SQLite' : null;
+  }
+  const pair = /^(\d{20})([-/])(\d{20})$/.exec(position);
+  if (!pair) return null;
+  const first = BigInt(pair[1] as string);
+  const second = BigInt(pair[3] as string);
+  if (pair[2] === '-') return first <= MAX_U64 && second <= MAX_I64 ? 'PostgreSQL' : null;
+  return first <= MAX_U64 && second <= MAX_U64 ? 'EventStoreDB' : null;
+}
+
+/** Hashes an export must hold at given revisions, known from elsewhere (docs/audit.md, anchoring). */
+export interface ExportAnchors {
+  /** The stream an earlier export was of: this export must be of the same one. */
+  stream?: string;
+  /** Where `stream` comes from, for messages. */
+  source?: string;
+  /** The highest revision with a known hash: an export that ends before it has lost events. */
+  lastRevision: number;
+  /** Where the hash at `lastRevision` comes from, for messages. */
+  lastSource: string;
+  /** The hashes known for a revision, each with where it comes from. */
+  expected(revision: number): readonly { hash: string; source: string }[];
 }
 
 export interface VerifyExportOptions {
@@ -156,33 +218,112 @@ export interface VerifyExportOptions {
   until?: string;
   /** Sees every event that passed verification, in order. */
   onEvent?: (event: RecordedEvent) => void;
+  /** Hashes the export must hold (from an earlier export, a receipt): a rewritten history fails. */
+  anchors?: ExportAnchors;
+}
+
+interface RawLine {
+  /** The line without its `\n`; null when its bytes are not UTF-8. */
+  text: string | null;
+  terminated: boolean;
+}
+
+function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0] as Uint8Array;
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
 }
 
 /**
- * Verifies an export offline: each line's form, the stream's revision order and hash chain, the
- * header's counts, and recomputes the verdict history from the events alone. Stops at the first
- * problem. Accepts lines with or without their `\n` (or `\r\n`); blank lines are ignored.
+ * Cuts chunks of any size (text, or bytes as read from a file) into lines at `\n`. Bytes are
+ * decoded strictly, line by line: a lenient decoder would turn a damaged byte into U+FFFD, which
+ * re-serialises to itself and would pass as canonical. `\n` never occurs inside a UTF-8 sequence.
+ */
+async function* splitLines(
+  chunks: AsyncIterable<string | Uint8Array> | Iterable<string | Uint8Array>,
+): AsyncGenerator<RawLine> {
+  const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+  const encoder = new TextEncoder();
+  const decode = (bytes: Uint8Array): string | null => {
+    try {
+      return decoder.decode(bytes);
+    } catch {
+      return null;
+    }
+  };
+  let text = '';
+  let bytes: Uint8Array[] = [];
+  for await (const chunk of chunks) {
+    if (typeof chunk === 'string' && bytes.length === 0) {
+      let start = 0;
+      for (let at = chunk.indexOf('\n'); at >= 0; at = chunk.indexOf('\n', start)) {
+        yield { text: text + chunk.slice(start, at), terminated: true };
+        text = '';
+        start = at + 1;
+      }
+      text += chunk.slice(start);
+      continue;
+    }
+    const data = typeof chunk === 'string' ? encoder.encode(chunk) : chunk;
+    if (text.length > 0) {
+      bytes.push(encoder.encode(text));
+      text = '';
+    }
+    let start = 0;
+    for (let at = data.indexOf(0x0a); at >= 0; at = data.indexOf(0x0a, start)) {
+      bytes.push(data.subarray(start, at));
+      yield { text: decode(concatBytes(bytes)), terminated: true };
+      bytes = [];
+      start = at + 1;
+    }
+    // Copied: a caller may reuse its buffer for the next chunk.
+    if (start < data.length) bytes.push(data.slice(start));
+  }
+  if (bytes.length > 0) yield { text: decode(concatBytes(bytes)), terminated: false };
+  else if (text.length > 0) yield { text, terminated: false };
+}
+
+const MAX_UNREADABLE_LISTED = 1000;
+
+/**
+ * Verifies an export offline, every byte of it: each line is UTF-8, ends in `\n` and is exactly
+ * what the exporter writes for what it parses to (the header first); the events are of one
+ * `mission-*` stream, with positions of one store's form that increase, revisions 0, 1, 2, ... and
+ * an unbroken hash chain; the header's counts and last hash match; and the hashes `anchors` knows
+ * are there. Recomputes the verdict history from the events alone on the way. Stops at the first
+ * problem. `chunks` are the file's text or bytes, cut anywhere (lines as `exportMission` yields
+ * them, or a file's chunks as read).
  */
 export async function verifyExport(
-  lines: AsyncIterable<string> | Iterable<string>,
+  chunks: AsyncIterable<string | Uint8Array> | Iterable<string | Uint8Array>,
   options: VerifyExportOptions = {},
 ): Promise<ExportVerification> {
   const until = options.until === undefined ? undefined : parseInstant(options.until);
+  const anchors = options.anchors;
   const chain = new ChainVerifier();
   const processor = new MissionProcessor();
   const sink = newSink({ changes: false });
   let runtime: ReturnType<typeof newRuntime> | null = null;
   let header: ExportHeader | null = null;
   let stream: string | null = null;
+  let form: PositionForm | null = null;
   let lastPosition: string | null = null;
   let lastHash: string | null = null;
   let events = 0;
   let lineNumber = 0;
-  let seenContent = false;
+  const unreadable: UnreadableExportEvent[] = [];
+  let unreadableCount = 0;
 
   const result = (problem: ExportProblem | null): ExportVerification => ({
-    ok: problem === null,
+    ok: problem === null && unreadableCount === 0,
     problem,
+    unreadable,
+    unreadableCount,
     header,
     missionId: runtime?.missionId ?? header?.missionId ?? null,
     stream,
@@ -203,32 +344,48 @@ export async function verifyExport(
       eventId: typeof event?.id === 'string' ? event.id : null,
       detail,
     });
+  const short = (hash: string) => `${hash.slice(0, 16)}…`;
 
-  for await (const raw of lines) {
+  for await (const raw of splitLines(chunks)) {
     lineNumber++;
-    const line = raw.endsWith('\n')
-      ? raw.slice(0, raw.endsWith('\r\n') ? -2 : -1)
-      : raw.endsWith('\r')
-        ? raw.slice(0, -1)
-        : raw;
-    if (line.trim() === '') continue;
+    const line = raw.text;
+    if (line === null) return fail('encoding', 'the line is not valid UTF-8');
+    if (lineNumber === 1 && line.startsWith('\uFEFF'))
+      return fail('encoding', 'the file starts with a byte order mark (U+FEFF); exports have none');
+    if (!raw.terminated)
+      return fail('malformed-line', 'the last line does not end with a newline (\\n): cut off or edited');
+    if (line.includes('\r'))
+      return fail(
+        'malformed-line',
+        'the line holds a carriage return (\\r): exports end lines with \\n alone',
+      );
+    if (line.trim() === '')
+      return fail('malformed-line', line === '' ? 'the line is blank' : 'the line holds only whitespace');
     let parsed: unknown;
     try {
       parsed = JSON.parse(line);
     } catch {
       return fail('malformed-line', 'not a JSON value');
     }
-    if (!seenContent && isObject(parsed) && 'kind' in parsed) {
-      seenContent = true;
+    if (lineNumber === 1) {
+      if (!isObject(parsed) || !('kind' in parsed))
+        return fail(
+          'missing-header',
+          'the first line is not the export header: the service writes one before the events',
+        );
       const checked = asHeader(parsed);
       if (typeof checked === 'string') return fail('malformed-header', checked);
       if (exportHeader(checked) !== `${line}\n`)
         return fail('non-canonical-line', 'the header is not in canonical form');
+      if (anchors?.stream !== undefined && checked.stream !== anchors.stream)
+        return fail(
+          'anchor-mismatch',
+          `this export is of ${checked.stream}, ${anchors.source ?? 'the anchor'} of ${anchors.stream}`,
+        );
       header = checked;
       stream = checked.stream;
       continue;
     }
-    seenContent = true;
     const event = asEvent(parsed);
     if (typeof event === 'string')
       return fail('malformed-event', event, isObject(parsed) ? parsed : undefined);
@@ -240,11 +397,25 @@ export async function verifyExport(
     }
     if (canonical !== `${line}\n`)
       return fail('non-canonical-line', 'the line is not in canonical form', event);
-    if (stream === null) stream = event.stream;
     const missionId = missionIdOfStream(event.stream);
     if (event.stream !== stream || missionId === null) {
       return fail('stream-mismatch', `expected stream ${stream}, found ${event.stream}`, event);
     }
+    const eventForm = positionForm(event.position);
+    if (eventForm === null)
+      return fail(
+        'malformed-event',
+        `position ${JSON.stringify(event.position)} is no store's position (SQLite: 20 digits; ` +
+          'PostgreSQL: 20 digits, "-", 20 digits; EventStoreDB: 20 digits, "/", 20 digits)',
+        event,
+      );
+    if (form !== null && eventForm !== form)
+      return fail(
+        'malformed-event',
+        `position ${event.position} is of ${eventForm}'s form, the earlier ones of ${form}'s: one store exported them all`,
+        event,
+      );
+    form = eventForm;
     if (lastPosition !== null && event.position <= lastPosition) {
       return fail('position-order', `position ${event.position} does not follow ${lastPosition}`, event);
     }
@@ -255,18 +426,47 @@ export async function verifyExport(
         broken.reason === 'revision-gap'
           ? `expected revision ${broken.expected}, found ${broken.actual}`
           : broken.reason === 'hash-mismatch'
-            ? `the content does not hash to the recorded hash ${String(broken.actual).slice(0, 16)}…`
+            ? `the content does not hash to the recorded hash ${short(String(broken.actual))}`
             : `previousHash does not match the hash of revision ${event.revision - 1}`;
       return fail(kind, detail, event);
     }
+    for (const known of anchors?.expected(event.revision) ?? []) {
+      if (known.hash !== event.hash)
+        return fail(
+          'anchor-mismatch',
+          `revision ${event.revision} differs from ${known.source}: its hash is ${short(event.hash)}, ` +
+            `expected ${short(known.hash)} (each hash seals every event before it: this event or an ` +
+            'earlier one was rewritten, removed, inserted or reordered, and the chain recomputed)',
+          event,
+        );
+    }
     runtime ??= newRuntime(missionId);
+    const skipped = sink.skipped.length;
     processor.apply(runtime, event, sink);
+    if (sink.skipped.length > skipped) {
+      const { reason } = sink.skipped[skipped] as { reason: string };
+      unreadableCount++;
+      if (unreadable.length < MAX_UNREADABLE_LISTED)
+        unreadable.push({
+          line: lineNumber,
+          revision: event.revision,
+          eventId: event.id,
+          type: event.type,
+          reason,
+          detail: `event at revision ${event.revision} cannot be read by the domain (${reason})`,
+        });
+      // The runner keeps its own count; the list here would otherwise grow with the file.
+      sink.skipped.length = skipped;
+    }
     options.onEvent?.(event);
     lastPosition = event.position;
     lastHash = event.hash;
     events++;
   }
-  if (!seenContent) return fail('empty', 'no header and no events');
+  if (lineNumber === 0) {
+    lineNumber = 1;
+    return fail('empty', 'the file is empty');
+  }
   if (header) {
     if (events < header.events) {
       return fail('truncated', `the header announces ${header.events} events, the file holds ${events}`);
@@ -278,11 +478,22 @@ export async function verifyExport(
       );
     }
   }
+  if (anchors && events - 1 < anchors.lastRevision) {
+    return result({
+      kind: 'anchor-mismatch',
+      line: lineNumber,
+      revision: events,
+      eventId: null,
+      detail:
+        `revision ${events} is missing: the export ends at revision ${events - 1}, ` +
+        `${anchors.lastSource} holds revision ${anchors.lastRevision}`,
+    });
+  }
   if (runtime && until !== undefined) processor.advance(runtime, until, sink);
   return result(null);
 }
 
-/** Splits text into lines for verifyExport. */
+/** Splits text into lines, each with its `\n` (verifyExport takes the text cut anywhere). */
 export function* exportLines(text: string): Generator<string> {
   let start = 0;
   for (;;) {
@@ -304,14 +515,14 @@ export type ExportQuery = { asOf: string } | { knownAt: string };
  * way; `verdict` is null when it does not verify or the mission was not defined by then.
  */
 export async function verdictFromExport(
-  lines: AsyncIterable<string> | Iterable<string>,
+  chunks: AsyncIterable<string | Uint8Array> | Iterable<string | Uint8Array>,
   query: ExportQuery,
 ): Promise<{ verification: ExportVerification; verdict: MissionVerdict | null }> {
   const instant = 'asOf' in query ? query.asOf : query.knownAt;
   const at = parseInstant(instant);
   let state: MissionState = initialState();
   const knownAt = 'knownAt' in query;
-  const verification = await verifyExport(lines, {
+  const verification = await verifyExport(chunks, {
     onEvent: (event) => {
       if (knownAt && Date.parse(event.recordedAt) > at) return;
       try {
