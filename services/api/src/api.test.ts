@@ -508,6 +508,15 @@ describe('the readiness API', () => {
       ],
       ['a JSON array', { body: '[1,2,3]', headers: {} }, 400, 'validation-failed'],
       [
+        'JSON in another charset',
+        {
+          body: JSON.stringify(pledge('t6')),
+          headers: { 'content-type': 'application/json; charset=latin1' },
+        },
+        415,
+        'unsupported-media-type',
+      ],
+      [
         'text/plain',
         { body: 'hello', headers: { 'content-type': 'text/plain' } },
         415,
@@ -618,6 +627,14 @@ describe('the readiness API', () => {
         'unknown-command',
       );
       expect(problem.knownCommands).toEqual(commandCatalog.map((c) => c.name));
+    });
+
+    it('OPTIONS on a path that exists lists its methods; on one that does not, 404', async () => {
+      const options = await svc.request('OPTIONS', '/v1/missions/mss-haiti/commands/pledge-logistics');
+      expect(options.statusCode).toBe(204);
+      expect(options.headers.allow).toBe('POST, OPTIONS');
+      expect((await svc.request('OPTIONS', '/v1/missions')).headers.allow).toBe('GET, HEAD, POST, OPTIONS');
+      expectProblem(await svc.request('OPTIONS', '/v1/nowhere'), 404, 'not-found');
     });
 
     it('a trailing slash names the same resource', async () => {

@@ -342,6 +342,13 @@ export function registerErrorHandling(app: FastifyInstance, allowed = new Allowe
   app.setNotFoundHandler((request, reply) => {
     const path = request.url.split('?')[0] as string;
     const methods = allowed.for(path);
+    // OPTIONS on a path that exists answers what it takes (RFC 9110 §9.3.7), not a 405.
+    if (request.method === 'OPTIONS' && methods.length > 0) {
+      return reply
+        .code(204)
+        .header('allow', [...methods, 'OPTIONS'].join(', '))
+        .send();
+    }
     return sendProblem(
       reply,
       request,

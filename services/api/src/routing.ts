@@ -124,6 +124,15 @@ export class RouteRegistry {
       // 400, 413 or 415 about a body it may not send.
       onRequest: async (request, reply) => {
         const principal = spec.public ? null : this.authenticate(request, reply);
+        // JSON is UTF-8 (RFC 8259): a body declared in another charset would be read as UTF-8
+        // anyway, and its text silently changed.
+        const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(request.headers['content-type'] ?? '')?.[1];
+        if (charset !== undefined && !/^utf-?8$/i.test(charset)) {
+          throw new ApiError(
+            'unsupported-media-type',
+            `Send the body as UTF-8 application/json, not ${charset}`,
+          );
+        }
         // A client that sends a key expects a retry to be safe; where the key is not kept, a
         // silent retry would act twice (a second API key, a second subscription).
         if (!takesIdempotencyKey && request.headers['idempotency-key'] !== undefined) {
