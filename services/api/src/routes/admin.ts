@@ -21,9 +21,15 @@ const statusSchema = z.object({
   rebuild: z
     .object({
       generation: z.int(),
-      status: z.enum(['building', 'ready']),
+      status: z
+        .enum(['building', 'ready', 'interrupted'])
+        .describe('interrupted: its builder is gone (lease expired); the leader takes it up'),
       position: z.string().nullable(),
       events: z.int(),
+      builder: z
+        .object({ owner: z.string(), lastSeenAt: z.string() })
+        .nullable()
+        .describe('The process that holds, or last held, the rebuild; when its last batch committed'),
     })
     .nullable(),
 });
