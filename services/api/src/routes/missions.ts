@@ -377,6 +377,9 @@ export function registerMissionRoutes(routes: RouteRegistry, services: Services)
           projectionBehind: z.boolean(),
           comparedUpTo: z.record(z.string(), z.unknown()),
           history: z.object({ stored: z.int(), recomputed: z.int() }),
+          snapshots: z
+            .object({ stored: z.int(), compared: z.int() })
+            .describe('Stored snapshots of the mission, and how many were checked against the replay'),
           mismatches: z.array(z.record(z.string(), z.unknown())),
         }),
       },
