@@ -210,6 +210,9 @@ describe('the readiness API', () => {
         commandId: body.commandId,
       });
       expect(stored?.position).toBe(body.position);
+      // The 201 is a receipt: the event's link in the chain, as the log holds it.
+      expect(body.events[0].hash).toMatch(/^[0-9a-f]{64}$/);
+      expect(body.events[0].hash).toBe(stored?.hash);
     });
 
     it('serves readiness that reflects the commands, now and as of an earlier instant', async () => {

@@ -39,6 +39,11 @@ const recordedEventSchema = z.object({
   occurredAt: z.string(),
   recordedAt: z.string(),
   data: z.unknown(),
+  hash: z
+    .string()
+    .describe(
+      "The event's link in the mission's hash chain: keep it as a receipt, and check an export against it later (`muster audit verify --expect-head <revision>:<hash>`)",
+    ),
 });
 
 export const commandResultSchema = z.object({
@@ -362,6 +367,7 @@ function commandResult(
       occurredAt: e.metadata.occurredAt,
       recordedAt: e.recordedAt,
       data: e.data,
+      hash: e.hash,
     })),
   };
 }
