@@ -128,6 +128,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     store,
     onCommitted: (position) => readModel?.committed(position),
     pipeline: deps.pipelineAppends ?? store.kind === 'sqlite',
+    sharedStore: store.kind !== 'sqlite',
     maxCachedEvents: config.stateCacheEvents,
     knownState: (missionId) => readinessProjection.latestState(missionId),
     onAppend: (seconds, ok) => metrics.appendDuration.observe({ outcome: ok ? 'ok' : 'error' }, seconds),

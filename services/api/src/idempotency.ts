@@ -104,6 +104,14 @@ export class IdempotencyStore {
   ) {}
 
   /**
+   * The keys this process is working on now. A claim of this process that is not among them was
+   * left when a release could not be written (the database was away): it is free at once, not
+   * after its lock runs out.
+   */
+  private readonly active = new Set<string>();
+  private readonly slot = (agencyId: string, key: string) => `${agencyId}\u0000${key}`;
+
+  /**
    * A durable write whose wait for the disk leaves the event loop free: on SQLite an autocommit
    * statement is an fsync on this thread, two per keyed command (claim and completion), which had
    * held keyed commands to about a third of the others' rate. Synced on the thread pool instead,
@@ -155,7 +163,10 @@ export class IdempotencyStore {
        VALUES ($1, $2, $3, 'in-progress', $4, $5, $6, $7, $8, $9) ON CONFLICT (agency_id, idempotency_key) DO NOTHING`,
       [agencyId, key, hash, missionId, commandId, baseRevision, now + this.lockMs, now, this.instanceId],
     );
-    if (inserted === 1) return { kind: 'claimed', commandId };
+    if (inserted === 1) {
+      this.active.add(this.slot(agencyId, key));
+      return { kind: 'claimed', commandId };
+    }
     const [row] = await this.sql.query<Row & Record<string, unknown>>(
       'SELECT request_hash, state, mission_id, command_id, base_revision, locked_until, status, response_body, response_headers, owner FROM idempotency_keys WHERE agency_id = $1 AND idempotency_key = $2',
       [agencyId, key],
@@ -173,7 +184,10 @@ export class IdempotencyStore {
       };
     }
     const lockedUntil = Number(row.locked_until);
-    const holderAlive = row.owner === this.instanceId || (await this.ownerAlive(row.owner));
+    const holderAlive =
+      row.owner === this.instanceId
+        ? this.active.has(this.slot(agencyId, key))
+        : await this.ownerAlive(row.owner);
     if (lockedUntil > now && holderAlive) {
       return {
         kind: 'in-progress',
@@ -186,6 +200,7 @@ export class IdempotencyStore {
       [now + this.lockMs, this.instanceId, agencyId, key, lockedUntil],
     );
     if (taken !== 1) return this.claim(agencyId, key, hash, missionId, baseRevision, commandId);
+    this.active.add(this.slot(agencyId, key));
     return {
       kind: 'recovered',
       commandId: row.command_id,
@@ -194,18 +209,26 @@ export class IdempotencyStore {
     };
   }
 
+  /** Stores the answer, unless another process took the claim over meanwhile (it answers instead). */
   async complete(agencyId: string, key: string, response: StoredResponse): Promise<void> {
+    this.active.delete(this.slot(agencyId, key));
     await this.write(
-      `UPDATE idempotency_keys SET state = 'done', status = $1, response_body = $2, response_headers = $3 WHERE agency_id = $4 AND idempotency_key = $5`,
-      [response.status, response.body, JSON.stringify(response.headers), agencyId, key],
+      `UPDATE idempotency_keys SET state = 'done', status = $1, response_body = $2, response_headers = $3 WHERE agency_id = $4 AND idempotency_key = $5 AND owner = $6`,
+      [response.status, response.body, JSON.stringify(response.headers), agencyId, key, this.instanceId],
     );
   }
 
-  /** Forgets a claim whose request failed for a reason a retry may not meet (5xx, store down). */
+  /**
+   * Gives up a claim whose request failed for a reason a retry may not meet (5xx, store down): the
+   * next request with the key takes it over at once, as from a dead holder, with the same command
+   * id. Deleting it instead let a retry run the command again under a new id after an append
+   * whose answer was lost had committed: the log got it twice.
+   */
   async release(agencyId: string, key: string): Promise<void> {
+    this.active.delete(this.slot(agencyId, key));
     await this.sql.execute(
-      `DELETE FROM idempotency_keys WHERE agency_id = $1 AND idempotency_key = $2 AND state = 'in-progress'`,
-      [agencyId, key],
+      `UPDATE idempotency_keys SET locked_until = 0 WHERE agency_id = $1 AND idempotency_key = $2 AND state = 'in-progress' AND owner = $3`,
+      [agencyId, key, this.instanceId],
     );
   }
 

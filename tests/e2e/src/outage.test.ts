@@ -85,7 +85,13 @@ suite('the database going away under load (PostgreSQL, through a proxy)', () => 
     let stop = false;
     const outcomes: Outcome[] = [];
     let next = 0;
-    // Four clients sending commands back to back, each once, with its own command id.
+    // Four clients sending commands back to back, each once, with its own Idempotency-Key (and no
+    // command id: the service gives it, and must give the same one to a retry of the key).
+    const send = (n: number) =>
+      call(service, 'POST', `/v1/missions/${MISSION}/commands/report-unit-readiness`, {
+        body: { unit: 'GSU', officersReady: n, status: 'standby' },
+        headers: { 'idempotency-key': `drill-${n}` },
+      });
     const writers = Array.from({ length: 4 }, async () => {
       while (!stop) {
         const n = next++;
@@ -93,14 +99,7 @@ suite('the database going away under load (PostgreSQL, through a proxy)', () => 
         const sentIn = phase;
         const started = performance.now();
         try {
-          const response = await call(
-            service,
-            'POST',
-            `/v1/missions/${MISSION}/commands/report-unit-readiness`,
-            {
-              body: { commandId, unit: 'GSU', officersReady: n, status: 'standby' },
-            },
-          );
+          const response = await send(n);
           outcomes.push({
             phase: sentIn,
             commandId,
@@ -200,10 +199,12 @@ suite('the database going away under load (PostgreSQL, through a proxy)', () => 
     expect(log.map((e) => e.revision)).toEqual(log.map((_, i) => i));
     expect(await verifyStream(log)).toMatchObject({ ok: true, count: log.length });
     expect(new Set(log.map((e) => e.id)).size).toBe(log.length);
+    // Each request is known by its key, `drill-<n>`, and its event by officersReady = n.
     const inLog = new Map<string, number>();
     for (const e of log) {
-      const commandId = (e.metadata as { commandId?: string }).commandId as string;
-      inLog.set(commandId, (inLog.get(commandId) ?? 0) + 1);
+      if (e.type !== 'UnitReadinessReported') continue;
+      const key = `drill-${(e.data as { officersReady: number }).officersReady}`;
+      inLog.set(key, (inLog.get(key) ?? 0) + 1);
     }
     const acknowledged = outcomes.filter((o) => o.status === 201);
     for (const o of acknowledged)
@@ -213,6 +214,31 @@ suite('the database going away under load (PostgreSQL, through a proxy)', () => 
       });
     // A 503 may have been written or not (the answer was lost with the connection): never twice.
     for (const o of refused) expect(inLog.get(o.commandId) ?? 0).toBeLessThanOrEqual(1);
+    const writtenAfterAll = refused.filter((o) => inLog.has(o.commandId)).length;
+
+    // Retried with its key, each refused request lands exactly once: the retry reuses the command
+    // id of the attempt whose answer was lost, so what that attempt wrote is its answer.
+    for (const o of refused) {
+      const retried = await send(Number(o.commandId.slice('drill-'.length)));
+      expect({ key: o.commandId, status: retried.status }).toEqual({ key: o.commandId, status: 201 });
+    }
+    const after = parseExport<RecordedEvent>(
+      (
+        await call(service, 'GET', `/v1/missions/${MISSION}/events`, {
+          headers: { accept: 'application/x-ndjson' },
+        })
+      ).body,
+    );
+    const counts = new Map<number, number>();
+    for (const e of after) {
+      if (e.type !== 'UnitReadinessReported') continue;
+      const n = (e.data as { officersReady: number }).officersReady;
+      counts.set(n, (counts.get(n) ?? 0) + 1);
+    }
+    for (const o of [...acknowledged, ...refused]) {
+      const n = Number(o.commandId.slice('drill-'.length));
+      expect({ key: o.commandId, times: counts.get(n) }).toEqual({ key: o.commandId, times: 1 });
+    }
 
     const byPhase = (p: Outcome['phase'], status: number) =>
       outcomes.filter((o) => o.phase === p && o.status === status).length;
@@ -220,7 +246,7 @@ suite('the database going away under load (PostgreSQL, through a proxy)', () => 
       `[e2e] outage: before ${byPhase('before', 201)} accepted; while cut ${byPhase('cut', 503)} refused with 503 ` +
         `(${codes.join(', ')}), ${byPhase('cut', 201)} accepted; ready again ${Math.round(readyAfterMs)} ms after the restore; ` +
         `after ${byPhase('after', 201)} accepted, ${byPhase('after', 503)} refused; slowest answer ${Math.round(Math.max(...outcomes.map((o) => o.ms)))} ms; ` +
-        `${refused.filter((o) => inLog.has(o.commandId)).length} refused commands were written after all\n`,
+        `${writtenAfterAll} refused commands were written after all, and their keyed retries answered with them\n`,
     );
   });
 });

@@ -336,4 +336,46 @@ suite('two service processes on one PostgreSQL database', () => {
     // And a 412 names the revision the mission is really at (checked on the races of the first test).
     for (const race of ifMatchRaces) expect(race.reported).toBe(race.revision + 1);
   });
+
+  it('decide a refusal on the log, not on a cache the other replica has moved past', async () => {
+    const mission = 'stale-cache';
+    // B caches the mission before it exists, then A defines it: B must not keep answering 404.
+    const early = await call(b, 'POST', `/v1/missions/${mission}/commands/pledge-logistics`, {
+      body: { pledgeId: 'early', pledger: 'canada', capability: 'airlift', quantity: 1, unit: 'aircraft' },
+    });
+    expect(early.status).toBe(404);
+    await define(mission);
+    const pledge = (replica: Replica, pledgeId: string) =>
+      call(service(replica), 'POST', `/v1/missions/${mission}/commands/pledge-logistics`, {
+        body: { pledgeId, pledger: 'canada', capability: 'airlift', quantity: 1, unit: 'aircraft' },
+      });
+    expect((await pledge('b', 'p0')).status).toBe(201);
+    // A pledges p1; B, whose cache ends at p0, confirms p1 at once, keyed.
+    expect((await pledge('a', 'p1')).status).toBe(201);
+    const keyed = { 'idempotency-key': 'confirm-p1-on-b' };
+    const confirm = await call(b, 'POST', `/v1/missions/${mission}/commands/confirm-pledge`, {
+      body: { pledgeId: 'p1' },
+      headers: keyed,
+    });
+    expect({ status: confirm.status, code: confirm.status === 201 ? null : confirm.json().code }).toEqual({
+      status: 201,
+      code: null,
+    });
+    // The key remembers the success, on either replica.
+    const again = await call(a, 'POST', `/v1/missions/${mission}/commands/confirm-pledge`, {
+      body: { pledgeId: 'p1' },
+      headers: keyed,
+    });
+    expect(again.status).toBe(201);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    // If-Match with the revision A just reached, sent to B whose cache is behind: a match, not a 412.
+    const head = (await pledge('a', 'p2')).json().revision as number;
+    const matched = await call(b, 'POST', `/v1/missions/${mission}/commands/pledge-logistics`, {
+      body: { pledgeId: 'p3', pledger: 'canada', capability: 'airlift', quantity: 1, unit: 'aircraft' },
+      headers: { 'if-match': `"${head}"` },
+    });
+    expect(matched.status).toBe(201);
+    const log = (await exportLog('a', mission)).events;
+    expect(log.filter((e) => e.type === 'PledgeConfirmed')).toHaveLength(1);
+  });
 });

@@ -1,5 +1,6 @@
 import {
   type Actor,
+  canonicalJson,
   type EventStore,
   type RecordedEvent,
   StreamNotFoundError,
@@ -128,6 +129,13 @@ export interface MissionWriterOptions {
    * when next needed.
    */
   maxCachedEvents?: number;
+  /**
+   * Other processes may append to the same streams (PostgreSQL, EventStoreDB replicas): a refusal
+   * decided on the cached state is checked against the log's revision before it is answered, since
+   * nothing else would tell a stale cache (an append at least fails on its expected revision).
+   * Default false: the embedded store has one writer.
+   */
+  sharedStore?: boolean;
   /** Observes each append's duration (seconds) for metrics. */
   onAppend?: (seconds: number, ok: boolean) => void;
   /** Told the position of every append that succeeded (read-your-writes for the read models). */
@@ -149,6 +157,7 @@ export class MissionWriter {
   private readonly maxCachedEvents: number;
   private commitsSinceEviction = 0;
   private readonly pipeline: boolean;
+  private readonly sharedStore: boolean;
   private readonly onAppend: (seconds: number, ok: boolean) => void;
   private readonly onCommitted: (position: string) => void;
   private readonly knownState: NonNullable<MissionWriterOptions['knownState']>;
@@ -159,6 +168,7 @@ export class MissionWriter {
     this.maxCached = options.maxCachedMissions ?? 1000;
     this.maxCachedEvents = options.maxCachedEvents ?? 200_000;
     this.pipeline = options.pipeline ?? true;
+    this.sharedStore = options.sharedStore ?? false;
     this.onAppend = options.onAppend ?? (() => {});
     this.onCommitted = options.onCommitted ?? (() => {});
     this.knownState = options.knownState ?? (() => undefined);
@@ -211,14 +221,21 @@ export class MissionWriter {
     // From here to the append call nothing awaits: commands on this mission are decided in order.
     const base = entry.tentative;
     const { ifMatch } = context;
-    if (
-      ifMatch !== undefined &&
-      (ifMatch === '*' ? base.revision === null : ifMatch !== (base.revision ?? -1))
-    ) {
-      throw staleRevision(ifMatch, base.revision);
+    let decided: ReturnType<typeof decideParsed>;
+    try {
+      if (
+        ifMatch !== undefined &&
+        (ifMatch === '*' ? base.revision === null : ifMatch !== (base.revision ?? -1))
+      ) {
+        throw staleRevision(ifMatch, base.revision);
+      }
+      context.authorize?.(command, base.state);
+      decided = decideParsed(command, base.state);
+    } catch (refusal) {
+      if (this.sharedStore && !(await this.refusalStands(missionId, entry, base.revision, attempt)))
+        return null;
+      throw refusal;
     }
-    context.authorize?.(command, base.state);
-    const decided = decideParsed(command, base.state);
     if (decided.length === 0) {
       return {
         missionId,
@@ -259,6 +276,10 @@ export class MissionWriter {
         refusals.count = refusals.at === base.revision ? refusals.count + 1 : 1;
         refusals.at = base.revision;
         if (refusals.count >= 2) {
+          // The same command may be what holds those ids: its first attempt landed, unseen (a
+          // lost answer, a holder that died). Then this is its answer, not a reuse.
+          const landed = await this.landedAs(missionId, command.commandId, decided);
+          if (landed) return outcome(missionId, command.commandId, landed, true);
           throw new ApiError(
             'command-id-reused',
             `commandId ${command.commandId} was already used on this mission, by another command or by this one sent before: give each command its own id, and send an Idempotency-Key to make a retry safe`,
@@ -288,6 +309,55 @@ export class MissionWriter {
     if (entry.tentative.revision === nextRevision && entry.tentative.state === state)
       entry.tentative = folded;
     return outcome(missionId, command.commandId, result.events, false);
+  }
+
+  /**
+   * Whether a refusal decided on `revision` (the cached state) may be answered: yes when the log
+   * is there too. When it is not, the cache is dropped (or, with this process's own appends still
+   * landing, given a moment) and the command decided again, within the usual bound.
+   */
+  private async refusalStands(
+    missionId: string,
+    entry: MissionEntry,
+    revision: number | null,
+    attempt: number,
+  ): Promise<boolean> {
+    if (attempt >= this.maxRetries) return true;
+    const logged = await this.store.streamRevision(missionStreamName(missionId));
+    if (logged === revision) return true;
+    if (entry.inFlight === 0) this.forget(missionId, entry);
+    else await sleep(1 + attempt);
+    return false;
+  }
+
+  /**
+   * The events of `commandId` among the stream's last thousand, when they are exactly the events
+   * `decided` (same types, same data): the command landed before. Null otherwise.
+   */
+  private async landedAs(
+    missionId: string,
+    commandId: string,
+    decided: readonly { type: string; data: unknown }[],
+  ): Promise<RecordedEvent[] | null> {
+    const found: RecordedEvent[] = [];
+    try {
+      for await (const event of this.store.readStream(missionStreamName(missionId), {
+        direction: 'backwards',
+        maxCount: 1000,
+      })) {
+        if (event.metadata.commandId === commandId) found.unshift(event);
+        else if (found.length > 0) break;
+      }
+    } catch (error) {
+      if (!(error instanceof StreamNotFoundError)) throw error;
+    }
+    const same =
+      found.length === decided.length &&
+      found.every(
+        (event, i) =>
+          event.type === decided[i]?.type && canonicalJson(event.data) === canonicalJson(decided[i]?.data),
+      );
+    return same ? found : null;
   }
 
   /** Events a dead attempt of this command appended after `baseRevision`, if any. */
