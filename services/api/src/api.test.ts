@@ -911,6 +911,24 @@ describe('idempotency keys survive a restart', () => {
     expect((await send(second, { id: 'mss-haiti', template: 'mss-haiti' })).statusCode).toBe(422);
     await second.close();
   });
+
+  it('keeps a revoked bootstrap admin key revoked across restarts with the variable still set', async () => {
+    const path = join(dir, 'bootstrap.db');
+    const first = await startTestService({ path });
+    const operator = await first.agency('operators', ['admin']);
+    const { agencyId, keyId } = (await first.request('GET', '/v1/me')).json();
+    expect(
+      (await first.request('DELETE', `/v1/agencies/${agencyId}/keys/${keyId}`, { key: operator })).statusCode,
+    ).toBe(204);
+    expect((await first.request('GET', '/v1/me')).statusCode).toBe(401);
+    await first.close();
+
+    const second = await startTestService({ path });
+    expect((await second.request('GET', '/v1/me')).statusCode).toBe(401);
+    expect((await second.request('GET', '/v1/me', { key: operator })).statusCode).toBe(200);
+    expect(second.logs.join('\n')).toContain('names a key that was revoked');
+    await second.close();
+  });
 });
 
 async function collect<T>(iterable: AsyncIterable<T>): Promise<T[]> {

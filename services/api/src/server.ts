@@ -25,19 +25,43 @@ async function main(): Promise<void> {
     );
     process.exit(1);
   });
+  // Whatever fails from here to listening is reported as one fatal line naming it, and the
+  // process exits 1: an operator reads a cause, not a stack.
+  const fail = async (what: string, error: unknown): Promise<never> => {
+    const { message, code } = error as { message?: string; code?: string };
+    logger.fatal({ code }, `${what}: ${message ?? String(error)}`);
+    await stores.close().catch(() => {});
+    process.exit(1);
+  };
   const app = await buildApp({
     config,
     store: stores.store,
     sql: stores.sql,
     logger,
     pipelineAppends: stores.pipelineAppends,
+  }).catch((error: unknown) => fail('could not start the service', error));
+  const demo = await (async () => {
+    await bootstrapAdmin(app.services, config);
+    return config.demo ? await loadDemo(app.services, config) : null;
+  })().catch(async (error: unknown) => {
+    await app.close().catch(() => {});
+    return fail('could not prepare the store (bootstrap key, demo)', error);
   });
-  await bootstrapAdmin(app.services, config);
-  const demo = config.demo ? await loadDemo(app.services, config) : null;
+  const loopback = ['127.0.0.1', 'localhost', '::1'].includes(config.host);
+  if (!config.publicUrl && !loopback) {
+    logger.warn(
+      { host: config.host },
+      `MUSTER_PUBLIC_URL is not set: links in webhook payloads will name http://localhost:${config.port}`,
+    );
+  }
 
   let stopping = false;
   const shutdown = async (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      // A second signal is an operator who will not wait: stop now, saying so.
+      logger.warn({ signal }, 'second signal during shutdown: exiting now, in-flight requests are cut');
+      process.exit(1);
+    }
     stopping = true;
     logger.info({ signal }, 'shutting down: finishing in-flight requests');
     const force = setTimeout(() => {
@@ -59,7 +83,10 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
 
-  await app.listen({ port: config.port, host: config.host });
+  await app.listen({ port: config.port, host: config.host }).catch(async (error: unknown) => {
+    await app.close().catch(() => {});
+    return fail(`could not listen on ${config.host}:${config.port}`, error);
+  });
   if (demo) {
     const host = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
     const shown = host === '127.0.0.1' ? 'localhost' : host;

@@ -13,6 +13,13 @@ import type { Services } from './services.js';
 export async function bootstrapAdmin(services: Services, config: Readonly<Config>): Promise<void> {
   if (!config.bootstrapAdminKey) return;
   const result = await services.agencies.bootstrapAdmin(config.bootstrapAdminKey);
+  if (result.revoked) {
+    services.logger.warn(
+      { agency: result.agencyId, keyId: result.keyId },
+      'MUSTER_BOOTSTRAP_ADMIN_KEY names a key that was revoked; it stays revoked (unset the variable, or set a new key)',
+    );
+    return;
+  }
   services.logger.info(
     { agency: result.agencyId, keyId: result.keyId, created: result.created },
     'bootstrap admin key registered',

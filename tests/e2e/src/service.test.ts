@@ -87,6 +87,22 @@ for (const { kind, skip } of stores) {
       expect(last).toMatchObject({ missions: [{ missionId: 'a-later-mission' }], next: null });
     });
 
+    it('reports a start-up failure as one fatal line and exits 1, without a stack', async () => {
+      for (const [label, env, said] of [
+        ['its port taken', { PORT: String(service.port) }, /could not listen on 127\.0\.0\.1:\d+/],
+        ['a bad webhook range', { MUSTER_WEBHOOK_ALLOW_CIDRS: '10.0.0.0/99' }, /could not start the service/],
+      ] as const) {
+        const error = await startService(store, env).then(
+          () => null,
+          (e: unknown) => e as Error,
+        );
+        const output = error?.message ?? '';
+        expect({ label, exited: /service exited with 1/.test(output) }).toEqual({ label, exited: true });
+        expect({ label, said: said.test(output) }).toEqual({ label, said: true });
+        expect({ label, stack: /\n\s+at /.test(output) }).toEqual({ label, stack: false });
+      }
+    });
+
     it('answers every kind of bad input with a 4xx problem and appends nothing', async () => {
       const before = (await call(service, 'GET', '/v1/missions/mss-haiti')).json().revision;
       const url = '/v1/missions/mss-haiti/commands/pledge-funding';

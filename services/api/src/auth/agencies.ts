@@ -278,7 +278,7 @@ export class AgencyService {
   async bootstrapAdmin(
     token: string,
     agencyId = 'muster-admin',
-  ): Promise<{ agencyId: string; keyId: string; created: boolean }> {
+  ): Promise<{ agencyId: string; keyId: string; created: boolean; revoked: boolean }> {
     const keyId = bootstrapKeyId(token);
     const system: Actor = { agency: 'system', keyId: 'bootstrap' };
     if (!this.registry.agency(agencyId)) {
@@ -290,8 +290,9 @@ export class AgencyService {
       });
     }
     const existing = this.registry.key(keyId);
-    if (existing && existing.revokedAt === null)
-      return { agencyId: existing.agencyId, keyId, created: false };
+    // A revoked bootstrap key stays revoked: the variable is still set on every restart (compose
+    // and the manifest require it), and reissuing it would undo the revocation each time.
+    if (existing) return { agencyId: existing.agencyId, keyId, created: false, revoked: existing.revokedAt !== null };
     await this.append(
       agencyId,
       {
@@ -307,7 +308,7 @@ export class AgencyService {
       system,
       'stream_exists',
     );
-    return { agencyId, keyId, created: true };
+    return { agencyId, keyId, created: true, revoked: false };
   }
 
   private requireAgency(agencyId: string): Agency {
