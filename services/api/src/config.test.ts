@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CONFIG_VARIABLES, ConfigError, loadConfig } from './config.js';
+import { CONFIG_VARIABLES, ConfigError, loadConfig, unknownVariables } from './config.js';
 
 describe('loadConfig', () => {
   it('applies defaults for an empty environment and freezes the result', () => {
@@ -54,6 +54,41 @@ describe('loadConfig', () => {
     for (const bad of ['-1', '401', '12.5', 'lots']) {
       expect(() => loadConfig({ MUSTER_HEAP_GROWTH_PERCENT: bad })).toThrow(/MUSTER_HEAP_GROWTH_PERCENT/);
     }
+  });
+
+  it('reads numbers in plain decimal only; a blank one is unset, not 0', () => {
+    const blank = loadConfig({
+      PORT: '',
+      MUSTER_RATE_LIMIT_PER_MINUTE: ' ',
+      MUSTER_DATABASE_QUERY_TIMEOUT_MS: '',
+      MUSTER_HEAP_GROWTH_PERCENT: '',
+    });
+    expect(blank).toMatchObject({
+      port: 3000,
+      rateLimitPerMinute: 6000,
+      databaseQueryTimeoutMs: 30_000,
+      heapGrowthPercent: loadConfig({}).heapGrowthPercent,
+    });
+    for (const [variable, bad] of [
+      ['PORT', '0x50'],
+      ['PORT', '1e3'],
+      ['PORT', '80.0'],
+      ['PORT', '65536'],
+      ['MUSTER_REQUEST_TIMEOUT_MS', '3000000000'],
+      ['MUSTER_SHUTDOWN_TIMEOUT_MS', '0'],
+      ['MUSTER_RATE_LIMIT_PER_MINUTE', '-5'],
+    ]) {
+      expect(() => loadConfig({ [variable as string]: bad }), `${variable}=${bad}`).toThrow(
+        new RegExp(`${variable}: must be a whole number`),
+      );
+    }
+    expect(loadConfig({ PORT: ' 8080 ' }).port).toBe(8080);
+  });
+
+  it('names MUSTER_ variables it does not read, so a misspelling does not pass unnoticed', () => {
+    expect(
+      unknownVariables({ MUSTER_SQLITE_PTH: 'x', MUSTER_DEMO: '1', MUSTER_DEMOO: '1', PATH: '/bin' }),
+    ).toEqual(['MUSTER_DEMOO', 'MUSTER_SQLITE_PTH']);
   });
 
   it('rejects a connection string of the wrong scheme', () => {

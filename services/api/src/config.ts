@@ -11,9 +11,29 @@ const booleanFlag = z
   .optional()
   .transform((v) => v === '1' || v === 'true' || v === 'yes' || v === 'on');
 
-const port = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);
-const positiveInt = (fallback: number, max = Number.MAX_SAFE_INTEGER) =>
-  z.coerce.number().int().positive().max(max).default(fallback);
+/**
+ * A whole number in plain decimal; blank counts as unset (as it does for strings, and as `.env`
+ * files write it), so the default applies. `z.coerce.number()` read `PORT=` as 0 (a random port),
+ * `MUSTER_RATE_LIMIT_PER_MINUTE=` as 0 (no limit), and `0x50` or `1e3` as numbers.
+ */
+const wholeNumber = (min: number, max: number, fallback: number) =>
+  z.preprocess(
+    (value) => {
+      if (typeof value !== 'string') return value;
+      const text = value.trim();
+      if (text === '') return undefined;
+      return /^\d{1,16}$/.test(text) ? Number(text) : text;
+    },
+    z
+      .int({ error: `must be a whole number from ${min} to ${max}` })
+      .min(min, `must be a whole number from ${min} to ${max}`)
+      .max(max, `must be a whole number from ${min} to ${max}`)
+      .default(fallback),
+  );
+/** The longest delay a Node timer takes; longer ones fire at once. */
+const MAX_TIMER_MS = 2_147_483_647;
+const port = (fallback: number) => wholeNumber(0, 65535, fallback);
+const positiveInt = (fallback: number, max = Number.MAX_SAFE_INTEGER) => wholeNumber(1, max, fallback);
 
 const optionalString = z
   .string()
@@ -30,8 +50,6 @@ const cidrList = z
       .filter((s) => s.length > 0),
   );
 
-const heapGrowth = z.coerce.number().int().min(0).max(MAX_HEAP_GROWTH_PERCENT);
-
 const variables = z.object({
   PORT: port(3000),
   HOST: z.string().min(1).default('127.0.0.1'),
@@ -40,7 +58,7 @@ const variables = z.object({
   MUSTER_SQLITE_PATH: z.string().min(1).default('./data/muster.db'),
   DATABASE_URL: optionalString,
   /** PostgreSQL: a statement unanswered this long gives up its connection (503, retryable); 0: no limit. */
-  MUSTER_DATABASE_QUERY_TIMEOUT_MS: z.coerce.number().int().min(0).max(2_147_483_647).default(30_000),
+  MUSTER_DATABASE_QUERY_TIMEOUT_MS: wholeNumber(0, MAX_TIMER_MS, 30_000),
   ESDB_CONNECTION_STRING: optionalString,
   /** Where read models, checkpoints, idempotency keys and the outbox live when events are in EventStoreDB. */
   MUSTER_READ_MODEL_STORE: z.enum(['sqlite', 'postgres']).default('sqlite'),
@@ -49,12 +67,12 @@ const variables = z.object({
   MUSTER_BOOTSTRAP_ADMIN_KEY: optionalString,
   MUSTER_BODY_LIMIT_BYTES: positiveInt(1024 * 1024, 64 * 1024 * 1024),
   MUSTER_MAX_EVENT_BYTES: positiveInt(1024 * 1024, 64 * 1024 * 1024),
-  MUSTER_SHUTDOWN_TIMEOUT_MS: positiveInt(15_000),
-  MUSTER_REQUEST_TIMEOUT_MS: positiveInt(30_000),
-  MUSTER_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(0).default(6000),
-  MUSTER_STATE_CACHE_EVENTS: z.coerce.number().int().min(1000).default(200_000),
+  MUSTER_SHUTDOWN_TIMEOUT_MS: positiveInt(15_000, MAX_TIMER_MS),
+  MUSTER_REQUEST_TIMEOUT_MS: positiveInt(30_000, MAX_TIMER_MS),
+  MUSTER_RATE_LIMIT_PER_MINUTE: wholeNumber(0, 100_000_000, 6000),
+  MUSTER_STATE_CACHE_EVENTS: wholeNumber(1000, 1_000_000_000, 200_000),
   /** V8's heap growth after each full collection, in percent; 0: V8's own policy (see setHeapGrowthPercent). */
-  MUSTER_HEAP_GROWTH_PERCENT: heapGrowth.default(DEFAULT_HEAP_GROWTH_PERCENT),
+  MUSTER_HEAP_GROWTH_PERCENT: wholeNumber(0, MAX_HEAP_GROWTH_PERCENT, DEFAULT_HEAP_GROWTH_PERCENT),
   MUSTER_PUBLIC_URL: optionalString,
   MUSTER_WEBHOOK_ALLOW_HTTP: booleanFlag,
   MUSTER_WEBHOOK_ALLOW_CIDRS: cidrList,
@@ -197,3 +215,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
 
 /** The variables the service reads, with their meaning; the README table mirrors this. */
 export const CONFIG_VARIABLES: readonly string[] = Object.freeze(Object.keys(variables.shape));
+
+/**
+ * `MUSTER_` variables the service does not read: most likely a misspelling (`MUSTER_SQLITE_PTH`)
+ * whose intended setting is silently at its default. Reported as a warning at start.
+ */
+export function unknownVariables(env: Record<string, string | undefined> = process.env): string[] {
+  const known = new Set(CONFIG_VARIABLES);
+  return Object.keys(env)
+    .filter((name) => name.startsWith('MUSTER_') && !known.has(name))
+    .sort();
+}

@@ -1,6 +1,6 @@
 import { setHeapGrowthPercent } from '@muster/projections';
 import { buildApp } from './app.js';
-import { ConfigError, loadConfig } from './config.js';
+import { ConfigError, loadConfig, unknownVariables } from './config.js';
 import { createLogger } from './logger.js';
 import { bootstrapAdmin, demoBanner, loadDemo } from './startup.js';
 import { openStores } from './stores.js';
@@ -18,6 +18,10 @@ async function main(): Promise<void> {
   }
   setHeapGrowthPercent(config.heapGrowthPercent);
   const logger = createLogger(config);
+  const unknown = unknownVariables();
+  if (unknown.length > 0) {
+    logger.warn({ variables: unknown }, `not read by this service (misspelled?): ${unknown.join(', ')}`);
+  }
   const stores = await openStores(config).catch((error: unknown) => {
     logger.fatal(
       { err: error, store: config.store },
