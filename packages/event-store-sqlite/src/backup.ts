@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, rmSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { mapSqliteError } from './connection.js';
@@ -31,7 +31,16 @@ export function backupSqliteFile(source: string, destination: string): SqliteBac
     db = new Database(source, { readonly: true, fileMustExist: true });
     db.pragma('busy_timeout = 5000');
     db.prepare('VACUUM INTO ?').run(destination);
+    // VACUUM INTO does not sync the copy: a power cut just after "check: ok" could lose it.
+    const fd = openSync(destination, 'r');
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
   } catch (error) {
+    // A copy that failed half-way (a full disk) is not a backup, and would block the retry.
+    rmSync(destination, { force: true });
     throw mapSqliteError(error);
   } finally {
     db?.close();
