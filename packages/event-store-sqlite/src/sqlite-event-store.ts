@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import {
   type AppendOptions,
@@ -22,6 +22,7 @@ import {
   type RecordedEvent,
   type SqlClient,
   StoreClosedError,
+  StoreUnavailableError,
   StreamNotFoundError,
   type SubscribeToAllOptions,
   type Subscription,
@@ -196,6 +197,8 @@ class SqliteStore implements SqliteEventStore {
   readonly kind = 'sqlite' as const;
   readonly sql: SqlClient;
   readonly path: string;
+  /** The file opened; a ping checks the path still names it (not moved away, deleted or replaced). */
+  private readonly inode: number | null;
   private readonly limits: EventStoreLimits;
   private readonly clock: () => Date;
   private readonly pollIntervalMs: number;
@@ -223,6 +226,7 @@ class SqliteStore implements SqliteEventStore {
   ) {
     this.sql = new SqliteSqlClient(connection);
     this.path = options.path;
+    this.inode = options.path === ':memory:' ? null : statSync(options.path).ino;
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
     this.clock = options.clock ?? (() => new Date());
     this.pollIntervalMs = options.pollIntervalMs ?? 1000;
@@ -715,8 +719,23 @@ class SqliteStore implements SqliteEventStore {
 
   async ping(): Promise<void> {
     this.assertOpen();
+    // `SELECT 1` never touches the file: a database moved or deleted under the process answered
+    // it, while appends went to a file no restart would find.
+    if (this.inode !== null) {
+      let found: number | null = null;
+      try {
+        found = statSync(this.path).ino;
+      } catch {
+        found = null;
+      }
+      if (found !== this.inode) {
+        throw new StoreUnavailableError(
+          `The database file at ${this.path} is ${found === null ? 'gone' : 'another file'}; restart once it is back`,
+        );
+      }
+    }
     try {
-      this.connection.prepare('SELECT 1').get();
+      this.connection.prepare('PRAGMA schema_version').get();
     } catch (error) {
       throw mapSqliteError(error);
     }

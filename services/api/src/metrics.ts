@@ -38,7 +38,7 @@ export class Metrics {
   });
   readonly storeUp = new Gauge({
     name: 'muster_store_up',
-    help: '1 when the event store answered the last readiness probe',
+    help: '1 when the event store answered the last probe (each scrape and each readiness check)',
     registers: [this.registry],
   });
 

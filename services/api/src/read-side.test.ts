@@ -117,6 +117,8 @@ describe('the read side: history, audit, projections', () => {
   });
 
   it('reports projection lag in /metrics and the projections in /health/ready', async () => {
+    // Scraped before any readiness probe: the store is up, and the gauge says so.
+    expect((await svc.request('GET', '/metrics', { key: null })).body).toMatch(/^muster_store_up 1$/m);
     const ready = await svc.request('GET', '/health/ready', { key: null });
     expect(ready.json().checks.projections[0]).toMatchObject({ status: 'up' });
     const metrics = await svc.request('GET', '/metrics', { key: null });

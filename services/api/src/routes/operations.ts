@@ -91,6 +91,12 @@ export function registerOperationRoutes(
       200: { description: 'Prometheus text exposition', contentType: 'text/plain; version=0.0.4' },
     },
     handler: async ({ reply }) => {
+      // Probed at every scrape too: only the readiness probe set it, so it read 0 until something
+      // probed, and went stale when probing stopped.
+      await services.store.ping().then(
+        () => services.metrics.storeUp.set(1),
+        () => services.metrics.storeUp.set(0),
+      );
       for (const p of await services.projections.status()) {
         if (p.lagEvents !== null) services.metrics.projectionLag.set({ projection: p.name }, p.lagEvents);
         services.metrics.projectionCaughtUp.set({ projection: p.name }, p.caughtUp ? 1 : 0);
