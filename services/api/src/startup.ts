@@ -1,9 +1,10 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { uuidv7 } from '@muster/event-store';
-import { parseCommand } from '@muster/readiness';
+import { DomainError, parseCommand } from '@muster/readiness';
 import type { RegisterAgency } from './auth/agencies.js';
 import type { Config } from './config.js';
+import { ApiError } from './errors.js';
 import type { Services } from './services.js';
 
 /**
@@ -76,7 +77,17 @@ export async function loadDemo(services: Services, config: Readonly<Config>): Pr
   const system = { agency: 'system', keyId: 'demo' };
   let changed = false;
   for (const agency of DEMO_AGENCIES) {
-    if (!services.registry.agency(agency.id)) await services.agencies.register(agency, system);
+    if (!services.registry.agency(agency.id)) {
+      // Two replicas starting the demo at once both see the agency missing; the second loses the
+      // race, which is fine: the agency exists either way.
+      await services.agencies.register(agency, system).catch((error: unknown) => {
+        if (!(error instanceof ApiError && error.code === 'conflict')) throw error;
+      });
+      // The registry learns the other replica's registration from the log, shortly.
+      for (let i = 0; i < 100 && !services.registry.agency(agency.id); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    }
     const known = keys[agency.id] ? services.registry.authenticate(keys[agency.id] as string) : null;
     if (!known) {
       const issued = await services.agencies.issueKey(agency.id, { label: 'demo key' }, system);
@@ -92,17 +103,24 @@ export async function loadDemo(services: Services, config: Readonly<Config>): Pr
   const missionId = 'mss-haiti';
   const mission = await services.readModel.getMission(missionId);
   if (!mission) {
-    await services.writer.execute(
-      parseCommand({
-        type: 'DefineMission',
-        missionId,
-        commandId: `demo-define-${missionId}`,
-        occurredAt: services.clock().toISOString(),
-        template: 'mss-haiti',
-      }),
-      { actor: { agency: 'kenya', keyId: 'demo' }, correlationId: uuidv7() },
-    );
-    services.logger.info({ missionId }, 'demo mission defined');
+    await services.writer
+      .execute(
+        parseCommand({
+          type: 'DefineMission',
+          missionId,
+          commandId: `demo-define-${missionId}`,
+          occurredAt: services.clock().toISOString(),
+          template: 'mss-haiti',
+        }),
+        { actor: { agency: 'kenya', keyId: 'demo' }, correlationId: uuidv7() },
+      )
+      .then(
+        () => services.logger.info({ missionId }, 'demo mission defined'),
+        (error: unknown) => {
+          // Another replica defined it first.
+          if (!(error instanceof DomainError && error.code === 'mission-already-defined')) throw error;
+        },
+      );
   }
   return { missionId, keys, keysFile };
 }

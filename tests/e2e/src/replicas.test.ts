@@ -379,3 +379,29 @@ suite('two service processes on one PostgreSQL database', () => {
     expect(log.filter((e) => e.type === 'PledgeConfirmed')).toHaveLength(1);
   });
 });
+
+suite('two replicas starting the demo at once on a fresh PostgreSQL database', () => {
+  it('both start: the one that loses the race to register an agency or define the mission goes on', async () => {
+    const fresh = await createStore('postgres');
+    try {
+      const demo = { MUSTER_DEMO: '1' };
+      const started = await Promise.allSettled([startService(fresh, demo), startService(fresh, demo)]);
+      const failures = started
+        .filter((s) => s.status === 'rejected')
+        .map((s) => String(s.reason).slice(0, 2000));
+      expect(failures).toEqual([]);
+      const [first, second] = started.map((s) => (s as PromiseFulfilledResult<ServiceProcess>).value);
+      // Defined once, by whichever won; the read model of either replica shows it once projected.
+      let ids: string[] = [];
+      for (let i = 0; i < 100 && ids.length === 0; i++) {
+        const missions = await call(first as ServiceProcess, 'GET', '/v1/missions');
+        ids = missions.json().missions.map((m: { missionId: string }) => m.missionId);
+        if (ids.length === 0) await sleep(100);
+      }
+      expect(ids).toEqual(['mss-haiti']);
+      expect(await Promise.all([first?.stop(), second?.stop()])).toEqual([0, 0]);
+    } finally {
+      await fresh.dispose();
+    }
+  });
+});
