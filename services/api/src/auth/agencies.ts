@@ -292,7 +292,8 @@ export class AgencyService {
     const existing = this.registry.key(keyId);
     // A revoked bootstrap key stays revoked: the variable is still set on every restart (compose
     // and the manifest require it), and reissuing it would undo the revocation each time.
-    if (existing) return { agencyId: existing.agencyId, keyId, created: false, revoked: existing.revokedAt !== null };
+    if (existing)
+      return { agencyId: existing.agencyId, keyId, created: false, revoked: existing.revokedAt !== null };
     await this.append(
       agencyId,
       {
