@@ -60,6 +60,11 @@ export interface RouteSpec<P = unknown, Q = unknown, B = unknown> {
   tags: string[];
   /** Public routes need no API key (health, metrics, the OpenAPI document). */
   public?: boolean;
+  /**
+   * Polled by machines (probes, scrapes): its requests are logged only when they go wrong, so that
+   * a probe every few seconds does not bury the log in two lines each.
+   */
+  quiet?: boolean;
   params?: z.ZodType<P>;
   query?: z.ZodType<Q>;
   body?: z.ZodType<B>;
@@ -119,6 +124,7 @@ export class RouteRegistry {
       method: spec.method,
       url: spec.url,
       config: { operationId: spec.operationId },
+      ...(spec.quiet ? { logLevel: 'warn' as const } : {}),
       // Before the body is read: a caller without a key, or without the rights, gets its 401 or
       // 403 without the service buffering and parsing a body for it, and learns nothing from a
       // 400, 413 or 415 about a body it may not send.

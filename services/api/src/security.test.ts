@@ -55,6 +55,18 @@ describe('abuse and secrets', () => {
     expect(JSON.parse(garbage.slice(garbage.indexOf('\r\n\r\n') + 4))).toMatchObject({ code: 'bad-request' });
   });
 
+  it('logs probes and scrapes only when they go wrong, and every API request', async () => {
+    svc = await startTestService();
+    const before = svc.logs.length;
+    for (const url of ['/health/live', '/health/ready', '/metrics']) {
+      expect((await svc.request('GET', url, { key: null })).statusCode).toBe(200);
+    }
+    expect((await svc.request('GET', '/v1/me')).statusCode).toBe(200);
+    const lines = svc.logs.slice(before).join('');
+    expect(lines).toContain('/v1/me');
+    expect(lines).not.toMatch(/\/health\/|\/metrics/);
+  });
+
   it('limits failed authentication per client address', async () => {
     svc = await startTestService({ env: { MUSTER_RATE_LIMIT_PER_MINUTE: '12' } });
     const statuses = new Set<number>();

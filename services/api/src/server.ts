@@ -51,6 +51,11 @@ async function main(): Promise<void> {
     await app.close().catch(() => {});
     return fail('could not prepare the store (bootstrap key, demo)', error);
   });
+  if (!config.webhookSecretKey) {
+    logger.warn(
+      'MUSTER_WEBHOOK_SECRET_KEY is not set: webhook signing secrets are stored in clear in the database',
+    );
+  }
   const loopback = ['127.0.0.1', 'localhost', '::1'].includes(config.host);
   if (!config.publicUrl && !loopback) {
     logger.warn(

@@ -11,9 +11,16 @@ export function registerOperationRoutes(
   services: Services,
   document: () => unknown,
 ): void {
+  // With EventStoreDB the read models, idempotency keys and outbox live in another database,
+  // which commands and reads need as much as the events.
+  const pingStores = async () => {
+    await services.store.ping();
+    if (services.store.kind === 'esdb') await services.sql.query('SELECT 1');
+  };
   routes.add({
     method: 'GET',
     url: '/health/live',
+    quiet: true,
     operationId: 'live',
     summary: 'Liveness: the process answers',
     tags: ['operations'],
@@ -25,6 +32,7 @@ export function registerOperationRoutes(
   routes.add({
     method: 'GET',
     url: '/health/ready',
+    quiet: true,
     operationId: 'ready',
     summary: 'Readiness: the event store answers (and projections keep up)',
     tags: ['operations'],
@@ -38,7 +46,7 @@ export function registerOperationRoutes(
     },
     handler: async () => {
       try {
-        await services.store.ping();
+        await pingStores();
         services.metrics.storeUp.set(1);
       } catch (error) {
         services.metrics.storeUp.set(0);
@@ -83,6 +91,7 @@ export function registerOperationRoutes(
   routes.add({
     method: 'GET',
     url: '/metrics',
+    quiet: true,
     operationId: 'metrics',
     summary: 'Prometheus metrics',
     tags: ['operations'],
@@ -93,7 +102,7 @@ export function registerOperationRoutes(
     handler: async ({ reply }) => {
       // Probed at every scrape too: only the readiness probe set it, so it read 0 until something
       // probed, and went stale when probing stopped.
-      await services.store.ping().then(
+      await pingStores().then(
         () => services.metrics.storeUp.set(1),
         () => services.metrics.storeUp.set(0),
       );
