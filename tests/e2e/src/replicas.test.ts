@@ -337,6 +337,38 @@ suite('two service processes on one PostgreSQL database', () => {
     for (const race of ifMatchRaces) expect(race.reported).toBe(race.revision + 1);
   });
 
+  it('answer "readiness now" with every write acknowledged before, even while busy writing the mission', async () => {
+    const mission = 'busy-now';
+    await define(mission);
+    let stop = false;
+    let n = 0;
+    const busy = Array.from({ length: 6 }, async () => {
+      while (!stop) {
+        const i = n++;
+        await call(a, 'POST', `/v1/missions/${mission}/commands/report-unit-readiness`, {
+          body: { unit: 'GSU', officersReady: i, status: 'standby' },
+        });
+      }
+    });
+    const behind: Array<{ acknowledged: number; answered: number }> = [];
+    try {
+      for (let i = 0; i < 30; i++) {
+        const written = await call(b, 'POST', `/v1/missions/${mission}/commands/report-unit-readiness`, {
+          body: { unit: 'BPU', officersReady: i, status: 'standby' },
+        });
+        if (written.status !== 201) continue;
+        const acknowledged = written.json().revision as number;
+        const answered = (await call(a, 'GET', `/v1/missions/${mission}/readiness`)).json()
+          .revision as number;
+        if (answered < acknowledged) behind.push({ acknowledged, answered });
+      }
+    } finally {
+      stop = true;
+      await Promise.all(busy);
+    }
+    expect(behind).toEqual([]);
+  });
+
   it('decide a refusal on the log, not on a cache the other replica has moved past', async () => {
     const mission = 'stale-cache';
     // B caches the mission before it exists, then A defines it: B must not keep answering 404.

@@ -178,10 +178,14 @@ export class MissionWriter {
   async current(missionId: string): Promise<Folded> {
     let entry = await this.entry(missionId);
     const revision = await this.store.streamRevision(missionStreamName(missionId));
-    if (revision !== entry.committed.revision && entry.inFlight === 0) {
+    if (revision === entry.committed.revision) return entry.committed;
+    if (entry.inFlight === 0) {
       entry = await this.refresh(missionId, entry);
+      return entry.committed;
     }
-    return entry.committed;
+    // This process's appends are still landing, so the cache is theirs to move; the answer still
+    // folds what the log holds past it (another replica's writes among them), for this call only.
+    return (await this.load(missionId, entry.committed)).committed;
   }
 
   /** A revision the mission has certainly reached (from the cache; no store round trip). */
