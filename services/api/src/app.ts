@@ -45,6 +45,8 @@ export interface AppDependencies {
 
 export const API_VERSION = '1.0.0';
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+/** How long a read with Muster-Min-Position waits for the read models before a 503. */
+const MIN_POSITION_WAIT_MS = 2000;
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -195,6 +197,35 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
     done();
+  });
+
+  // Read-your-writes across replicas: a read that names the position a write answered with waits
+  // (briefly) until this process's read models hold it, whichever replica took the write.
+  app.addHook('preHandler', (request, _reply, done) => {
+    const given = request.headers['muster-min-position'];
+    if (given === undefined || request.method !== 'GET') return done();
+    let position: string;
+    try {
+      if (typeof given !== 'string')
+        throw new ApiError('invalid-header', 'Muster-Min-Position must be one position');
+      position = store.canonicalPosition(given);
+    } catch (error) {
+      return done(error as Error);
+    }
+    projections.waitForPosition(position, MIN_POSITION_WAIT_MS).then(
+      (reached) =>
+        done(
+          reached
+            ? undefined
+            : new ApiError(
+                'not-ready',
+                `The read models have not reached position ${position} yet; retry`,
+                { position },
+                { 'retry-after': '1' },
+              ),
+        ),
+      (error: unknown) => done(error as Error),
+    );
   });
 
   // Graceful shutdown: requests in flight when closing begins still finish, but their keep-alive

@@ -369,6 +369,24 @@ suite('two service processes on one PostgreSQL database', () => {
     expect(behind).toEqual([]);
   });
 
+  it('let a client read its write on the other replica by naming the position the write answered', async () => {
+    for (let i = 0; i < 10; i++) {
+      const mission = `ryw-${i}`;
+      const defined = await call(a, 'POST', '/v1/missions', {
+        body: { id: mission, template: 'mss-haiti', commandId: `${mission}-define` },
+      });
+      expect(defined.status).toBe(201);
+      const headers = { 'muster-min-position': defined.json().position as string };
+      const history = await call(b, 'GET', `/v1/missions/${mission}/readiness/history`, { headers });
+      expect({ mission, status: history.status }).toEqual({ mission, status: 200 });
+      expect(history.json().entries.length).toBeGreaterThan(0);
+      const listed = await call(b, 'GET', '/v1/missions?limit=1000', { headers });
+      expect(listed.json().missions.map((m: { missionId: string }) => m.missionId)).toContain(mission);
+    }
+    const bad = await call(b, 'GET', '/v1/missions', { headers: { 'muster-min-position': 'abc' } });
+    expect(bad.status).toBe(400);
+  });
+
   it('decide a refusal on the log, not on a cache the other replica has moved past', async () => {
     const mission = 'stale-cache';
     // B caches the mission before it exists, then A defines it: B must not keep answering 404.
