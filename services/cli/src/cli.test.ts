@@ -178,6 +178,11 @@ describe('muster audit verify', () => {
     const report = JSON.parse(run.stdout);
     expect(report).toMatchObject({ ok: true, missionId: 'mss-haiti', problem: null });
     expect(report.history.length).toBeGreaterThan(10);
+    for (const entry of report.history) {
+      for (const instant of [entry.occurredAt, entry.recordedAt, entry.evaluatedAt]) {
+        expect(instant).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
+      }
+    }
   });
 });
 

@@ -222,7 +222,14 @@ async function auditVerify(args: string[]): Promise<number> {
       against: earlier ? { file: earlier.source, events: earlier.hashes.length } : null,
       expectHeads: heads,
     };
-    out(JSON.stringify({ ...result, anchors: anchored }, null, 2));
+    // Instants as the API gives them (ISO 8601), not the epoch milliseconds held in memory.
+    const history = result.history.map((entry) => ({
+      ...entry,
+      occurredAt: new Date(entry.occurredAt).toISOString(),
+      recordedAt: new Date(entry.recordedAt).toISOString(),
+      evaluatedAt: new Date(entry.evaluatedAt).toISOString(),
+    }));
+    out(JSON.stringify({ ...result, history, anchors: anchored }, null, 2));
   }
   if (result.problem) {
     err(`TAMPERED or damaged export ${file}: ${describeProblem(result)}`);
