@@ -130,6 +130,44 @@ describe('the readiness API', () => {
       expectProblem(await svc.request('GET', '/v1/me', { key: issued.key }), 401, 'unauthorized');
     });
 
+    it('refuses an agency whose rights would not mean what they say', async () => {
+      const count = await svc.eventCount();
+      for (const [label, body, path] of [
+        [
+          'an auditor with a scope',
+          { id: 'aud-x', name: 'A', roles: ['auditor'], missions: ['m-one'] },
+          'missions',
+        ],
+        [
+          'an admin with a scope',
+          { id: 'adm-x', name: 'A', roles: ['admin'], missions: ['m-one', '*'] },
+          'missions',
+        ],
+        ['a role twice', { id: 'don-x', name: 'A', roles: ['donor', 'donor'] }, 'roles'],
+        [
+          'a mission twice',
+          { id: 'don-y', name: 'A', roles: ['donor'], missions: ['m-one', 'm-one'] },
+          'missions',
+        ],
+        ['a blank name', { id: 'don-z', name: '   ', roles: ['donor'] }, 'name'],
+      ] as const) {
+        const problem = expectProblem(
+          await svc.request('POST', '/v1/agencies', { body }),
+          400,
+          'validation-failed',
+        );
+        expect({ label, paths: (problem.errors as Array<{ path: string }>).map((e) => e.path) }).toEqual({
+          label,
+          paths: [path],
+        });
+      }
+      expect(await svc.eventCount()).toBe(count);
+      expect(
+        (await svc.request('POST', '/v1/agencies', { body: { id: 'aud-ok', name: 'A', roles: ['auditor'] } }))
+          .statusCode,
+      ).toBe(201);
+    });
+
     it('lists keys without ever showing them, and keeps agencies apart', async () => {
       const listed = await svc.request('GET', '/v1/agencies/kenya/keys', { key: kenya });
       expect(listed.statusCode).toBe(200);
@@ -662,7 +700,12 @@ describe('the readiness API', () => {
   describe('the role matrix', () => {
     it('every command × every role: allowed, or 403 before anything else', async () => {
       const keys: Record<string, string> = {};
-      for (const role of ROLES) keys[role] = await svc.agency(`role-${role}`, [role], ['mss-haiti']);
+      for (const role of ROLES)
+        keys[role] = await svc.agency(
+          `role-${role}`,
+          [role],
+          role === 'admin' || role === 'auditor' ? ['*'] : ['mss-haiti'],
+        );
       const count = await svc.eventCount();
       const allowed: Record<string, string[]> = {
         admin: commandCatalog.map((c) => c.name),
@@ -724,7 +767,7 @@ describe('the readiness API', () => {
     });
 
     it('the auditor reads every mission; others only their own', async () => {
-      const auditor = await svc.agency('the-auditor', ['auditor'], ['other-mission']);
+      const auditor = await svc.agency('the-auditor', ['auditor']);
       const outsider = await svc.agency('outsider', ['donor'], ['other-mission']);
       expect(
         (await svc.request('GET', '/v1/missions/mss-haiti/readiness', { key: auditor })).statusCode,

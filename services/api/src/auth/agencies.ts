@@ -28,16 +28,33 @@ const slug = z
 
 export const agencyIdSchema = slug;
 
-export const registerAgencySchema = z.strictObject({
-  id: slug,
-  name: z.string().min(1).max(200),
-  roles: z.array(z.enum(ROLES)).min(1).max(ROLES.length),
-  missions: z
-    .array(z.union([z.literal('*'), slug]))
-    .min(1)
-    .max(1000)
-    .default(['*']),
-});
+export const registerAgencySchema = z
+  .strictObject({
+    id: slug,
+    name: z.string().trim().min(1).max(200),
+    roles: z
+      .array(z.enum(ROLES))
+      .min(1)
+      .max(ROLES.length)
+      .refine((roles) => new Set(roles).size === roles.length, 'each role once'),
+    missions: z
+      .array(z.union([z.literal('*'), slug]))
+      .min(1)
+      .max(1000)
+      .refine((missions) => new Set(missions).size === missions.length, 'each mission once')
+      .default(['*']),
+  })
+  // An administrator or an auditor reads every mission: a narrower scope would be accepted,
+  // echoed back and never applied, which misleads whoever reads the agency later.
+  .refine(
+    (agency) =>
+      !agency.roles.some((role) => role === 'admin' || role === 'auditor') ||
+      (agency.missions.length === 1 && agency.missions[0] === '*'),
+    {
+      path: ['missions'],
+      message: 'an admin or auditor reads every mission: leave missions out, or give ["*"]',
+    },
+  );
 
 export const issueKeySchema = z.strictObject({
   label: z.string().min(1).max(200).default('api key'),
