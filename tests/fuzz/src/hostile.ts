@@ -46,7 +46,9 @@ export async function startTarget(): Promise<FuzzTarget> {
     await inject('POST', `/v1/missions/${missionId}/commands/${name}`, payload);
   }
   const issue = async (id: string, roles: string[]) => {
-    await inject('POST', '/v1/agencies', { id, name: id, roles, missions: ['mss-haiti'] });
+    // An auditor reads every mission: its scope is '*'.
+    const missions = roles.includes('auditor') ? ['*'] : ['mss-haiti'];
+    await inject('POST', '/v1/agencies', { id, name: id, roles, missions });
     return (await inject('POST', `/v1/agencies/${id}/keys`, { label: 'fuzz' })).json().key as string;
   };
   const keys = {
