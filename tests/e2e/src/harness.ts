@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -154,19 +155,72 @@ export async function call(
   options: { key?: string | null; body?: unknown; headers?: Record<string, string> } = {},
 ): Promise<ApiResponse> {
   const key = options.key === undefined ? ADMIN_KEY : options.key;
+  const headers: Record<string, string> = {
+    ...(key ? { authorization: `Bearer ${key}` } : {}),
+    ...(options.body !== undefined ? { 'content-type': 'application/json' } : {}),
+    ...options.headers,
+  };
+  const text =
+    options.body === undefined
+      ? undefined
+      : typeof options.body === 'string'
+        ? options.body
+        : JSON.stringify(options.body);
+  if (text !== undefined && text.length > EARLY_ANSWER_BYTES)
+    return callEarly(service, method, path, headers, text);
   const res = await fetch(`${service.url}${path}`, {
     method,
-    headers: {
-      ...(key ? { authorization: `Bearer ${key}` } : {}),
-      ...(options.body !== undefined ? { 'content-type': 'application/json' } : {}),
-      ...options.headers,
-    },
-    ...(options.body !== undefined
-      ? { body: typeof options.body === 'string' ? options.body : JSON.stringify(options.body) }
-      : {}),
+    headers,
+    ...(text !== undefined ? { body: text } : {}),
   });
   const body = await res.text();
   return { status: res.status, headers: res.headers, body, json: () => JSON.parse(body) };
+}
+
+/** Bodies larger than this may be answered (a 413) before they are sent whole. */
+const EARLY_ANSWER_BYTES = 64 * 1024;
+
+/**
+ * A request whose answer may come before its body is sent whole: the service refuses a body over
+ * its limit at once and closes, and fetch then reports the broken pipe instead of the answer it
+ * got. node:http gives the answer.
+ */
+function callEarly(
+  service: { url: string },
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  text: string,
+): Promise<ApiResponse> {
+  return new Promise((resolve, reject) => {
+    let answered = false;
+    const req = httpRequest(`${service.url}${path}`, { method, headers }, (res) => {
+      answered = true;
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => {
+        const body = Buffer.concat(chunks).toString('utf8');
+        const responseHeaders = new Headers();
+        for (const [name, value] of Object.entries(res.headers)) {
+          if (value !== undefined) responseHeaders.set(name, Array.isArray(value) ? value.join(', ') : value);
+        }
+        resolve({
+          status: res.statusCode ?? 0,
+          headers: responseHeaders,
+          body,
+          json: () => JSON.parse(body),
+        });
+      });
+      res.on('error', reject);
+    });
+    // The broken pipe can be reported before the answer that came with it is parsed.
+    req.on('error', (error) => {
+      setTimeout(() => {
+        if (!answered) reject(error);
+      }, 250);
+    });
+    req.end(text);
+  });
 }
 
 export async function registerAgency(
