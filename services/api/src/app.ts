@@ -111,14 +111,19 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   await idempotency.migrate();
   await idempotency.heartbeat();
   if (store.kind === 'sqlite') {
-    // The embedded store has a single process: claims left in progress belong to a dead one.
+    // The embedded store has a single process: claims left in progress belong to a dead one, and
+    // so do the leases another service instance holds.
     await idempotency.expireInProgress();
+    const freed = await idempotency.freeLeasesOfOtherInstances();
+    if (freed > 0) logger.info({ leases: freed }, 'freed the leases of the previous service process');
   }
   const readinessProjection = createReadinessProjection({ store, cacheEvents: config.stateCacheEvents });
   const projections = await startProjections({
     store,
     sql,
     projections: [readinessProjection],
+    // Lease owners are service instances, which a restart on the embedded store can recognise.
+    instanceId,
     logger: logger.child({ component: 'projections' }),
     clock,
     // After a store outage the read side must come back within seconds, not half a minute.
@@ -152,6 +157,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     logger: logger.child({ component: 'webhooks' }),
     ...(config.webhookSecretKey ? { secretKey: config.webhookSecretKey } : {}),
     changeSignal: projections,
+    dispatcherId: instanceId,
   });
   await webhooks.migrate();
   await webhooks.start();

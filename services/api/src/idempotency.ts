@@ -232,6 +232,29 @@ export class IdempotencyStore {
     );
   }
 
+  /**
+   * Leases a previous service process held (on the embedded store it is dead: one service per
+   * file), freed at start so that projections and webhook sending resume at once instead of after
+   * the lease's remaining life (up to 15 s and 60 s). Only leases whose owner is a service
+   * instance: a CLI rebuild running beside is not one, and keeps its lease.
+   */
+  async freeLeasesOfOtherInstances(): Promise<number> {
+    let freed = 0;
+    for (const table of ['projection_leases', 'webhook_leases']) {
+      const [exists] = await this.sql.query(
+        "SELECT 1 AS found FROM sqlite_master WHERE type = 'table' AND name = $1",
+        [table],
+      );
+      if (!exists) continue;
+      freed += await this.sql.execute(
+        `UPDATE ${table} SET expires_at = 0 WHERE expires_at > 0 AND owner <> $1
+           AND owner IN (SELECT instance_id FROM service_instances)`,
+        [this.instanceId],
+      );
+    }
+    return freed;
+  }
+
   /** Claims held by a process that no longer exists (the embedded store has only one). */
   async expireInProgress(): Promise<number> {
     return this.sql.execute(`UPDATE idempotency_keys SET locked_until = 0 WHERE state = 'in-progress'`);
