@@ -388,6 +388,22 @@ describe('the readiness API', () => {
       expect(third.statusCode).toBe(201);
     });
 
+    it('the same command sent again with its commandId is answered with the events it wrote', async () => {
+      const commandId = '0190a6c4-58a4-7a53-8b1a-2b7c4c3e2f11';
+      const body = { unit: 'GSU', officersReady: 400, status: 'standby', commandId };
+      const url = '/v1/missions/mss-haiti/commands/report-unit-readiness';
+      const first = await svc.request('POST', url, { key: kenya, body });
+      expect(first.statusCode).toBe(201);
+      const count = await svc.eventCount();
+      const again = await svc.request('POST', url, { key: kenya, body });
+      expect(again.statusCode).toBe(201);
+      expect(again.json()).toMatchObject({ replayed: true, commandId });
+      expect(again.json().events.map((e: { id: string }) => e.id)).toEqual(
+        first.json().events.map((e: { id: string }) => e.id),
+      );
+      expect(await svc.eventCount()).toBe(count);
+    });
+
     it('If-Match: * asks only that the mission exists', async () => {
       const any = await svc.request('POST', '/v1/missions/mss-haiti/commands/pledge-logistics', {
         key: us,
