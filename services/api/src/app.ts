@@ -138,7 +138,12 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     sharedStore: store.kind !== 'sqlite',
     maxCachedEvents: config.stateCacheEvents,
     knownState: (missionId) => readinessProjection.latestState(missionId),
-    onAppend: (seconds, ok) => metrics.appendDuration.observe({ outcome: ok ? 'ok' : 'error' }, seconds),
+    onAppend: (seconds, ok, error) => {
+      metrics.appendDuration.observe({ outcome: ok ? 'ok' : 'error' }, seconds);
+      // A full disk leaves reads (and so readiness) working: this says whether writes do.
+      if (ok) metrics.storeWritable.set(1);
+      else if ((error as { code?: string } | undefined)?.code === 'store-full') metrics.storeWritable.set(0);
+    },
   });
   readModel = new ProjectedReadModel(writer, queries, projections, clock);
   await registry.start((error) => logger.error({ err: error }, 'agency subscription dropped; resubscribing'));

@@ -36,6 +36,11 @@ export class Metrics {
     labelNames: ['projection'] as const,
     registers: [this.registry],
   });
+  readonly storeWritable = new Gauge({
+    name: 'muster_store_writable',
+    help: '0 after an append failed for lack of space (store-full), 1 after an append succeeded',
+    registers: [this.registry],
+  });
   readonly storeUp = new Gauge({
     name: 'muster_store_up',
     help: '1 when the event store answered the last probe (each scrape and each readiness check)',
@@ -44,6 +49,7 @@ export class Metrics {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'muster_' });
+    this.storeWritable.set(1);
   }
 
   /** Times every request by its route pattern (never the raw URL: ids would explode the labels). */

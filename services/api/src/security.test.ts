@@ -67,6 +67,31 @@ describe('abuse and secrets', () => {
     expect(lines).not.toMatch(/\/health\/|\/metrics/);
   });
 
+  it('says in muster_store_writable when appends fail for lack of space, and when they work again', async () => {
+    svc = await startTestService();
+    const kenya = await svc.agency('kenya', ['coordinator']);
+    const define = (id: string) =>
+      svc?.request('POST', '/v1/missions', { key: kenya, body: { id, template: 'mss-haiti' } });
+    const writable = async () =>
+      /^muster_store_writable (\d)$/m.exec(
+        (await svc?.request('GET', '/metrics', { key: null }))?.body ?? '',
+      )?.[1];
+    expect(await writable()).toBe('1');
+    const sql = (
+      svc.store as unknown as { sql: { query(text: string): Promise<Array<Record<string, number>>> } }
+    ).sql;
+    const [{ page_count: pages = 0 } = {}] = await sql.query('PRAGMA page_count');
+    await sql.query(`PRAGMA max_page_count = ${pages}`);
+    // The free pages left in the file go first: define missions until the file cannot grow.
+    let status = 201;
+    for (let i = 0; i < 200 && status === 201; i++) status = (await define(`no-room-${i}`))?.statusCode ?? 0;
+    expect(status).toBe(507);
+    expect(await writable()).toBe('0');
+    await sql.query('PRAGMA max_page_count = 1073741823');
+    expect((await define('room-again'))?.statusCode).toBe(201);
+    expect(await writable()).toBe('1');
+  });
+
   it('limits failed authentication per client address', async () => {
     svc = await startTestService({ env: { MUSTER_RATE_LIMIT_PER_MINUTE: '12' } });
     const statuses = new Set<number>();

@@ -136,8 +136,8 @@ export interface MissionWriterOptions {
    * Default false: the embedded store has one writer.
    */
   sharedStore?: boolean;
-  /** Observes each append's duration (seconds) for metrics. */
-  onAppend?: (seconds: number, ok: boolean) => void;
+  /** Observes each append's duration (seconds) and outcome for metrics; `error` when it failed. */
+  onAppend?: (seconds: number, ok: boolean, error?: unknown) => void;
   /** Told the position of every append that succeeded (read-your-writes for the read models). */
   onCommitted?: (position: string) => void;
   /**
@@ -158,7 +158,7 @@ export class MissionWriter {
   private commitsSinceEviction = 0;
   private readonly pipeline: boolean;
   private readonly sharedStore: boolean;
-  private readonly onAppend: (seconds: number, ok: boolean) => void;
+  private readonly onAppend: (seconds: number, ok: boolean, error?: unknown) => void;
   private readonly onCommitted: (position: string) => void;
   private readonly knownState: NonNullable<MissionWriterOptions['knownState']>;
 
@@ -264,7 +264,7 @@ export class MissionWriter {
         { expectedRevision: expected },
       );
     } catch (error) {
-      this.onAppend((performance.now() - started) / 1000, false);
+      this.onAppend((performance.now() - started) / 1000, false, error);
       entry.end();
       this.forget(missionId, entry);
       if (!(error instanceof WrongExpectedRevisionError)) throw error;
