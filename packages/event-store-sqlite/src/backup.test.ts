@@ -5,6 +5,7 @@ import { verifyStream } from '@muster/event-store';
 import { collect } from '@muster/event-store/contract';
 import { afterAll, describe, expect, it } from 'vitest';
 import { backupSqliteFile, openSqliteEventStore } from './index.js';
+import { mountTmpfs } from './test-support/tmpfs.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'muster-backup-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -47,5 +48,26 @@ describe('backupSqliteFile', () => {
     expect(() => backupSqliteFile(source, taken)).toThrow(/exists/);
     expect(() => backupSqliteFile(join(dir, 'missing.db'), join(dir, 'new.db'))).toThrow(/No SQLite file/);
     expect(existsSync(join(dir, 'new.db'))).toBe(false);
+  });
+
+  it('leaves nothing behind when the copy fails half-way (a full disk), so the retry can run', async () => {
+    const mounted = mountTmpfs(256);
+    if (typeof mounted === 'string') {
+      process.stderr.write(`[backup] full-disk case skipped: ${mounted}\n`);
+      return;
+    }
+    try {
+      const source = join(dir, 'big.db');
+      const store = await openSqliteEventStore({ path: source });
+      for (let i = 0; i < 40; i++) {
+        await store.appendToStream(`big-${i}`, [{ type: 'Happened', data: { text: 'x'.repeat(20_000), i } }]);
+      }
+      await store.close();
+      const destination = join(mounted.dir, 'copy.db');
+      expect(() => backupSqliteFile(source, destination)).toThrow(/full/i);
+      expect(existsSync(destination)).toBe(false);
+    } finally {
+      mounted.unmount();
+    }
   });
 });

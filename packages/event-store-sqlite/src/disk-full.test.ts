@@ -1,30 +1,11 @@
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { StoreFullError, verifyStream } from '@muster/event-store';
 import { collect } from '@muster/event-store/contract';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openSqliteEventStore } from './index.js';
-
-/** A small tmpfs, so that the disk really fills up. Needs root (CI runs as root); skips visibly otherwise. */
-function mountTmpfs(sizeKiB: number): { dir: string; unmount(): void } | string {
-  const dir = mkdtempSync(join(tmpdir(), 'muster-full-'));
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${sizeKiB}k`, 'tmpfs', dir], { stdio: 'pipe' });
-  } catch (error) {
-    rmSync(dir, { recursive: true, force: true });
-    return `cannot mount a tmpfs here (${(error as Error).message.split('\n')[0]})`;
-  }
-  return {
-    dir,
-    unmount: () => {
-      execFileSync('umount', [dir]);
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
+import { mountTmpfs } from './test-support/tmpfs.js';
 
 const mounted = mountTmpfs(3 * 1024);
 const skip = typeof mounted === 'string' ? mounted : null;
