@@ -114,13 +114,17 @@ export function createPool(target: ConnectionTarget, options: PoolOptions = {}):
 /**
  * Runs `fn` on one pooled connection. A connection that breaks while checked out is destroyed
  * rather than returned, and its error is mapped to the port's types. With `retryStale`, work that
- * is safe to repeat (reads, appends with fixed event ids) runs once more on a fresh connection when
- * a reused one turns out to be dead: after a server restart every idle connection is.
+ * is safe to repeat (reads, appends with fixed event ids) runs again when a reused connection turns
+ * out to be dead (after a server restart or a failover every idle connection is), until it runs on
+ * a live one or has tried as many as the pool holds.
  */
 export class PgConnector {
   private readonly used = new WeakSet<pg.PoolClient>();
+  private readonly staleRetries: number;
 
-  constructor(readonly pool: pg.Pool) {}
+  constructor(readonly pool: pg.Pool) {
+    this.staleRetries = (pool.options as { max?: number }).max ?? 10;
+  }
 
   async withClient<T>(fn: (client: pg.PoolClient) => Promise<T>, retryStale = false): Promise<T> {
     for (let attempt = 0; ; attempt++) {
@@ -142,7 +146,9 @@ export class PgConnector {
         return result;
       } catch (error) {
         if (isConnectionError(error)) broken = error;
-        if (broken !== null && retryStale && reused && attempt === 0) continue;
+        // Each dead connection found is destroyed; after a failover the pool may hold several,
+        // so keep going while the failures are reused connections, up to the pool's size.
+        if (broken !== null && retryStale && reused && attempt < this.staleRetries) continue;
         throw mapPgError(error);
       } finally {
         client.off('error', onError);

@@ -132,6 +132,19 @@ if (database.skip) {
       expect(error.message).not.toContain('pw-not-shown');
     });
 
+    it('after every pooled connection was terminated, a read finds a live one (not only a second try)', async () => {
+      const store = await openPostgresEventStore({ connectionString: url, poolSize: 4, pollIntervalMs: 100 });
+      try {
+        // Four reads at once leave four used connections in the pool.
+        await Promise.all(Array.from({ length: 4 }, () => store.headPosition()));
+        expect(await terminateAll()).toBeGreaterThanOrEqual(4);
+        // At once: the pool may not yet have heard that its idle connections died.
+        await expect(store.ping()).resolves.toBeUndefined();
+      } finally {
+        await store.close();
+      }
+    });
+
     it('connections terminated mid-run: appends fail typed or succeed, nothing is lost or doubled', async () => {
       const store = await openPostgresEventStore({ connectionString: url, poolSize: 4, pollIntervalMs: 100 });
       const prefix = `terminated-${randomUUID().slice(0, 8)}`;
