@@ -1,11 +1,10 @@
-import { computeEventHash, type RecordedEvent } from '@muster/event-store';
+import type { RecordedEvent } from '@muster/event-store';
 import { mssHaitiScenario } from '@muster/readiness';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type ExportAnchors,
   exportHeader,
-  exportLine,
   exportLines,
   exportMission,
   verdictFromExport,
@@ -15,6 +14,7 @@ import { createReadinessProjection } from './readiness/projection.js';
 import { createReadinessQueries } from './readiness/queries.js';
 import { startProjections } from './runner.js';
 import { ManualClock, openSqliteFixture, playMssHaiti } from './test-support/harness.js';
+import { forgeExport } from './testing/index.js';
 
 const missionId = mssHaitiScenario.missionId;
 let text = '';
@@ -56,19 +56,8 @@ const events = (): RecordedEvent[] =>
     .slice(1)
     .map((l) => JSON.parse(l) as RecordedEvent);
 
-/** What a forger with the file alone can make: events edited, every hash recomputed, a new header. */
-function forge(edit: (events: RecordedEvent[]) => RecordedEvent[]): string {
-  let previous: string | null = null;
-  const chained = edit(events()).map((e, revision) => {
-    const event = { ...e, revision, previousHash: previous };
-    event.hash = computeEventHash(event);
-    previous = event.hash;
-    return event;
-  });
-  return (
-    exportHeader({ missionId, events: chained.length, lastHash: previous }) + chained.map(exportLine).join('')
-  );
-}
+const forge = (edit: (events: RecordedEvent[]) => RecordedEvent[]): string =>
+  forgeExport(missionId, events(), edit);
 
 describe('a mission export', () => {
   it('verifies, and recomputes from its events alone the history the projection stored', async () => {

@@ -7,7 +7,7 @@ import { createReadinessProjection } from './readiness/projection.js';
 import { HISTORY, MISSIONS, VERDICTS } from './readiness/tables.js';
 import { type ProjectionsHandle, readProjectionStatus, startProjections } from './runner.js';
 import { readCheckpoint } from './runner-schema.js';
-import type { ChildRunner } from './test-support/child.js';
+import { type ChildRunner, spawnRebuilder } from './test-support/child.js';
 import { countingProjection } from './test-support/counting-projection.js';
 import {
   dumpTables,
@@ -17,7 +17,6 @@ import {
   openSqliteFixture,
 } from './test-support/harness.js';
 import { createPostgresDatabase, postgresSkipReason } from './test-support/postgres.js';
-import { spawnRebuilder } from './test-support/rebuilder.js';
 
 /**
  * `muster projections rebuild` run as a process of its own beside a service that leads the live

@@ -130,9 +130,13 @@ export async function readRebuild(sql: SqlClient, name: string): Promise<Rebuild
     'SELECT name, generation, version, status, position, events, started_at FROM projection_rebuilds WHERE name = $1',
     [name],
   );
-  if (!row) return null;
+  return row ? rebuildRowOf(name, row) : null;
+}
+
+/** A `projection_rebuilds` row as read from either dialect (numbers may come back as strings). */
+export function rebuildRowOf(name: string, row: Record<string, unknown>): RebuildRow {
   return {
-    name: String(row.name),
+    name,
     generation: Number(row.generation),
     version: Number(row.version),
     status: row.status === 'ready' ? 'ready' : 'building',

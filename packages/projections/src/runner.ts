@@ -29,6 +29,7 @@ import {
   readCheckpoint,
   readCheckpoints,
   readRebuild,
+  rebuildRowOf,
   runnerMigrations,
   sameAs,
 } from './runner-schema.js';
@@ -254,13 +255,7 @@ async function readRecordedRebuild(sql: SqlClient, name: string): Promise<Record
   );
   if (!row) return null;
   return {
-    name,
-    generation: Number(row.generation),
-    version: Number(row.version),
-    status: row.status === 'ready' ? 'ready' : 'building',
-    position: row.position === null ? null : String(row.position),
-    events: Number(row.events),
-    startedAt: Number(row.started_at),
+    ...rebuildRowOf(name, row),
     updatedAt: Number(row.updated_at),
     builder:
       row.builder === null || row.builder === undefined

@@ -12,17 +12,16 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { computeEventHash, type RecordedEvent } from '@muster/event-store';
+import type { RecordedEvent } from '@muster/event-store';
 import { openSqliteEventStore, openSqliteSql } from '@muster/event-store-sqlite';
 import {
   createReadinessProjection,
   exportHeader,
-  exportLine,
   exportMission,
   readProjectionStatus,
   startProjections,
 } from '@muster/projections';
-import { syntheticMissionEventData } from '@muster/projections/testing';
+import { forgeExport, syntheticMissionEventData } from '@muster/projections/testing';
 import {
   DomainError,
   decide,
@@ -128,19 +127,8 @@ function writeExport(name: string, content: string | Uint8Array): string {
   return path;
 }
 
-/** What a forger with the file alone can make: events edited, every hash recomputed, a new header. */
-function forge(edit: (events: RecordedEvent[]) => RecordedEvent[]): string {
-  let previous: string | null = null;
-  const chained = edit(exportedEvents()).map((e, revision) => {
-    const event = { ...e, revision, previousHash: previous };
-    event.hash = computeEventHash(event);
-    previous = event.hash;
-    return event;
-  });
-  return (
-    exportHeader({ missionId, events: chained.length, lastHash: previous }) + chained.map(exportLine).join('')
-  );
-}
+const forge = (edit: (events: RecordedEvent[]) => RecordedEvent[]): string =>
+  forgeExport(missionId, exportedEvents(), edit);
 
 /** Runs a few at a time: each run is a node process with tsx, and the machine is shared. */
 async function inTurn<T>(tasks: (() => Promise<T>)[], width = 3): Promise<T[]> {

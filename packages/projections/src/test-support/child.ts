@@ -1,10 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-const CHILD = fileURLToPath(new URL('./child-runner.ts', import.meta.url));
 const PACKAGE_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
-/** A projection runner in a child process (see child-runner.ts), with its output lines. */
+/** A child process running one of this folder's scripts, with its output lines. */
 export interface ChildRunner {
   readonly process: ChildProcess;
   readonly lines: string[];
@@ -12,8 +11,19 @@ export interface ChildRunner {
   kill(signal: NodeJS.Signals): Promise<void>;
 }
 
+/** A projection runner in a child process (see child-runner.ts). */
 export function spawnRunner(args: readonly string[]): ChildRunner {
-  const child = spawn(process.execPath, ['--conditions=@muster/source', '--import', 'tsx', CHILD, ...args], {
+  return spawnChild('child-runner.ts', 'child runner', args);
+}
+
+/** A rebuild in a child process (see child-rebuilder.ts). */
+export function spawnRebuilder(args: readonly string[]): ChildRunner {
+  return spawnChild('child-rebuilder.ts', 'child rebuilder', args);
+}
+
+function spawnChild(script: string, label: string, args: readonly string[]): ChildRunner {
+  const path = fileURLToPath(new URL(`./${script}`, import.meta.url));
+  const child = spawn(process.execPath, ['--conditions=@muster/source', '--import', 'tsx', path, ...args], {
     cwd: PACKAGE_ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -31,7 +41,8 @@ export function spawnRunner(args: readonly string[]): ChildRunner {
   child.stderr?.on('data', (chunk: Buffer) => {
     stderr += chunk.toString();
   });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  // 'close' comes after the last of its output: a line written just before it exits is seen.
+  const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
   return {
     process: child,
     lines,
@@ -48,21 +59,25 @@ export function spawnRunner(args: readonly string[]): ChildRunner {
           cleanup();
           reject(
             new Error(
-              `child runner: timed out; stdout ${lines.slice(-5).join(' | ')}; stderr ${stderr.slice(-2000)}`,
+              `${label}: timed out; stdout ${lines.slice(-5).join(' | ')}; stderr ${stderr.slice(-2000)}`,
             ),
           );
         }, timeoutMs);
         const onExit = () => {
           cleanup();
-          reject(new Error(`child runner exited (${child.exitCode}): ${stderr.slice(-2000)}`));
+          reject(
+            new Error(
+              `${label} exited (${child.exitCode}): ${lines.slice(-5).join(' | ')} ${stderr.slice(-2000)}`,
+            ),
+          );
         };
         const cleanup = () => {
           clearTimeout(timer);
           waiters.delete(check);
-          child.off('exit', onExit);
+          child.off('close', onExit);
         };
         waiters.add(check);
-        child.once('exit', onExit);
+        child.once('close', onExit);
         check();
       });
     },

@@ -1,3 +1,4 @@
+export { forgeExport } from './forge.js';
 export {
   mulberry32,
   type SyntheticOptions,
