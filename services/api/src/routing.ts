@@ -120,6 +120,31 @@ export class RouteRegistry {
     this.routes.push(spec as RouteSpec<unknown, unknown, unknown>);
     const callers = new WeakMap<FastifyRequest, { principal: Principal | null; params: P }>();
     const takesIdempotencyKey = spec.method === 'GET' || spec.headers?.['Idempotency-Key'] !== undefined;
+    const admit = (request: FastifyRequest, reply: FastifyReply): void => {
+      const principal = spec.public ? null : this.authenticate(request, reply);
+      // JSON is UTF-8 (RFC 8259): a body declared in another charset would be read as UTF-8
+      // anyway, and its text silently changed.
+      const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(request.headers['content-type'] ?? '')?.[1];
+      if (charset !== undefined && !/^utf-?8$/i.test(charset)) {
+        throw new ApiError(
+          'unsupported-media-type',
+          `Send the body as UTF-8 application/json, not ${charset}`,
+        );
+      }
+      // A client that sends a key expects a retry to be safe; where the key is not kept, a
+      // silent retry would act twice (a second API key, a second subscription).
+      if (!takesIdempotencyKey && request.headers['idempotency-key'] !== undefined) {
+        throw new ApiError(
+          'invalid-header',
+          `Idempotency-Key is not supported on ${spec.method} ${spec.url}; only commands and POST /v1/missions keep it`,
+        );
+      }
+      const params = spec.params
+        ? located('path', () => spec.params?.parse(request.params) as P)
+        : (request.params as P);
+      if (principal && spec.authorize) spec.authorize(principal, params);
+      callers.set(request, { principal, params });
+    };
     this.app.route({
       method: spec.method,
       url: spec.url,
@@ -127,31 +152,15 @@ export class RouteRegistry {
       ...(spec.quiet ? { logLevel: 'warn' as const } : {}),
       // Before the body is read: a caller without a key, or without the rights, gets its 401 or
       // 403 without the service buffering and parsing a body for it, and learns nothing from a
-      // 400, 413 or 415 about a body it may not send.
-      onRequest: async (request, reply) => {
-        const principal = spec.public ? null : this.authenticate(request, reply);
-        // JSON is UTF-8 (RFC 8259): a body declared in another charset would be read as UTF-8
-        // anyway, and its text silently changed.
-        const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(request.headers['content-type'] ?? '')?.[1];
-        if (charset !== undefined && !/^utf-?8$/i.test(charset)) {
-          throw new ApiError(
-            'unsupported-media-type',
-            `Send the body as UTF-8 application/json, not ${charset}`,
-          );
+      // 400, 413 or 415 about a body it may not send. A callback hook: an async one would cost
+      // every request a promise and a microtask turn.
+      onRequest: (request, reply, done) => {
+        try {
+          admit(request, reply);
+        } catch (error) {
+          return done(error as Error);
         }
-        // A client that sends a key expects a retry to be safe; where the key is not kept, a
-        // silent retry would act twice (a second API key, a second subscription).
-        if (!takesIdempotencyKey && request.headers['idempotency-key'] !== undefined) {
-          throw new ApiError(
-            'invalid-header',
-            `Idempotency-Key is not supported on ${spec.method} ${spec.url}; only commands and POST /v1/missions keep it`,
-          );
-        }
-        const params = spec.params
-          ? located('path', () => spec.params?.parse(request.params) as P)
-          : (request.params as P);
-        if (principal && spec.authorize) spec.authorize(principal, params);
-        callers.set(request, { principal, params });
+        done();
       },
       handler: async (request, reply) => {
         const { principal, params } = callers.get(request) as { principal: Principal | null; params: P };
