@@ -932,6 +932,46 @@ describe('the readiness API', () => {
       expect(moved.statusCode).toBe(200);
       expect(moved.json().revision).toBe(1);
     });
+
+    it('tags a readiness answer by what it says, so that time alone can move the tag', async () => {
+      const readiness = (tag?: string) =>
+        svc.request('GET', '/v1/missions/mss-haiti/readiness', {
+          key: kenya,
+          ...(tag ? { headers: { 'if-none-match': tag } } : {}),
+        });
+      const expiry = new Date(svc.clock.now.getTime() + 60_000).toISOString();
+      const mandate = await svc.request('POST', '/v1/missions/mss-haiti/commands/record-mandate', {
+        body: {
+          mandateId: 'unsc-2699',
+          issuingBody: 'UN Security Council',
+          reference: 'S/RES/2699 (2023)',
+          validFrom: '2023-10-02T00:00:00Z',
+          validUntil: expiry,
+          occurredAt: '2024-03-01T10:00:00Z',
+        },
+      });
+      expect(mandate.statusCode).toBe(201);
+      const first = await readiness();
+      const tag = first.headers.etag as string;
+      expect(tag).toMatch(/^W\/"[A-Za-z0-9_-]{22}"$/);
+      // The same verdict a moment later: the instant differs, the tag does not, and it revalidates.
+      svc.clock.now = new Date(svc.clock.now.getTime() + 1000);
+      const again = await readiness(tag);
+      expect({ status: again.statusCode, body: again.body, etag: again.headers.etag }).toEqual({
+        status: 304,
+        body: '',
+        etag: tag,
+      });
+      // The mandate expires: no event, the same revision, another verdict and another tag.
+      svc.clock.now = new Date(Date.parse(expiry) + 1000);
+      const expired = await readiness(tag);
+      expect(expired.statusCode).toBe(200);
+      expect(expired.json().revision).toBe(first.json().revision);
+      expect(expired.json().phases).not.toEqual(first.json().phases);
+      expect(expired.headers.etag).not.toBe(tag);
+      // A tag of the answer under other rules (the revision, as the mission's ETag) never matches.
+      expect((await readiness(`"${first.json().revision}"`)).statusCode).toBe(200);
+    });
   });
 });
 

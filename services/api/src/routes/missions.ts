@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { isIsoInstant, normaliseInstant, StreamNotFoundError } from '@muster/event-store';
 import { auditMission, EXPORT_CONTENT_TYPE, exportMission } from '@muster/projections';
@@ -149,6 +150,16 @@ export function noneMatch(header: string | string[] | undefined, etag: string): 
   return tags.includes('*') || tags.includes(etag);
 }
 
+/**
+ * A weak entity-tag for a readiness answer: a digest of everything it says but the instant of a
+ * "now" answer, which moves on every call. A verdict changes with time alone (a mandate
+ * expiring) while the revision stays, so the revision cannot be the tag (decision 45).
+ */
+export function verdictTag(body: { basis: string; at: string }): string {
+  const said = body.basis === 'now' ? { ...body, at: null } : body;
+  return `"${createHash('sha256').update(JSON.stringify(said)).digest('base64url').slice(0, 22)}"`;
+}
+
 export function requireRead(principal: Principal | null, missionId: string): void {
   if (!principal || !canRead(principal, missionId)) {
     throw new ApiError('forbidden', `This key may not read mission '${missionId}'`);
@@ -233,11 +244,12 @@ export function registerMissionRoutes(routes: RouteRegistry, services: Services)
     query: readinessQuery,
     responses: {
       200: { description: 'The verdict', schema: readinessSchema },
+      304: { description: 'If-None-Match names the ETag of the same verdict: unchanged' },
       400: { description: 'Bad query' },
       403: { description: 'Out of scope' },
       404: { description: 'No such mission (or not yet known then)' },
     },
-    handler: async ({ params, query, principal, reply }) => {
+    handler: async ({ params, query, principal, request, reply }) => {
       requireRead(principal, params.missionId);
       const q = query as { asOf?: string; knownAt?: string; atPosition?: string };
       const basis: ReadinessBasis = q.asOf
@@ -248,8 +260,7 @@ export function registerMissionRoutes(routes: RouteRegistry, services: Services)
             ? { kind: 'atPosition', position: q.atPosition }
             : { kind: 'now' };
       const answer = await services.readModel.readiness(params.missionId, basis);
-      if (answer.revision !== null && basis.kind === 'now') reply.header('etag', `"${answer.revision}"`);
-      return {
+      const body = {
         missionId: answer.verdict.missionId,
         at: answer.verdict.at,
         basis: basis.kind,
@@ -258,6 +269,10 @@ export function registerMissionRoutes(routes: RouteRegistry, services: Services)
         position: answer.position,
         phases: answer.verdict.phases,
       };
+      const tag = verdictTag(body);
+      reply.header('etag', `W/${tag}`);
+      if (noneMatch(request.headers['if-none-match'], tag)) return reply.code(304).send();
+      return body;
     },
   });
 
