@@ -561,7 +561,7 @@ describe('the readiness API', () => {
         '__proto__ keys',
         { body: '{"__proto__":{"admin":true},"pledgeId":"p"}', headers: {} },
         400,
-        'malformed-json',
+        'validation-failed',
       ],
       ['a JSON array', { body: '[1,2,3]', headers: {} }, 400, 'validation-failed'],
       [
@@ -597,6 +597,55 @@ describe('the readiness API', () => {
         expect((problem.errors as unknown[]).length).toBeGreaterThan(0);
       }
       expect(await svc.eventCount()).toBe(count);
+    });
+
+    it('names a key that could reach a prototype, however it is written, apart from bad syntax', async () => {
+      for (const [body, path] of [
+        ['{"pledgeId":"p","__proto__":{"admin":true}}', '__proto__'],
+        ['{"pledgeId":"p","\\u005f_proto__":{}}', '__proto__'],
+        ['{"pledgeId":"p","details":[{"constructor":{"prototype":{}}}]}', 'details[0].constructor'],
+      ]) {
+        const problem = expectProblem(
+          await svc.request('POST', url, { key: us, body }),
+          400,
+          'validation-failed',
+        );
+        expect({ body, errors: problem.errors }).toEqual({
+          body,
+          errors: [
+            {
+              path,
+              message: 'a key that could reach an object prototype',
+              code: 'forbidden-key',
+              in: 'body',
+            },
+          ],
+        });
+      }
+      // A key merely named like one, and a value that says it, are ordinary content.
+      const named = await svc.request('POST', url, {
+        key: us,
+        body: { ...pledge('n1'), unit: 'constructor' },
+      });
+      expect(named.statusCode).toBe(201);
+      expect(
+        expectProblem(
+          await svc.request('POST', url, { key: us, body: '{"pledgeId":"p",}' }),
+          400,
+          'malformed-json',
+        ).detail,
+      ).toBe('The body is not valid JSON');
+      expect(
+        expectProblem(
+          await svc.request('POST', url, {
+            key: us,
+            body: '',
+            headers: { 'content-type': 'application/json' },
+          }),
+          400,
+          'malformed-json',
+        ).detail,
+      ).toBe('The body is empty but the content type is application/json');
     });
 
     it('lists every bad field with its path', async () => {

@@ -17,6 +17,7 @@ import { type Principal, readScope } from './auth/roles.js';
 import type { Config } from './config.js';
 import { AllowedMethods, ApiError, answerClientError, registerErrorHandling, sendProblem } from './errors.js';
 import { HEARTBEAT_EVERY_MS, IdempotencyStore } from './idempotency.js';
+import { registerJsonBodyParser } from './json-body.js';
 import { lazyRequestLogger } from './logger.js';
 import { Metrics } from './metrics.js';
 import { MissionWriter } from './missions/mission-writer.js';
@@ -98,6 +99,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
 
   // Bodies are JSON only: anything else is 415, not a string that fails validation.
   app.removeContentTypeParser('text/plain');
+  registerJsonBodyParser(app);
 
   const metrics = new Metrics();
   const registry = new AgencyRegistry(store, clock);
