@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mssHaitiScenario } from '@muster/readiness';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -102,6 +103,64 @@ for (const { kind, skip } of stores) {
         expect({ label, stack: /\n\s+at /.test(output) }).toEqual({ label, stack: false });
       }
     });
+
+    it('warns at start of webhook secrets kept in clear and of links naming localhost, only when so', async () => {
+      const said = (output: string[]) => {
+        const text = output.join('');
+        return {
+          clearSecrets: text.includes('MUSTER_WEBHOOK_SECRET_KEY is not set'),
+          localhostLinks: text.includes('MUSTER_PUBLIC_URL is not set'),
+        };
+      };
+      // A store of its own: a second live process on the suite's SQLite file would take its leases.
+      const own = await createStore(kind);
+      const exposed = await startService(own, { HOST: '0.0.0.0' });
+      await exposed.stop();
+      expect(said(exposed.output)).toEqual({ clearSecrets: true, localhostLinks: true });
+      const configured = await startService(own, {
+        HOST: '0.0.0.0',
+        MUSTER_PUBLIC_URL: 'https://muster.example.org',
+        MUSTER_WEBHOOK_SECRET_KEY: randomBytes(32).toString('base64'),
+      });
+      await configured.stop();
+      expect(said(configured.output)).toEqual({ clearSecrets: false, localhostLinks: false });
+      // On loopback nobody else follows the links: no warning about them.
+      const local = await startService(own, { HOST: '127.0.0.1' });
+      await local.stop();
+      await own.dispose();
+      expect(said(local.output)).toEqual({ clearSecrets: true, localhostLinks: false });
+    });
+
+    it.skipIf(kind !== 'sqlite')(
+      'exits at once on a second signal while the first waits for a request in flight',
+      async () => {
+        // A read that waits (up to 2 s) for a position the log has not reached holds the shutdown.
+        const hold = (s: ServiceProcess) =>
+          call(s, 'GET', '/v1/missions/mss-haiti/readiness', {
+            headers: { 'muster-min-position': '99999999' },
+          }).catch(() => null);
+        const own = await createStore(kind);
+        const patient = await startService(own);
+        const waited = hold(patient);
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        patient.child.kill('SIGTERM');
+        expect({ code: await patient.exited, answer: (await waited)?.status }).toEqual({
+          code: 0,
+          answer: 503,
+        });
+
+        const hurried = await startService(own);
+        const cut = hold(hurried);
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        hurried.child.kill('SIGTERM');
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        hurried.child.kill('SIGTERM');
+        expect(await hurried.exited).toBe(1);
+        expect(hurried.output.join('')).toContain('second signal during shutdown: exiting now');
+        expect(await cut).toBeNull();
+        await own.dispose();
+      },
+    );
 
     it('answers every kind of bad input with a 4xx problem and appends nothing', async () => {
       const before = (await call(service, 'GET', '/v1/missions/mss-haiti')).json().revision;
