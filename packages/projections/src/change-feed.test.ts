@@ -20,6 +20,8 @@ const draft = (n: number, position: string): Omit<ReadinessChange, 'seq'> => ({
   subject: `pledge-${n}`,
   payload: { pledgeId: `pledge-${n}`, n },
   causeEventId: `event-${n}`,
+  causeRevision: n,
+  causeHash: n.toString(16).padStart(64, '0'),
   causePosition: position,
   occurredAt: 1_700_000_000_000 + n,
   recordedAt: 1_700_000_000_000 + n,
@@ -59,14 +61,36 @@ for (const [name, open, skip] of cases) {
     it('keeps every change, its number and its payload through the move of its unique key', async () => {
       const sql = await open();
       await migrate(sql, [first as (typeof changeFeedMigrations)[number]]);
-      const before = await sql.transaction((tx) =>
-        appendChanges(tx, [draft(1, pos(10)), draft(2, pos(11)), draft(3, pos(11))]),
-      );
+      // Rows as the first version wrote them: no cause revision or hash.
+      const old = [draft(1, pos(10)), draft(2, pos(11)), draft(3, pos(11))].map((d, i) => ({
+        ...d,
+        seq: i + 1,
+        causeRevision: null,
+        causeHash: null,
+      }));
+      for (const c of old) {
+        await sql.execute(
+          'INSERT INTO readiness_changes (seq, change_id, mission_id, kind, subject, payload, cause_event_id, cause_position, occurred_at, recorded_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)',
+          [
+            c.seq,
+            c.changeId,
+            c.missionId,
+            c.kind,
+            c.subject,
+            JSON.stringify(c.payload),
+            c.causeEventId,
+            c.causePosition,
+            c.occurredAt,
+            c.recordedAt,
+          ],
+        );
+      }
       await migrate(sql, changeFeedMigrations);
-      expect(await readChangeFeed(sql, 0)).toEqual(before);
-      // Numbering goes on after the rows that moved.
+      expect(await readChangeFeed(sql, 0)).toEqual(old);
+      // Numbering goes on after the rows that moved; a new row keeps its cause's revision and hash.
       const after = await sql.transaction((tx) => appendChanges(tx, [draft(4, pos(12))]));
       expect(after.map((c) => c.seq)).toEqual([4]);
+      expect((await readChangeFeed(sql, 3))[0]).toEqual({ ...draft(4, pos(12)), seq: 4 });
       expect((await readChangeFeed(sql, 0)).map((c) => c.changeId)).toEqual([
         'change-1',
         'change-2',

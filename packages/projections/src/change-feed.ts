@@ -33,6 +33,13 @@ export interface ReadinessChange {
   payload: Record<string, unknown>;
   /** The event that caused it; null when time alone did (a mandate expired). */
   causeEventId: string | null;
+  /** Stream revision of the cause event, or of the last event folded before a time-based change. */
+  causeRevision: number | null;
+  /**
+   * The cause event's link in the mission's hash chain (null for a time-based change, and for
+   * changes written before this was kept): a receipt its receiver can check an export against.
+   */
+  causeHash: string | null;
   /** Store position of the cause event, or of the last event folded before a time-based change. */
   causePosition: string | null;
   /** World time (epoch ms) the change took effect. */
@@ -102,6 +109,14 @@ export const changeFeedMigrations: readonly SqlMigration[] = [
     postgres: `ALTER TABLE readiness_changes DROP CONSTRAINT IF EXISTS readiness_changes_change_id_key;
     CREATE UNIQUE INDEX IF NOT EXISTS readiness_changes_cause ON readiness_changes (cause_position COLLATE "C", change_id) INCLUDE (seq);`,
   },
+  /* The cause's revision and hash, for webhook receivers to keep as receipts (decision 46). */
+  {
+    id: 'projections:change-feed:003',
+    sqlite: `ALTER TABLE readiness_changes ADD COLUMN cause_revision BIGINT;
+    ALTER TABLE readiness_changes ADD COLUMN cause_hash TEXT;`,
+    postgres: `ALTER TABLE readiness_changes ADD COLUMN IF NOT EXISTS cause_revision BIGINT;
+    ALTER TABLE readiness_changes ADD COLUMN IF NOT EXISTS cause_hash TEXT;`,
+  },
 ];
 
 interface ChangeRow {
@@ -112,6 +127,8 @@ interface ChangeRow {
   subject: string;
   payload: string;
   cause_event_id: string | null;
+  cause_revision: number | string | null;
+  cause_hash: string | null;
   cause_position: string | null;
   occurred_at: number | string;
   recorded_at: number | string;
@@ -126,6 +143,8 @@ export function toChange(row: ChangeRow): ReadinessChange {
     subject: row.subject,
     payload: JSON.parse(row.payload),
     causeEventId: row.cause_event_id,
+    causeRevision: row.cause_revision === null ? null : Number(row.cause_revision),
+    causeHash: row.cause_hash,
     causePosition: row.cause_position,
     occurredAt: Number(row.occurred_at),
     recordedAt: Number(row.recorded_at),
@@ -139,7 +158,7 @@ export async function readChangeFeed(
   limit = 500,
 ): Promise<ReadinessChange[]> {
   const rows = await sql.query<ChangeRow & Record<string, unknown>>(
-    'SELECT seq, change_id, mission_id, kind, subject, payload, cause_event_id, cause_position, occurred_at, recorded_at FROM readiness_changes WHERE seq > $1 ORDER BY seq LIMIT $2',
+    'SELECT seq, change_id, mission_id, kind, subject, payload, cause_event_id, cause_revision, cause_hash, cause_position, occurred_at, recorded_at FROM readiness_changes WHERE seq > $1 ORDER BY seq LIMIT $2',
     [afterSeq, limit],
   );
   return rows.map(toChange);
@@ -173,14 +192,16 @@ export async function appendChanges(
         change.subject,
         JSON.stringify(change.payload),
         change.causeEventId,
+        change.causeRevision,
+        change.causeHash,
         change.causePosition,
         change.occurredAt,
         change.recordedAt,
       );
-      return `(${Array.from({ length: 10 }, (_, i) => `$${base + i + 1}`).join(', ')})`;
+      return `(${Array.from({ length: 12 }, (_, i) => `$${base + i + 1}`).join(', ')})`;
     });
     await tx.execute(
-      `INSERT INTO readiness_changes (seq, change_id, mission_id, kind, subject, payload, cause_event_id, cause_position, occurred_at, recorded_at) VALUES ${tuples.join(', ')}`,
+      `INSERT INTO readiness_changes (seq, change_id, mission_id, kind, subject, payload, cause_event_id, cause_revision, cause_hash, cause_position, occurred_at, recorded_at) VALUES ${tuples.join(', ')}`,
       params,
     );
   }

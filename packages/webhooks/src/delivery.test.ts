@@ -56,6 +56,8 @@ for (const backend of backends) {
             change: { id: written.changeId, seq: written.seq },
             cause: {
               eventId: 'evt-council',
+              revision: written.causeRevision,
+              hash: written.causeHash,
               position: written.causePosition,
               occurredAt: new Date(written.occurredAt).toISOString(),
               recordedAt: new Date(written.recordedAt).toISOString(),

@@ -39,6 +39,8 @@ function bodyWith(change: ReadinessChange, version: number | string, publicUrl: 
     change: { id: change.changeId, seq: change.seq },
     cause: {
       eventId: change.causeEventId,
+      revision: change.causeRevision,
+      hash: change.causeHash,
       position: change.causePosition,
       occurredAt: new Date(change.occurredAt).toISOString(),
       recordedAt: new Date(change.recordedAt).toISOString(),

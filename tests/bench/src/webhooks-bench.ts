@@ -1,4 +1,5 @@
 import { fork } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -166,6 +167,8 @@ async function main(): Promise<void> {
         verdict: { status: counter % 2 === 0 ? 'ready' : 'not-ready' },
       },
       causeEventId: `evt_${counter}`,
+      causeRevision: counter,
+      causeHash: createHash('sha256').update(`evt_${counter}`).digest('hex'),
       causePosition: sequencePosition(counter),
       occurredAt,
       recordedAt: occurredAt,

@@ -348,6 +348,8 @@ interface Cause {
   eventId: string | null;
   eventType: string | null;
   revision: number | null;
+  /** The cause event's hash; null when time caused the change. */
+  hash: string | null;
   position: string | null;
   occurredAt: number;
   recordedAt: number;
@@ -414,6 +416,7 @@ export class MissionProcessor {
       eventId: event.id,
       eventType: event.type,
       revision: event.revision,
+      hash: event.hash,
       position: event.position,
       occurredAt,
       recordedAt,
@@ -440,6 +443,8 @@ export class MissionProcessor {
         subject: pledgeId,
         payload: { pledgeId, status: pledgeStatus, eventType: domain.type, details: domain.data },
         causeEventId: cause.eventId,
+        causeRevision: cause.revision,
+        causeHash: cause.hash,
         causePosition: cause.position,
         occurredAt: cause.occurredAt,
         recordedAt: cause.recordedAt,
@@ -493,6 +498,7 @@ export class MissionProcessor {
           eventId: null,
           eventType: null,
           revision: rt.revision,
+          hash: null,
           position: rt.position,
           occurredAt: at,
           recordedAt: at,
@@ -524,6 +530,8 @@ export class MissionProcessor {
     const common = {
       missionId: rt.missionId,
       causeEventId: cause.eventId,
+      causeRevision: cause.revision,
+      causeHash: cause.hash,
       causePosition: cause.position,
       occurredAt: cause.occurredAt,
       recordedAt: cause.recordedAt,

@@ -1,4 +1,4 @@
-import { DomainError, mssHaitiScenario, type PhaseStatus } from '@muster/readiness';
+import { DomainError, missionStreamName, mssHaitiScenario, type PhaseStatus } from '@muster/readiness';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readChangeFeed } from '../change-feed.js';
 import { type ProjectionsHandle, startProjections } from '../runner.js';
@@ -109,6 +109,13 @@ describe('the readiness projection on the MSS Haiti scenario', () => {
       'us-airlift:confirmed',
     ]);
     expect(new Set(feed.map((c) => c.changeId)).size).toBe(feed.length);
+    // Each change names its cause's revision and hash as the log holds them: a receipt.
+    const logged = new Map<string, { revision: number; hash: string }>();
+    for await (const e of fx.store.readStream(missionStreamName(missionId)))
+      logged.set(e.id, { revision: e.revision, hash: e.hash });
+    expect(feed.map((c) => ({ revision: c.causeRevision, hash: c.causeHash }))).toEqual(
+      feed.map((c) => logged.get(c.causeEventId as string)),
+    );
   });
 
   it('records the mandate expiry at the instant it takes effect, with no event as its cause', async () => {
@@ -147,6 +154,12 @@ describe('the readiness projection on the MSS Haiti scenario', () => {
     expect(timeChanges.map((c) => [c.kind, c.occurredAt, c.recordedAt])).toEqual([
       ['readiness.changed', Date.parse(EXPIRY), Date.parse(EXPIRY)],
       ['precondition.changed', Date.parse(EXPIRY), Date.parse(EXPIRY)],
+    ]);
+    // No event caused them: no hash; the revision is the last one folded.
+    const last = await fx.store.streamRevision(missionStreamName(missionId));
+    expect(timeChanges.map((c) => [c.causeRevision, c.causeHash])).toEqual([
+      [last, null],
+      [last, null],
     ]);
   });
 

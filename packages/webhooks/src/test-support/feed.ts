@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { type SqlClient, sequencePosition } from '@muster/event-store';
 import { appendChanges, type ChangeKind, type ReadinessChange } from '@muster/projections';
 
@@ -29,6 +29,8 @@ export function change(
             verdict: { status: 'not-ready' },
           },
     causeEventId: `evt_${counter}`,
+    causeRevision: counter,
+    causeHash: createHash('sha256').update(`evt_${counter}`).digest('hex'),
     causePosition: sequencePosition(counter),
     occurredAt: at,
     recordedAt: at + 500,
