@@ -48,6 +48,12 @@ const args = options({
   'semi-space-mb': { type: 'string', default: '' },
   /** V8's heap growth in the measuring process, as MUSTER_HEAP_GROWTH_PERCENT (0: V8's own policy). */
   'heap-growth-percent': { type: 'string', default: String(DEFAULT_HEAP_GROWTH_PERCENT) },
+  /**
+   * What the measuring processes run: `dist`, this file compiled with the packages' builds, as the
+   * service and the CLI run; or `source`, TypeScript through tsx (its loader thread and the
+   * transpiled sources add about 38 MiB of RSS before anything is read).
+   */
+  'measure-from': { type: 'string', default: 'dist' },
   child: { type: 'string', default: '' },
   /** Internal: which measurement the child makes (`raw`: the baseline; `project`: the rest). */
   phase: { type: 'string', default: '' },
@@ -64,6 +70,8 @@ const BIG = 'big-mission';
 const ACTIVE = 8;
 
 const CLI = join(dirname(fileURLToPath(import.meta.url)), '../../../services/cli/dist/main.js');
+/** This file as `pnpm bench:replay` compiles it (tsconfig.build.json), for the measuring processes. */
+const COMPILED = join(dirname(fileURLToPath(import.meta.url)), '../dist/replay-bench.js');
 
 if (args.child) {
   await child(args.child);
@@ -131,6 +139,10 @@ async function parent(): Promise<void> {
       maxOldSpaceMiB: args['heap-mb'] ? Number(args['heap-mb']) : 'V8 default',
       maxSemiSpaceMiB: args['semi-space-mb'] ? Number(args['semi-space-mb']) : 'V8 default',
       heapGrowthPercent: Number(args['heap-growth-percent']) || "V8's own policy",
+      measuringProcesses:
+        args['measure-from'] === 'source'
+          ? 'TypeScript sources through tsx'
+          : 'the compiled packages (dist), as the service and the CLI run',
       events: total,
       missions: missions.length,
       largestMission: { id: BIG, events: big },
@@ -155,11 +167,12 @@ async function parent(): Promise<void> {
 function measure(path: string, phaseArgs: string[]): Promise<Record<string, unknown>> {
   return new Promise<Record<string, unknown>>((resolve, reject) => {
     const childArgs = ['--child', path, '--heap-growth-percent', args['heap-growth-percent'], ...phaseArgs];
-    const proc = fork(new URL(import.meta.url).pathname, childArgs, {
+    const fromSource = args['measure-from'] === 'source';
+    if (!fromSource && args['measure-from'] !== 'dist') throw new Error('--measure-from: dist or source');
+    const script = fromSource ? fileURLToPath(import.meta.url) : COMPILED;
+    const proc = fork(script, childArgs, {
       execArgv: [
-        '--conditions=@muster/source',
-        '--import',
-        'tsx',
+        ...(fromSource ? ['--conditions=@muster/source', '--import', 'tsx'] : []),
         '--expose-gc',
         ...(args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${args['cpu-prof']}`] : []),
         ...(args['heap-mb'] ? [`--max-old-space-size=${args['heap-mb']}`] : []),
