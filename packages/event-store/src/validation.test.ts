@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { isIsoInstant, normaliseInstant } from './validation.js';
+import { InvalidStreamNameError } from './errors.js';
+import { isIsoInstant, normaliseInstant, validateStreamName } from './validation.js';
 
 const pad = (n: number, width = 2) => String(n).padStart(width, '0');
 const daysIn = (year: number, month: number) => new Date(Date.UTC(year, month, 0)).getUTCDate();
@@ -58,6 +59,15 @@ describe('normaliseInstant', () => {
       '2024-01-00T00:00:00Z',
     ]) {
       expect(normaliseInstant(bad), bad).toBeNull();
+    }
+  });
+});
+
+describe('validateStreamName', () => {
+  it('keeps paired surrogates (emoji) and refuses unpaired ones, which no UTF-8 store can hold', () => {
+    expect(validateStreamName('launch 🚀')).toBe('launch 🚀');
+    for (const bad of ['a\ud800', '\ud800b', 'a\udc00', '\udc00\ud800', 'x\ud83d']) {
+      expect(() => validateStreamName(bad), JSON.stringify(bad)).toThrow(InvalidStreamNameError);
     }
   });
 });

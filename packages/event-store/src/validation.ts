@@ -18,6 +18,11 @@ import type {
 export const MAX_STREAM_NAME_LENGTH = 200;
 // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point.
 const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/;
+/**
+ * A surrogate without its pair: no UTF-8 text holds it, so both databases would store U+FFFD
+ * instead, and the stream read back would be another name than the one hashed into the chain.
+ */
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 const EVENT_TYPE = /^[A-Za-z][A-Za-z0-9._:-]{0,99}$/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** Four-digit years only, so that ISO strings sort as instants. */
@@ -30,6 +35,9 @@ export function validateStreamName(stream: unknown): string {
     throw new InvalidStreamNameError(`longer than ${MAX_STREAM_NAME_LENGTH} characters`);
   }
   if (CONTROL_CHARS.test(stream)) throw new InvalidStreamNameError('contains a control character');
+  if (LONE_SURROGATE.test(stream)) {
+    throw new InvalidStreamNameError('contains an unpaired surrogate (not valid Unicode text)');
+  }
   if (stream.startsWith('$')) throw new InvalidStreamNameError("names starting with '$' are reserved");
   if (stream.trim() !== stream) throw new InvalidStreamNameError('must not start or end with whitespace');
   return stream;

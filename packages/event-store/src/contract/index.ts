@@ -644,6 +644,9 @@ export function runEventStoreContract(
         await rejects(`contract-${'x'.repeat(200)}`, [ev()], InvalidStreamNameError);
         await rejects('contract-bell\u0007', [ev()], InvalidStreamNameError);
         await rejects('contract-new\nline', [ev()], InvalidStreamNameError);
+        // Unpaired surrogates have no UTF-8 form: the store would keep another name than the one hashed.
+        await rejects('contract-half\ud800', [ev()], InvalidStreamNameError);
+        await rejects('contract-\udc00half', [ev()], InvalidStreamNameError);
         await rejects(42 as unknown as string, [ev()], InvalidStreamNameError);
       });
 
