@@ -38,6 +38,7 @@ import {
   type SubscribeToAllOptions,
   type Subscription,
   sealEvents,
+  validateBatchSize,
   validateReadAllOptions,
   validateReadStreamOptions,
   validateStreamName,
@@ -499,7 +500,7 @@ class EsdbStore implements EsdbEventStore {
       {
         fromPosition: options?.fromPosition ?? 'start',
         filter: options?.filter,
-        highWaterMark: options?.batchSize ?? this.pageSize,
+        highWaterMark: validateBatchSize(options?.batchSize, this.pageSize),
         checkpointIntervalMultiplier: this.options.checkpointIntervalMultiplier ?? 10,
         ...(this.options.resubscribe ? { resubscribe: this.options.resubscribe } : {}),
         mapError: (error) => mapEsdbError(error, { operation: 'subscribe to $all' }),

@@ -8,7 +8,6 @@ import {
   type EventFilter,
   type EventStore,
   type EventStoreLimits,
-  InvalidReadOptionsError,
   type Position,
   type PreparedAppend,
   prepareAppend,
@@ -21,6 +20,7 @@ import {
   type SubscribeToAllOptions,
   type Subscription,
   type SubscriptionMessage,
+  validateBatchSize,
   validateReadAllOptions,
   validateReadStreamOptions,
 } from '@muster/event-store';
@@ -512,9 +512,7 @@ class PostgresStore implements PostgresEventStore {
     const from = options?.fromPosition ?? 'start';
     const filter = options?.filter;
     const run = async () => {
-      if (!Number.isSafeInteger(batchSize) || batchSize < 1) {
-        throw new InvalidReadOptionsError('batchSize must be a positive integer');
-      }
+      validateBatchSize(options?.batchSize, this.pageSize);
       let after: Position | null =
         from === 'start'
           ? null

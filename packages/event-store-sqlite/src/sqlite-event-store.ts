@@ -30,6 +30,7 @@ import {
   sealEvents,
   sequencePosition,
   uuidv7,
+  validateBatchSize,
   validateReadAllOptions,
   validateReadStreamOptions,
 } from '@muster/event-store';
@@ -627,6 +628,7 @@ class SqliteStore implements SqliteEventStore {
       )
       .pluck(true);
     const run = async () => {
+      validateBatchSize(options?.batchSize, this.pageSize);
       let after = from === 'start' ? 0 : from === 'end' ? this.head() : parsePosition(from);
       let caughtUp = false;
       while (!queue.closed) {

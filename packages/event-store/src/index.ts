@@ -78,6 +78,7 @@ export {
   type PreparedAppend,
   type PreparedEvent,
   prepareAppend,
+  validateBatchSize,
   validateExpectedRevision,
   validateReadAllOptions,
   validateReadStreamOptions,

@@ -228,6 +228,13 @@ export function validateReadAllOptions(
   return { direction, fromPosition, maxCount: validateMaxCount(options?.maxCount), filter: options?.filter };
 }
 
+/** The page size of a catching-up subscription: LIMIT 0 or a negative one would read nothing or everything. */
+export function validateBatchSize(batchSize: unknown, fallback: number): number {
+  if (batchSize === undefined) return fallback;
+  if (typeof batchSize === 'number' && Number.isSafeInteger(batchSize) && batchSize >= 1) return batchSize;
+  throw new InvalidReadOptionsError('batchSize must be a positive integer');
+}
+
 function validateMaxCount(maxCount: unknown): number {
   if (maxCount === undefined) return Number.POSITIVE_INFINITY;
   if (

@@ -523,6 +523,21 @@ export function runEventStoreContract(
         }
       });
 
+      it('refuses a batch size that is not a positive integer', async () => {
+        for (const batchSize of [0, -1, 1.5, Number.NaN]) {
+          // Refused when subscribing or at the first read, as the adapter finds out.
+          const error = await (async () => {
+            const sub = store.subscribeToAll({ fromPosition: 'end', batchSize });
+            try {
+              await withTimeout(sub[Symbol.asyncIterator]().next(), 5000, 'first message');
+            } finally {
+              await sub.close();
+            }
+          })().catch((e) => e);
+          expect(error, String(batchSize)).toBeInstanceOf(InvalidReadOptionsError);
+        }
+      });
+
       it('close ends the iteration', async () => {
         const sub = store.subscribeToAll({ fromPosition: 'end' });
         const iterator = sub[Symbol.asyncIterator]();
