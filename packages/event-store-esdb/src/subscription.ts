@@ -123,7 +123,7 @@ export class SupervisedSubscription implements Subscription {
   async close(): Promise<void> {
     if (!this.stopped) {
       this.stopped = true;
-      this.queue.end();
+      this.queue.cancel();
       this.wake?.();
     }
     await this.done;

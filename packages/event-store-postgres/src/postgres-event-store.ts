@@ -605,7 +605,7 @@ class PostgresStore implements PostgresEventStore {
       [Symbol.asyncIterator]: () => queue,
       takeBuffered: (max) => queue.takeBuffered(max),
       close: async () => {
-        queue.end();
+        queue.cancel();
         this.wakeLive();
       },
     };

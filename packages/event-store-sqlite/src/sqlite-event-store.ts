@@ -671,7 +671,7 @@ class SqliteStore implements SqliteEventStore {
       [Symbol.asyncIterator]: () => queue,
       takeBuffered: (max) => queue.takeBuffered(max),
       close: async () => {
-        queue.end();
+        queue.cancel();
         this.wakeLive();
       },
     };

@@ -51,3 +51,26 @@ describe('AsyncQueue.takeBuffered', () => {
     expect(demanded).toBe(true);
   });
 });
+
+describe('AsyncQueue.cancel', () => {
+  it('ends the queue and drops what it holds, unlike end, which lets the consumer drain it', async () => {
+    const drained = new AsyncQueue<number>(4);
+    drained.push(1);
+    drained.push(2);
+    drained.end();
+    expect(await drained.next()).toEqual({ value: 1, done: false });
+
+    const cancelled = new AsyncQueue<number>(4);
+    cancelled.push(1);
+    cancelled.push(2);
+    const pending = new AsyncQueue<number>(4);
+    const waiting = pending.next();
+    cancelled.cancel();
+    pending.cancel();
+    expect(await cancelled.next()).toEqual({ value: undefined, done: true });
+    expect(cancelled.takeBuffered(10)).toEqual([]);
+    expect(await waiting).toEqual({ value: undefined, done: true });
+    cancelled.push(3);
+    expect(await cancelled.next()).toEqual({ value: undefined, done: true });
+  });
+});

@@ -30,6 +30,15 @@ export class AsyncQueue<T> implements AsyncIterableIterator<T> {
     this.flushWaiters();
   }
 
+  /**
+   * Ends the queue and drops what it holds: a consumer that closes its subscription wants nothing
+   * more, and a page fetched before the close would otherwise still be handed out after it.
+   */
+  cancel(): void {
+    this.items.length = 0;
+    this.end();
+  }
+
   fail(error: unknown): void {
     if (this.closed) return;
     this.failure = { error };
@@ -66,8 +75,7 @@ export class AsyncQueue<T> implements AsyncIterableIterator<T> {
   }
 
   return(): Promise<IteratorResult<T>> {
-    this.end();
-    this.items.length = 0;
+    this.cancel();
     return Promise.resolve({ value: undefined, done: true });
   }
 

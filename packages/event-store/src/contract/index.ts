@@ -538,6 +538,24 @@ export function runEventStoreContract(
         }
       });
 
+      it('close drops what the subscription already holds: no event reaches the consumer after it', async () => {
+        const prefix = streamName('close-held');
+        await store.appendToStream(
+          `${prefix}-1`,
+          Array.from({ length: 20 }, (_, i) => ev('Held', { i })),
+        );
+        const sub = store.subscribeToAll({ fromPosition: 'start', filter: { streamPrefixes: [prefix] } });
+        const iterator = sub[Symbol.asyncIterator]();
+        const first = await withTimeout(iterator.next(), 10_000, 'first message');
+        expect(first.value?.kind).toBe('event');
+        await sub.close();
+        expect(await withTimeout(iterator.next(), 5000, 'read after close')).toEqual({
+          done: true,
+          value: undefined,
+        });
+        expect(sub.takeBuffered?.(100) ?? []).toEqual([]);
+      });
+
       it('close ends the iteration', async () => {
         const sub = store.subscribeToAll({ fromPosition: 'end' });
         const iterator = sub[Symbol.asyncIterator]();
