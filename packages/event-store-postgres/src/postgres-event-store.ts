@@ -97,6 +97,8 @@ interface PendingAppend {
   prepared: PreparedAppend;
   /** The last event id of the unsettled append this one was issued behind, or null. */
   afterId: string | null;
+  /** Issue order through this instance (see `EndWatcher`). */
+  seq: number;
   resolve: (result: AppendResult) => void;
   reject: (error: unknown) => void;
 }
@@ -229,6 +231,10 @@ class PostgresStore implements PostgresEventStore {
   private readonly unsettled = new Map<string, { end: number | null; lastId: string }>();
   private readonly chainPipelinedAppends: boolean;
   private launchScheduled = false;
+  /** Appends issued through this instance so far. */
+  private issued = 0;
+  /** Subscriptions from 'end' still finding out where the end is. */
+  private readonly endWatchers = new Set<EndWatcher>();
 
   constructor(
     private readonly pool: pg.Pool,
@@ -266,7 +272,7 @@ class PostgresStore implements PostgresEventStore {
     }
     if (!this.chainPipelinedAppends) {
       return new Promise((resolve, reject) => {
-        this.pending.push({ prepared, afterId: null, resolve, reject });
+        this.pending.push({ prepared, afterId: null, seq: ++this.issued, resolve, reject });
         this.scheduleLaunch();
       });
     }
@@ -289,6 +295,7 @@ class PostgresStore implements PostgresEventStore {
       this.pending.push({
         prepared,
         afterId,
+        seq: ++this.issued,
         resolve: (result) => {
           settled();
           resolve(result);
@@ -413,6 +420,13 @@ class PostgresStore implements PostgresEventStore {
           groups[i] as AppendRow[],
         );
         wrote ||= !result.idempotent;
+        if (!result.idempotent && this.endWatchers.size > 0) {
+          const first = (result.events[0] as RecordedEvent).position;
+          for (const watcher of this.endWatchers) {
+            if (append.seq > watcher.since && (watcher.floor === null || first < watcher.floor))
+              watcher.floor = first;
+          }
+        }
         append.resolve(result);
       } catch (error) {
         append.reject(error);
@@ -511,14 +525,18 @@ class PostgresStore implements PostgresEventStore {
     this.subscriptions.add(queue);
     const from = options?.fromPosition ?? 'start';
     const filter = options?.filter;
+    // Taken now, not when the end is read: an append issued after this call must be delivered.
+    const watcher: EndWatcher | null = from === 'end' ? { since: this.issued, floor: null } : null;
+    if (watcher) this.endWatchers.add(watcher);
     const run = async () => {
       validateBatchSize(options?.batchSize, this.pageSize);
       let after: Position | null =
         from === 'start'
           ? null
           : from === 'end'
-            ? (await this.settledHorizon()).head
+            ? endBelow((await this.settledHorizon()).head, watcher?.floor ?? null)
             : positionOf(parsePosition(from));
+      if (watcher) this.endWatchers.delete(watcher);
       let caughtUp = false;
       let settleTarget: bigint | null = null;
       let settleDeadline = 0;
@@ -600,7 +618,10 @@ class PostgresStore implements PostgresEventStore {
     };
     run()
       .catch((error) => queue.fail(mapPgError(error)))
-      .finally(() => this.subscriptions.delete(queue));
+      .finally(() => {
+        this.subscriptions.delete(queue);
+        if (watcher) this.endWatchers.delete(watcher);
+      });
     return {
       [Symbol.asyncIterator]: () => queue,
       takeBuffered: (max) => queue.takeBuffered(max),
@@ -767,6 +788,24 @@ class PostgresStore implements PostgresEventStore {
   private assertOpen(): void {
     if (this.closed) throw new StoreClosedError();
   }
+}
+
+/**
+ * A subscription from 'end' learns the end from the database a moment after it was asked for;
+ * waiting for older transactions to settle makes that moment up to `visibilityWaitMs`. Appends
+ * this instance issued after the call and wrote in that moment are past the end the caller meant.
+ */
+interface EndWatcher {
+  /** `issued` when the subscription was asked for: later appends are after its end. */
+  since: number;
+  /** The first position written by such an append, or null while there is none. */
+  floor: Position | null;
+}
+
+/** The exclusive start of a subscription from 'end': the head, or just below the first later append. */
+function endBelow(head: Position | null, floor: Position | null): Position | null {
+  if (floor === null || (head !== null && floor > head)) return head;
+  return positionOf(justBefore(parsePosition(floor)));
 }
 
 function positionOf(cursor: Cursor): Position {
