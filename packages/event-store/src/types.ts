@@ -95,7 +95,13 @@ export interface ReadAllOptions {
 }
 
 export interface SubscribeToAllOptions {
-  /** Exclusive: the subscription resumes strictly after this position. */
+  /**
+   * Exclusive: the subscription resumes strictly after this position. `'end'` is the head when the
+   * adapter reads it, a moment after the call: appends this store instance issues after the call
+   * are delivered, but appends by other processes (or, on EventStoreDB, any append) racing the call
+   * may fall on either side of it. Every event appended after `caught-up` arrives; a consumer that
+   * must see a particular write starts from a position before it.
+   */
   fromPosition?: Position | 'start' | 'end';
   filter?: EventFilter;
   /** Events fetched per page while catching up. */
