@@ -1,4 +1,10 @@
-import { type EventStore, InvalidReadOptionsError, type Position, type SqlClient } from '@muster/event-store';
+import {
+  comparePositions,
+  type EventStore,
+  InvalidReadOptionsError,
+  type Position,
+  type SqlClient,
+} from '@muster/event-store';
 import {
   evaluate,
   type MissionState,
@@ -426,6 +432,15 @@ export function createReadinessQueries(options: ReadinessQueriesOptions): Readin
 
     async verdictAtPosition(missionId, given) {
       const position = canonicalPosition(store, given);
+      // A position the log has not reached has no recorded instant yet: answering it from today's
+      // log would be contradicted once the log gets there (a mandate expiring in between).
+      const logHead = await store.headPosition();
+      if (logHead === null || comparePositions(position, logHead) > 0) {
+        throw new ProjectionError('invalid-position', {
+          value: String(given).slice(0, 60),
+          detail: `the log has not reached it (its last position is ${logHead ?? 'none'})`,
+        });
+      }
       const stream = missionStreamName(missionId);
       const head = await store.streamRevision(stream);
       if (head === null) return null;
