@@ -303,6 +303,58 @@ async function playSteps(driver: MissionDriver, clock: ManualClock, from: number
 
 const READ_MODELS = ['readiness_missions', 'readiness_history', 'readiness_verdicts'] as const;
 
+describe('an audit racing the projection', () => {
+  it('is done again when a change lands between the mission row and its history', async () => {
+    const clock = new ManualClock();
+    const f = await openSqliteFixture('audit-race', clock);
+    const runner = await startProjections({
+      store: f.store,
+      sql: f.sql,
+      projections: [createReadinessProjection({ store: f.store })],
+      clock: clock.now,
+      timeGraceMs: 0,
+      tickMs: 20,
+    });
+    try {
+      await playMssHaiti(f.store, clock);
+      await runner.waitForPosition((await f.store.headPosition()) as string, 10_000);
+      const timeRows = async () =>
+        (
+          await f.sql.query("SELECT seq FROM readiness_history WHERE mission_id = $1 AND cause = 'time'", [
+            missionId,
+          ])
+        ).length;
+      expect(await timeRows()).toBe(0);
+      // The first read of the history lets the mandate expire first, as a scheduler round would.
+      let raced = false;
+      const racing = new Proxy(f.sql, {
+        get(target, key, receiver) {
+          if (key !== 'query') return Reflect.get(target, key, receiver);
+          return async (text: string, params?: readonly unknown[]) => {
+            if (!raced && text.includes('readiness_history')) {
+              raced = true;
+              clock.set('2024-11-01T00:00:00Z');
+              runner.poke();
+              for (let i = 0; i < 250 && (await timeRows()) === 0; i++) {
+                await new Promise((r) => setTimeout(r, 20));
+              }
+            }
+            return target.query(text, params);
+          };
+        },
+      });
+      const report = await auditMission({ store: f.store, sql: racing, missionId });
+      expect(raced).toBe(true);
+      expect(await timeRows()).toBeGreaterThan(0);
+      expect(report).toMatchObject({ ok: true, mismatches: [] });
+      expect(report?.comparedUpTo.timeUntil).toBe('2024-11-01T00:00:00.000Z');
+    } finally {
+      await runner.close();
+      await f.close();
+    }
+  });
+});
+
 describe('a read model behind the log', () => {
   it('is only "projection behind" when the checkpoint is: a read model behind its own checkpoint is a mismatch', async () => {
     const clock = new ManualClock();
