@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { decide } from './decide.js';
 import { DomainError } from './errors.js';
-import { initialState } from './state.js';
+import { evaluate } from './evaluate.js';
+import { fold, initialState } from './state.js';
 import { missionTemplates } from './templates.js';
 import {
   command,
@@ -793,5 +794,68 @@ describe('AuthoriseDeployment', () => {
 describe('decide', () => {
   it('throws DomainErrors only, for any malformed input', () => {
     expect(() => decide({ type: 'Nope' } as never, initialState())).toThrow(DomainError);
+  });
+});
+
+describe('changes dated before the latest change of the same switch', () => {
+  const define = defineTestMission();
+  const at = (day: number) => `2024-03-${String(day).padStart(2, '0')}T00:00:00.000Z`;
+
+  it('refuses a resumption dated before the suspension it would lift (it would lift nothing)', () => {
+    const suspend = command('SuspendDeployment', { reason: 'hold' }, at(10));
+    const suspended = history(define, suspend);
+    given(suspended)
+      .when(command('ResumeDeployment', { reason: 'lift' }, at(5)))
+      .thenError('dated-before-latest-change', { what: 'suspension', latestChangeAt: at(10) });
+    // At or after the suspension it is accepted, and the verdict then shows it lifted.
+    const state = fold(history(define, suspend, command('ResumeDeployment', { reason: 'lift' }, at(10))));
+    const unblocked = evaluate(state, at(20)).phases[0]?.preconditions.find((p) => p.id === 'unblocked');
+    expect(unblocked?.met).toBe(true);
+  });
+
+  it('refuses a suspension dated before the resumption already recorded', () => {
+    const h = history(
+      define,
+      command('SuspendDeployment', { reason: 'hold' }, at(2)),
+      command('ResumeDeployment', { reason: 'lift' }, at(5)),
+    );
+    given(h)
+      .when(command('SuspendDeployment', { reason: 'again' }, at(3)))
+      .thenError('dated-before-latest-change', { what: 'suspension' });
+  });
+
+  it('refuses a court order lifted before it barred, a council dissolved before its approval, an approval revoked before it was granted', () => {
+    given(
+      history(
+        define,
+        command('RecordCourtOrder', { reference: 'E1/2024', court: 'High Court', effect: 'barring' }, at(10)),
+      ),
+    )
+      .when(
+        command('RecordCourtOrder', { reference: 'E1/2024', court: 'High Court', effect: 'lifted' }, at(5)),
+      )
+      .thenError('dated-before-latest-change', { what: 'court-order E1/2024' });
+    given(history(define, command('ApproveCouncil', { councilName: 'TPC', process: 'p' }, at(10))))
+      .when(command('DissolveCouncil', { reason: 'r' }, at(5)))
+      .thenError('dated-before-latest-change', { what: 'council-approved' });
+    given(
+      history(
+        define,
+        command('RecordApproval', { body: 'parliament', nation: 'kenya', decision: 'granted' }, at(10)),
+      ),
+    )
+      .when(command('RecordApproval', { body: 'parliament', nation: 'kenya', decision: 'revoked' }, at(5)))
+      .thenError('dated-before-latest-change', { what: 'parliament-approved kenya' });
+  });
+
+  it('still accepts a first change dated early (a late record of a past fact)', () => {
+    const h = history(
+      define,
+      command('PledgePersonnel', { pledgeId: 'p', pledger: 'benin', officers: 5 }, at(10)),
+    );
+    const suspend = command('SuspendDeployment', { reason: 'hold' }, at(2));
+    given(h)
+      .when(suspend)
+      .thenEvents([event(suspend, 'DeploymentSuspended', { reason: 'hold' })]);
   });
 });

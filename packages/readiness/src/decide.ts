@@ -8,14 +8,16 @@ import {
   type MissionEventType,
 } from './events.js';
 import { eventIdFor } from './ids.js';
-import { canonicalInstant, toMs } from './instant.js';
+import { canonicalInstant, toIso, toMs } from './instant.js';
 import { mapGet } from './pmap.js';
+import { vecLast } from './pvec.js';
 import {
   factHolds,
   type MissionInfo,
   type MissionState,
   NO_SUBJECT,
   type PledgeRecord,
+  type SwitchRecord,
   switchRecord,
 } from './state.js';
 import { missionTemplates } from './templates.js';
@@ -61,6 +63,30 @@ function requireNewPledge(state: MissionState, pledgeId: string): void {
 
 function blockerActive(state: MissionState, kind: string, subject: string = NO_SUBJECT): boolean {
   return switchRecord(state.blockers, kind, subject)?.current ?? false;
+}
+
+/**
+ * Refuses a change to a switch (a blocker, the council, an approval) dated before the latest
+ * change already recorded for it. decide checks `current` (the last change recorded) while the
+ * verdict follows occurredAt: a resumption dated before the suspension it lifts would be accepted
+ * and then lift nothing, leaving the deployment suspended for good while decide, believing it
+ * resumed, refused every further ResumeDeployment. Keeping each switch's changes in date order
+ * keeps what decide believes and what the verdict shows the same.
+ */
+function requireNotBeforeLatest(
+  record: SwitchRecord | undefined,
+  command: MissionCommand,
+  what: string,
+): void {
+  const latest = record === undefined ? undefined : vecLast(record.points);
+  if (latest !== undefined && toMs(command.occurredAt, 'occurredAt') < latest.at) {
+    throw new DomainError('dated-before-latest-change', {
+      what,
+      occurredAt: canonicalInstant(command.occurredAt),
+      latestChangeAt: toIso(latest.at),
+      latestEventId: latest.eventId,
+    });
+  }
 }
 
 /**
@@ -245,6 +271,7 @@ function decideForMission(
       if (factHolds(state, 'council-approved')) {
         throw new DomainError('council-already-approved');
       }
+      requireNotBeforeLatest(switchRecord(state.facts, 'council-approved'), command, 'council-approved');
       return out
         .emit('CouncilApproved', { councilName: command.councilName, process: command.process })
         .done();
@@ -252,6 +279,7 @@ function decideForMission(
       if (!factHolds(state, 'council-approved')) {
         throw new DomainError('council-not-approved');
       }
+      requireNotBeforeLatest(switchRecord(state.facts, 'council-approved'), command, 'council-approved');
       return out.emit('CouncilDissolved', { reason: command.reason }).done();
     case 'RecordHostAdministrationStatus':
       return out
@@ -299,6 +327,11 @@ function decideForMission(
       if (command.effect === 'lifted' && !active) {
         throw new DomainError('court-order-not-active', { reference: command.reference });
       }
+      requireNotBeforeLatest(
+        switchRecord(state.blockers, 'court-order', command.reference),
+        command,
+        `court-order ${command.reference}`,
+      );
       return out
         .emit('CourtOrderRecorded', {
           reference: command.reference,
@@ -309,17 +342,19 @@ function decideForMission(
         .done();
     }
     case 'RecordApproval': {
-      const granted = factHolds(
-        state,
-        command.body === 'cabinet' ? 'cabinet-approved' : 'parliament-approved',
-        command.nation,
-      );
+      const fact = command.body === 'cabinet' ? 'cabinet-approved' : 'parliament-approved';
+      const granted = factHolds(state, fact, command.nation);
       if (command.decision === 'granted' && granted) {
         throw new DomainError('approval-already-granted', { body: command.body, nation: command.nation });
       }
       if (command.decision === 'revoked' && !granted) {
         throw new DomainError('approval-not-granted', { body: command.body, nation: command.nation });
       }
+      requireNotBeforeLatest(
+        switchRecord(state.facts, fact, command.nation),
+        command,
+        `${fact} ${command.nation}`,
+      );
       return out
         .emit('ApprovalRecorded', {
           body: command.body,
@@ -361,11 +396,13 @@ function decideForMission(
       if (blockerActive(state, 'suspension')) {
         throw new DomainError('deployment-already-suspended');
       }
+      requireNotBeforeLatest(switchRecord(state.blockers, 'suspension'), command, 'suspension');
       return out.emit('DeploymentSuspended', { reason: command.reason }).done();
     case 'ResumeDeployment':
       if (!blockerActive(state, 'suspension')) {
         throw new DomainError('deployment-not-suspended');
       }
+      requireNotBeforeLatest(switchRecord(state.blockers, 'suspension'), command, 'suspension');
       return out.emit('DeploymentResumed', { reason: command.reason }).done();
     case 'AuthoriseDeployment':
       return authoriseDeployment(command, state, out);

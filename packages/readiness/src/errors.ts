@@ -47,6 +47,10 @@ export const DOMAIN_ERRORS = {
   'reconnaissance-already-completed': { status: 409, message: 'The reconnaissance is already completed' },
   'deployment-already-suspended': { status: 409, message: 'Deployment is already suspended' },
   'deployment-not-suspended': { status: 409, message: 'Deployment is not suspended' },
+  'dated-before-latest-change': {
+    status: 409,
+    message: 'The change is dated before the latest recorded change of the same blocker, council or approval',
+  },
   'phase-not-found': { status: 404, message: 'The policy in force has no such phase' },
   'phase-already-authorised': { status: 409, message: 'Deployment of this phase is already authorised' },
   'phase-not-ready': {

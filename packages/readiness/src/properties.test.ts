@@ -4,7 +4,8 @@ import type { MissionCommand } from './commands.js';
 import { diffVerdicts, verdictChanged } from './diff.js';
 import { evaluate, type MissionVerdict, nextChangeAt } from './evaluate.js';
 import { fromStoredEvent, toStoredEvent } from './events.js';
-import { mapValues } from './pmap.js';
+import { mapEntries, mapValues } from './pmap.js';
+import { vecLast } from './pvec.js';
 import { deserializeState, evolve, fold, serializeState } from './state.js';
 import { evaluationInstantArb, historyArb, instantArb, run } from './test-support/arbitraries.js';
 import { MISSION } from './test-support/spec.js';
@@ -142,6 +143,28 @@ describe('properties', () => {
           expect(verdictChanged(before, evaluate(state, probe))).toBe(false);
         },
       ),
+    );
+  });
+
+  it('what decide believes of a blocker, the council or an approval is what the verdict shows from its latest change on', () => {
+    // decide checks `current` (the last change recorded); evaluate reads the timeline by date.
+    const guarded = new Set(['council-approved', 'cabinet-approved', 'parliament-approved']);
+    fc.assert(
+      fc.property(historyArb, ({ state }) => {
+        const switches = [
+          ...mapEntries(state.facts).filter(([name]) => guarded.has(name)),
+          ...mapEntries(state.blockers),
+        ];
+        for (const [name, subjects] of switches) {
+          for (const [subject, record] of mapEntries(subjects)) {
+            expect({ name, subject, on: vecLast(record.points)?.on }).toEqual({
+              name,
+              subject,
+              on: record.current,
+            });
+          }
+        }
+      }),
     );
   });
 
