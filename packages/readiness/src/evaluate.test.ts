@@ -5,6 +5,7 @@ import { evaluate, MAX_EVIDENCE, nextChangeAt, type PreconditionResult } from '.
 import type { MissionEvent } from './events.js';
 import type { Policy } from './policy.js';
 import { fold, initialState, type MissionState } from './state.js';
+import { evaluateStatus } from './status.js';
 import { command, defineTestMission, history } from './test-support/spec.js';
 
 const D = (day: number, hour = 0) =>
@@ -499,3 +500,37 @@ describe('nextChangeAt', () => {
 function testPolicy2(): Policy {
   return { phases: [{ id: 'alpha', title: 'Alpha', preconditions: [] }] };
 }
+
+describe('officers-ready with a unit named twice', () => {
+  it('counts the unit once, in evaluate and in evaluateStatus', () => {
+    const policy = {
+      phases: [
+        {
+          id: 'go',
+          title: 'Go',
+          preconditions: [
+            {
+              kind: 'threshold' as const,
+              id: 'officers',
+              title: 'Officers',
+              measure: 'officers-ready' as const,
+              minimum: 100,
+              units: ['RDU', 'RDU'],
+            },
+          ],
+        },
+      ],
+    };
+    const state = fold(
+      history(
+        command('DefineMission', { name: 'M', leadNation: 'kenya', policy }),
+        command('ReportUnitReadiness', { unit: 'RDU', officersReady: 50, status: 'standby' }),
+      ),
+    );
+    const result = evaluate(state, '2024-03-02T00:00:00Z').phases[0]?.preconditions[0];
+    expect(result?.met).toBe(false);
+    expect(result?.missing).toBe('officers ready 50 of 100');
+    expect(result?.evidence).toHaveLength(1);
+    expect(evaluateStatus(state, '2024-03-02T00:00:00Z').phases[0]?.preconditions[0]?.met).toBe(false);
+  });
+});

@@ -303,7 +303,11 @@ function evaluateThreshold(context: Context, precondition: ThresholdPrecondition
       const units = precondition.units ?? mapEntries(context.state.units).map(([unit]) => unit);
       let total = 0;
       const evidence: string[] = [];
-      for (const unit of units) {
+      for (const [i, unit] of units.entries()) {
+        // The policy schema lets a unit be named twice; its officers are still counted once.
+        if (units.indexOf(unit) !== i) {
+          continue;
+        }
         const reports = mapGet(context.state.units, unit);
         if (reports === undefined) {
           continue;

@@ -246,8 +246,12 @@ function metAt(state: MissionState, precondition: Precondition, t: number): bool
             total += officersAt(reports, t);
           }
         } else {
-          for (const unit of precondition.units) {
-            total += officersAt(mapGet(state.units, unit), t);
+          const { units } = precondition;
+          for (let i = 0; i < units.length; i++) {
+            // A unit named twice counts once, as in evaluate.
+            if (units.indexOf(units[i] as string) === i) {
+              total += officersAt(mapGet(state.units, units[i] as string), t);
+            }
           }
         }
         return total >= precondition.minimum;
