@@ -174,6 +174,15 @@ describe('AmendPolicy', () => {
       .when(command('AmendPolicy', { policy, reason: 'backdated', effectiveFrom: T0 }, LATER))
       .thenError('effective-before-occurrence', { effectiveFrom: T0, occurredAt: LATER });
   });
+
+  it('refuses an amendment in force before the mission was defined (the verdict has no policy then)', () => {
+    const before = '2024-02-01T00:00:00.000Z';
+    given(defined)
+      .when(command('AmendPolicy', { policy, reason: 'backdated' }, before))
+      .thenError('effective-before-definition', { effectiveFrom: before, definedAt: T0 });
+    const state = fold(defined);
+    expect(evaluate(state, '2024-02-15T00:00:00Z').policyVersion).toBeNull();
+  });
 });
 
 describe('PledgeLogistics', () => {

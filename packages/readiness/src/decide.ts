@@ -172,6 +172,14 @@ function decideForMission(
           occurredAt: canonicalInstant(command.occurredAt),
         });
       }
+      // Before the definition no version is in force (the verdict has no phases); an amendment
+      // dated earlier would make one govern a mission that did not exist yet.
+      if (toMs(effectiveFrom, 'effectiveFrom') < mission.definedAt) {
+        throw new DomainError('effective-before-definition', {
+          effectiveFrom: canonicalInstant(effectiveFrom),
+          definedAt: toIso(mission.definedAt),
+        });
+      }
       const version = Math.max(...state.policies.map((existing) => existing.version)) + 1;
       return out
         .emit('PolicyAmended', {

@@ -17,6 +17,10 @@ export const DOMAIN_ERRORS = {
     status: 422,
     message: 'A policy amendment cannot take effect before it was made',
   },
+  'effective-before-definition': {
+    status: 422,
+    message: 'A policy amendment cannot take effect before the mission was defined',
+  },
   'pledge-not-found': { status: 404, message: 'No pledge with this id in the mission' },
   'pledge-already-exists': { status: 409, message: 'A pledge with this id already exists in the mission' },
   'pledge-withdrawn': { status: 409, message: 'The pledge has been withdrawn' },
