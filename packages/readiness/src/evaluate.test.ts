@@ -61,6 +61,7 @@ describe('evaluate: fact', () => {
     });
     expect(pre(state, D(10), 'council')).toMatchObject({
       met: false,
+      evidence: [idOf(events, 'CouncilDissolved')],
       missing: `council approved no longer holds since ${D(10)}`,
     });
   });
@@ -347,7 +348,10 @@ describe('evaluate: mandate', () => {
   it('is met from validFrom (once recorded) until validUntil, exclusive', () => {
     const { state, events } = mission([mandate('m', 'UN Security Council', D(5), D(10), D(2))]);
     expect(pre(state, D(1), 'mandate').missing).toBe('no mandate from UN Security Council recorded');
-    expect(pre(state, D(3), 'mandate').missing).toBe(`mandate REF-m valid only from ${D(5)}`);
+    expect(pre(state, D(3), 'mandate')).toMatchObject({
+      missing: `mandate REF-m valid only from ${D(5)}`,
+      evidence: [idOf(events, 'MandateRecorded')],
+    });
     expect(pre(state, D(5), 'mandate')).toMatchObject({
       met: true,
       evidence: [idOf(events, 'MandateRecorded')],
@@ -355,6 +359,7 @@ describe('evaluate: mandate', () => {
     expect(pre(state, D(9, 23), 'mandate').met).toBe(true);
     expect(pre(state, D(10), 'mandate')).toMatchObject({
       met: false,
+      evidence: [idOf(events, 'MandateRecorded')],
       missing: `mandate REF-m expired at ${D(10)}`,
     });
   });

@@ -180,7 +180,13 @@ function evaluateFact(context: Context, precondition: FactPrecondition): Precond
   }
   const what = precondition.subject === undefined ? label : `${label} (${precondition.subject})`;
   const revoked = lastRevoked;
-  return result(precondition, evidence.length > 0, evidence, () =>
+  // Unmet after a revocation: the revoking event (a dissolution, a collapse, a revoked approval)
+  // is what a reader looks up to see why, so it is the evidence.
+  const met = evidence.length > 0;
+  if (!met && revoked !== undefined) {
+    evidence.push(revoked.eventId);
+  }
+  return result(precondition, met, evidence, () =>
     revoked === undefined ? `no ${what} recorded` : `${what} no longer holds since ${toIso(revoked.at)}`,
   );
 }
@@ -376,27 +382,35 @@ function evaluateMandate(context: Context, precondition: MandatePrecondition): P
       mandate.at <= context.t && (body === undefined || mandate.issuingBody.trim().toLowerCase() === body),
   );
   const valid = known.filter((mandate) => mandate.validFrom <= context.t && context.t < mandate.validUntil);
-  const missing = (): string => {
-    const pending = known
-      .filter((mandate) => mandate.validFrom > context.t)
-      .sort((a, b) => a.validFrom - b.validFrom)[0];
+  if (valid.length > 0) {
+    return result(
+      precondition,
+      true,
+      valid.map((mandate) => mandate.eventId),
+      () => '',
+    );
+  }
+  // Unmet: the mandate the sentence names (the next to start, else the last to expire) is the
+  // evidence, so a reader can open the resolution that lapsed or is still to come.
+  const pending = known
+    .filter((mandate) => mandate.validFrom > context.t)
+    .sort((a, b) => a.validFrom - b.validFrom)[0];
+  const expired =
+    pending === undefined
+      ? known
+          .filter((mandate) => mandate.validUntil <= context.t)
+          .sort((a, b) => b.validUntil - a.validUntil)[0]
+      : undefined;
+  const named = pending ?? expired;
+  return result(precondition, false, named === undefined ? [] : [named.eventId], () => {
     if (pending !== undefined) {
       return `mandate ${pending.reference} valid only from ${toIso(pending.validFrom)}`;
     }
-    const expired = known
-      .filter((mandate) => mandate.validUntil <= context.t)
-      .sort((a, b) => b.validUntil - a.validUntil)[0];
     if (expired !== undefined) {
       return `mandate ${expired.reference} expired at ${toIso(expired.validUntil)}`;
     }
     return `no mandate${precondition.issuingBody === undefined ? '' : ` from ${precondition.issuingBody}`} recorded`;
-  };
-  return result(
-    precondition,
-    valid.length > 0,
-    valid.map((mandate) => mandate.eventId),
-    missing,
-  );
+  });
 }
 
 function evaluatePhase(context: Context, precondition: PhasePrecondition): PreconditionResult {
