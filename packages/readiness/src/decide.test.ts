@@ -686,6 +686,10 @@ describe('PrepareReconnaissanceTeam and CompleteReconnaissance', () => {
       .when(cmd)
       .thenEvents([event(cmd, 'ReconnaissanceCompleted', { summary: 'basing assessed' })]);
     given(defined).when(complete()).thenError('reconnaissance-team-not-prepared');
+    // Prepared on 10 March: a completion dated 5 March would precede its team.
+    given(history(define, command('PrepareReconnaissanceTeam', { teamSize: 10 }, '2024-03-10T00:00:00Z')))
+      .when(command('CompleteReconnaissance', { summary: 'done' }, '2024-03-05T00:00:00Z'))
+      .thenError('reconnaissance-team-not-prepared', { preparedAt: '2024-03-10T00:00:00.000Z' });
     given(history(define, prepare(), complete()))
       .when(complete())
       .thenError('reconnaissance-already-completed');

@@ -392,14 +392,25 @@ function decideForMission(
           note: command.note ?? null,
         })
         .done();
-    case 'CompleteReconnaissance':
+    case 'CompleteReconnaissance': {
       if (factHolds(state, 'reconnaissance-completed')) {
         throw new DomainError('reconnaissance-already-completed');
       }
-      if (!factHolds(state, 'reconnaissance-team-prepared')) {
+      const prepared = switchRecord(state.facts, 'reconnaissance-team-prepared');
+      if (prepared === undefined || !prepared.current) {
         throw new DomainError('reconnaissance-team-not-prepared');
       }
+      // Prepared first in time too, not only in the order recorded: a completion dated before
+      // the preparation would make the reconnaissance complete before it had a team.
+      const preparedAt = vecLast(prepared.points)?.at ?? Number.NEGATIVE_INFINITY;
+      if (toMs(command.occurredAt, 'occurredAt') < preparedAt) {
+        throw new DomainError('reconnaissance-team-not-prepared', {
+          occurredAt: canonicalInstant(command.occurredAt),
+          preparedAt: toIso(preparedAt),
+        });
+      }
       return out.emit('ReconnaissanceCompleted', { summary: command.summary }).done();
+    }
     case 'SuspendDeployment':
       if (blockerActive(state, 'suspension')) {
         throw new DomainError('deployment-already-suspended');
