@@ -34,8 +34,12 @@ import {
 } from './tables.js';
 
 export const READINESS_PROJECTION = 'readiness';
-/** Bump when the read models computed from the same log change: the runner then rebuilds them. */
-export const READINESS_PROJECTION_VERSION = 1;
+/**
+ * Bump when the read models computed from the same log change: the runner then rebuilds them.
+ * 2: verdicts count a unit a policy names twice once, and name evidence for a revoked fact and a
+ * lapsed mandate (stored verdicts of version 1 would differ from what the audit recomputes).
+ */
+export const READINESS_PROJECTION_VERSION = 2;
 
 export interface ReadinessProjectionOptions {
   store: EventStore;
