@@ -293,7 +293,9 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     request.log.debug({ agency: principal.agencyId, keyId: principal.keyId }, 'authenticated');
     return principal;
   };
-  const routes = new RouteRegistry(app, authenticate, config.requestTimeoutMs);
+  const routes = new RouteRegistry(app, authenticate, config.requestTimeoutMs, (principal) =>
+    registry.isActive(principal.keyId),
+  );
   let document: unknown;
   const getDocument = () => {
     document ??= openApiDocument(routes.routes, { version: API_VERSION, serverUrl: config.publicUrl });

@@ -114,6 +114,11 @@ export class RouteRegistry {
     private readonly authenticate: Authenticator,
     /** Past this, a handler's answer is given up on and the caller gets 503 (retry, with the same Idempotency-Key). */
     private readonly handlerTimeoutMs = 30_000,
+    /**
+     * Whether the key that authenticated a request still stands when its handler starts: a key
+     * revoked (or expired) while the body was arriving, or while the request waited, must not act.
+     */
+    private readonly stillValid: (principal: Principal) => boolean = () => true,
   ) {}
 
   add<P, Q, B>(spec: RouteSpec<P, Q, B>): void {
@@ -164,6 +169,9 @@ export class RouteRegistry {
       },
       handler: async (request, reply) => {
         const { principal, params } = callers.get(request) as { principal: Principal | null; params: P };
+        if (principal && !this.stillValid(principal)) {
+          throw new ApiError('unauthorized', 'The API key is not valid (unknown, revoked or expired)');
+        }
         const parse = !spec.validatedByHandler;
         const query =
           spec.query && parse

@@ -100,6 +100,63 @@ describe('abuse and secrets', () => {
     expect([...statuses].sort()).toEqual([401, 429]);
   });
 
+  it('refuses a request whose key was revoked, or expired, while its body was still arriving', async () => {
+    svc = await startTestService();
+    await svc.app.listen({ port: 0, host: '127.0.0.1' });
+    const { port } = svc.app.server.address() as AddressInfo;
+    const service = svc;
+    await service.request('POST', '/v1/missions', { body: { id: 'in-flight', template: 'mss-haiti' } });
+    await service.agency('slow-donor', ['donor'], ['in-flight']);
+    const issue = async (body: Record<string, unknown>) =>
+      (await service.request('POST', '/v1/agencies/slow-donor/keys', { body })).json() as {
+        key: string;
+        keyId: string;
+      };
+    // Headers and half the body now; the rest once `meanwhile` has run.
+    const slowPledge = async (key: string, pledgeId: string, meanwhile: () => Promise<void>) => {
+      const body = JSON.stringify({
+        pledgeId,
+        pledger: 'slow-donor',
+        capability: 'airlift',
+        quantity: 1,
+        unit: 'aircraft',
+      });
+      const socket = connect(port, '127.0.0.1');
+      await new Promise((resolve) => socket.once('connect', resolve));
+      let answer = '';
+      socket.on('data', (chunk) => {
+        answer += chunk;
+      });
+      const closed = new Promise((resolve) => socket.on('close', resolve));
+      socket.write(
+        `POST /v1/missions/in-flight/commands/pledge-logistics HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer ${key}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body.slice(0, 10)}`,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await meanwhile();
+      socket.write(body.slice(10));
+      await closed;
+      return answer;
+    };
+    const events = await svc.eventCount();
+    const revoked = await issue({ label: 'stolen' });
+    const afterRevoke = await slowPledge(revoked.key, 'late-1', async () => {
+      const res = await service.request('DELETE', `/v1/agencies/slow-donor/keys/${revoked.keyId}`);
+      expect(res.statusCode).toBe(204);
+    });
+    expect(afterRevoke).toMatch(/^HTTP\/1\.1 401 /);
+    expect(afterRevoke).toContain('"code":"unauthorized"');
+    const expiring = await issue({
+      label: 'short',
+      expiresAt: new Date(svc.clock.now.getTime() + 60_000).toISOString(),
+    });
+    const afterExpiry = await slowPledge(expiring.key, 'late-2', async () => {
+      service.clock.now = new Date(service.clock.now.getTime() + 120_000);
+    });
+    expect(afterExpiry).toMatch(/^HTTP\/1\.1 401 /);
+    // Nothing but the two key issues and the revocation was appended.
+    expect(await svc.eventCount()).toBe(events + 3);
+  });
+
   it('keeps keys, secrets and Authorization headers out of every log line, even at trace level', async () => {
     svc = await startTestService({ env: { LOG_LEVEL: 'trace' } });
     const key = await svc.agency('leaky', ['coordinator']);

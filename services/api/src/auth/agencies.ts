@@ -201,6 +201,16 @@ export class AgencyRegistry {
     return { agencyId: agency.id, keyId: key.keyId, roles: agency.roles, missions: agency.missions };
   }
 
+  /**
+   * Whether a key that authenticated a request still stands: a request is authenticated when its
+   * headers arrive, and its body may take until the request timeout to follow.
+   */
+  isActive(keyId: string): boolean {
+    const key = this.keys.get(keyId);
+    if (!key || key.revokedAt !== null) return false;
+    return key.expiresAt === null || Date.parse(key.expiresAt) > this.clock().getTime();
+  }
+
   agency(id: string): Agency | undefined {
     return this.agencies.get(id);
   }
