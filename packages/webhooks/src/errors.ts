@@ -9,6 +9,7 @@ export const WEBHOOK_ERRORS = {
   'webhook-not-found': { status: 404, title: 'No such webhook subscription' },
   'webhook-delivery-not-found': { status: 404, title: 'No such webhook delivery' },
   'webhook-secret-limit': { status: 409, title: 'Too many live signing secrets' },
+  'webhook-subscription-limit': { status: 409, title: 'Too many webhook subscriptions' },
   'webhook-service-stopped': { status: 503, title: 'The webhook service is stopping' },
   'webhook-invalid-config': { status: 500, title: 'The webhook service is misconfigured' },
   'webhook-secret-unreadable': { status: 500, title: 'A stored signing secret cannot be decrypted' },

@@ -17,6 +17,7 @@ export { classifyError, RESPONSE_BODY_LIMIT, type SendOutcome } from './sender.j
 export {
   createWebhookService,
   DEFAULT_MAX_IN_FLIGHT,
+  DEFAULT_MAX_SUBSCRIPTIONS_PER_AGENCY,
   MAX_LIVE_SECRETS,
   MAX_PAYLOAD_BYTES,
   REPLAY_CAP,

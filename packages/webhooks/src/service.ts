@@ -53,6 +53,12 @@ import {
 
 export const MAX_PAYLOAD_BYTES = 64 * 1024;
 export const MAX_LIVE_SECRETS = 3;
+/**
+ * Subscriptions one agency may hold. Each change is planned, stored and sent once per matching
+ * subscription: without a bound, one key could multiply every change into thousands of rows and
+ * requests, and aim them all at one third-party URL.
+ */
+export const DEFAULT_MAX_SUBSCRIPTIONS_PER_AGENCY = 100;
 export const DEFAULT_MAX_IN_FLIGHT = 256;
 /** Deliveries one replay call creates at most; call again from `resumeAfter` for more. */
 export const REPLAY_CAP = 10_000;
@@ -118,6 +124,8 @@ export interface WebhookServiceOptions {
   dispatcherId?: string;
   /** Messages, deliveries, attempts and operational events are kept this long; default 30 days. */
   retentionMs?: number;
+  /** Subscriptions one agency may hold; default {@link DEFAULT_MAX_SUBSCRIPTIONS_PER_AGENCY}. */
+  maxSubscriptionsPerAgency?: number;
   /**
    * Send from the process's sender thread (default true), so that the HTTP work runs beside the
    * database work; false sends from the calling thread. Either way with the same guard and limits.
@@ -188,6 +196,7 @@ export class WebhookService {
   private unsubscribe: (() => void) | null = null;
   private purgeTimer: NodeJS.Timeout | null = null;
   private readonly retentionMs: number;
+  private readonly maxSubscriptionsPerAgency: number;
   private readonly canonicalPosition: ((position: string) => string) | undefined;
 
   constructor(private readonly options: WebhookServiceOptions) {
@@ -224,6 +233,8 @@ export class WebhookService {
       missionScope: options.missionScope ?? (() => '*'),
     };
     this.retentionMs = options.retentionMs ?? 30 * 24 * 3600 * 1000;
+    this.maxSubscriptionsPerAgency =
+      options.maxSubscriptionsPerAgency ?? DEFAULT_MAX_SUBSCRIPTIONS_PER_AGENCY;
     this.canonicalPosition = options.canonicalPosition;
     const senderOptions = {
       policy,
@@ -336,6 +347,17 @@ export class WebhookService {
     const id = timeId('wh', now);
     const secret = generateSecret();
     await this.ctx.sql.transaction(async (tx) => {
+      const [held] = await tx.query<{ n: number | string }>(
+        'SELECT COUNT(*) AS n FROM webhook_subscriptions WHERE agency_id = $1',
+        [agencyId],
+      );
+      if (num(held?.n ?? 0) >= this.maxSubscriptionsPerAgency) {
+        throw new WebhookError(
+          'webhook-subscription-limit',
+          `Agency '${agencyId}' holds ${this.maxSubscriptionsPerAgency} subscriptions already; delete one first`,
+          { limit: this.maxSubscriptionsPerAgency },
+        );
+      }
       const [head] = await tx.query<{ head: number | string | null }>(
         'SELECT COALESCE(MAX(seq), 0) AS head FROM readiness_changes',
       );

@@ -52,6 +52,26 @@ for (const backend of backends) {
         expect(all.eventTypes).toEqual(['readiness.changed', 'precondition.changed', 'pledge.changed']);
       });
 
+      it('caps the subscriptions of one agency, so that one key cannot multiply every change', async () => {
+        const { sql } = await h.db();
+        const service = await h.service(sql, { maxSubscriptionsPerAgency: 3 });
+        const made: string[] = [];
+        for (let i = 0; i < 3; i++)
+          made.push(
+            (await service.createSubscription('kenya', { url: `https://hooks.example.org/${i}` })).id,
+          );
+        const refused = await expectCode(
+          service.createSubscription('kenya', { url: 'https://hooks.example.org/3' }),
+          'webhook-subscription-limit',
+        );
+        expect(refused).toMatchObject({ status: 409, limit: 3 });
+        expect((await service.listSubscriptions('kenya')).items).toHaveLength(3);
+        // Another agency has its own allowance, and a deletion gives one back.
+        await service.createSubscription('canada', { url: 'https://hooks.example.org/c' });
+        await service.deleteSubscription('kenya', made[0] as string);
+        await service.createSubscription('kenya', { url: 'https://hooks.example.org/again' });
+      });
+
       it('never shows one agency the subscriptions of another', async () => {
         const { sql } = await h.db();
         const service = await h.service(sql);
