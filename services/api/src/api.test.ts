@@ -130,6 +130,31 @@ describe('the readiness API', () => {
       expectProblem(await svc.request('GET', '/v1/me', { key: issued.key }), 401, 'unauthorized');
     });
 
+    it('a key that expires cannot issue its agency a key that outlives it', async () => {
+      const until = new Date(svc.clock.now.getTime() + 60_000).toISOString();
+      const short = (
+        await svc.request('POST', '/v1/agencies/kenya/keys', { key: kenya, body: { expiresAt: until } })
+      ).json();
+      const before = await svc.eventCount();
+      const later = new Date(svc.clock.now.getTime() + 3_600_000).toISOString();
+      for (const body of [{ label: 'forever' }, { label: 'later', expiresAt: later }]) {
+        const res = await svc.request('POST', '/v1/agencies/kenya/keys', { key: short.key, body });
+        expect(expectProblem(res, 403, 'forbidden').expiresAt).toBe(until);
+      }
+      expect(await svc.eventCount()).toBe(before);
+      const sooner = new Date(svc.clock.now.getTime() + 30_000).toISOString();
+      const child = await svc.request('POST', '/v1/agencies/kenya/keys', {
+        key: short.key,
+        body: { expiresAt: sooner },
+      });
+      expect(child.statusCode).toBe(201);
+      // A key without an expiry, and an administrator for another agency, are not bound by it.
+      expect(
+        (await svc.request('POST', '/v1/agencies/kenya/keys', { key: kenya, body: { label: 'x' } }))
+          .statusCode,
+      ).toBe(201);
+    });
+
     it('refuses an agency whose rights would not mean what they say', async () => {
       const count = await svc.eventCount();
       for (const [label, body, path] of [

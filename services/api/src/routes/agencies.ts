@@ -166,7 +166,22 @@ export function registerAgencyRoutes(routes: RouteRegistry, services: Services):
           errors: [{ path: 'expiresAt', message: 'must be in the future', code: 'too_small' }],
         });
       }
-      const issued = await agencies.issueKey(params.agencyId, body, actorOf(callerOf(principal)));
+      // A key that expires would otherwise outlive itself through a key it issues for its own
+      // agency: a short-lived key handed to a contractor could mint a permanent one.
+      const caller = callerOf(principal);
+      const callerExpiry = registry.key(caller.keyId)?.expiresAt ?? null;
+      if (
+        caller.agencyId === params.agencyId &&
+        callerExpiry !== null &&
+        (expiresAt === undefined || Date.parse(expiresAt) > Date.parse(callerExpiry))
+      ) {
+        throw new ApiError(
+          'forbidden',
+          `This key expires at ${callerExpiry}: a key it issues must expire no later (give expiresAt)`,
+          { expiresAt: callerExpiry },
+        );
+      }
+      const issued = await agencies.issueKey(params.agencyId, body, actorOf(caller));
       reply.code(201).header('cache-control', 'no-store');
       return issued;
     },
