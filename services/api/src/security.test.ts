@@ -2,6 +2,7 @@ import type { AddressInfo } from 'node:net';
 import { connect } from 'node:net';
 import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
+import { MAX_LIVE_KEYS_PER_AGENCY } from './auth/agencies.js';
 import { registerErrorHandling } from './errors.js';
 import { RouteRegistry } from './routing.js';
 import { ADMIN_KEY, startTestService, type TestService } from './testing/harness.js';
@@ -90,6 +91,27 @@ describe('abuse and secrets', () => {
     await sql.query('PRAGMA max_page_count = 1073741823');
     expect((await define('room-again'))?.statusCode).toBe(201);
     expect(await writable()).toBe('1');
+  });
+
+  it('caps the live keys of an agency, since each key has a rate budget of its own', async () => {
+    svc = await startTestService();
+    const key = await svc.agency('many-keys', ['donor']);
+    const issue = () => svc?.request('POST', '/v1/agencies/many-keys/keys', { key, body: { label: 'more' } });
+    const made: string[] = [];
+    for (let i = 1; i < MAX_LIVE_KEYS_PER_AGENCY; i++) {
+      const res = await issue();
+      expect(res?.statusCode).toBe(201);
+      made.push(res?.json().keyId);
+    }
+    const refused = await issue();
+    expect(refused?.statusCode).toBe(409);
+    expect(refused?.headers['content-type']).toContain('application/problem+json');
+    expect(refused?.json()).toMatchObject({ code: 'conflict', limit: MAX_LIVE_KEYS_PER_AGENCY });
+    // A revoked key no longer counts.
+    expect((await svc.request('DELETE', `/v1/agencies/many-keys/keys/${made[0]}`, { key })).statusCode).toBe(
+      204,
+    );
+    expect((await issue())?.statusCode).toBe(201);
   });
 
   it('limits failed authentication per client address', async () => {

@@ -232,6 +232,13 @@ export class AgencyRegistry {
 
 const DUMMY_HASH = 'f'.repeat(64);
 
+/**
+ * Keys one agency may hold at once (neither revoked nor expired). Rate limits are per key, so
+ * without a bound an agency could issue itself keys until its budget had no limit, and every key
+ * stays in every replica's memory.
+ */
+export const MAX_LIVE_KEYS_PER_AGENCY = 50;
+
 export interface IssuedKey {
   keyId: string;
   agencyId: string;
@@ -269,6 +276,14 @@ export class AgencyService {
     actor: Actor,
   ): Promise<IssuedKey> {
     this.requireAgency(agencyId);
+    const live = this.registry.listKeys(agencyId).filter((k) => this.registry.isActive(k.keyId)).length;
+    if (live >= MAX_LIVE_KEYS_PER_AGENCY) {
+      throw new ApiError(
+        'conflict',
+        `Agency '${agencyId}' holds ${MAX_LIVE_KEYS_PER_AGENCY} live keys already; revoke one first`,
+        { limit: MAX_LIVE_KEYS_PER_AGENCY },
+      );
+    }
     const generated = generateApiKey();
     const expiresAt = input.expiresAt ? new Date(input.expiresAt).toISOString() : null;
     await this.append(
