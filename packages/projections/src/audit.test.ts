@@ -263,9 +263,9 @@ describe('auditing a mission', () => {
 
 type Fixture = Awaited<ReturnType<typeof openSqliteFixture>>;
 
-/** Runs the readiness projection until it has processed the whole log and time up to the clock. */
-async function projectOnce(f: Fixture, clock: ManualClock): Promise<void> {
-  const runner = await startProjections({
+/** The readiness projection on a fixture, its time the test's clock, with no grace. */
+function startReadiness(f: Fixture, clock: ManualClock) {
+  return startProjections({
     store: f.store,
     sql: f.sql,
     projections: [createReadinessProjection({ store: f.store })],
@@ -273,6 +273,11 @@ async function projectOnce(f: Fixture, clock: ManualClock): Promise<void> {
     timeGraceMs: 0,
     tickMs: 20,
   });
+}
+
+/** Runs the readiness projection until it has processed the whole log and time up to the clock. */
+async function projectOnce(f: Fixture, clock: ManualClock): Promise<void> {
+  const runner = await startReadiness(f, clock);
   try {
     expect(await runner.waitForPosition((await f.store.headPosition()) as string, 10_000)).toBe(true);
     // Time moves the watermark only when a change is due by then.
@@ -307,14 +312,7 @@ describe('an audit racing the projection', () => {
   it('is done again when a change lands between the mission row and its history', async () => {
     const clock = new ManualClock();
     const f = await openSqliteFixture('audit-race', clock);
-    const runner = await startProjections({
-      store: f.store,
-      sql: f.sql,
-      projections: [createReadinessProjection({ store: f.store })],
-      clock: clock.now,
-      timeGraceMs: 0,
-      tickMs: 20,
-    });
+    const runner = await startReadiness(f, clock);
     try {
       await playMssHaiti(f.store, clock);
       await runner.waitForPosition((await f.store.headPosition()) as string, 10_000);
