@@ -61,15 +61,22 @@ describe('DefineMission', () => {
       ]);
   });
 
-  it('lets a template be given another name, lead nation and base currency', () => {
+  it('lets a template be given another name and lead nation, but not another base currency', () => {
     const cmd = command('DefineMission', {
       template: 'mss-haiti',
       name: 'Drill',
       leadNation: 'jamaica',
-      baseCurrency: 'EUR',
+      baseCurrency: 'USD',
     });
     const [defined] = decide(cmd, initialState());
-    expect(defined?.data).toMatchObject({ name: 'Drill', leadNation: 'jamaica', baseCurrency: 'EUR' });
+    expect(defined?.data).toMatchObject({ name: 'Drill', leadNation: 'jamaica', baseCurrency: 'USD' });
+    // Its funding threshold is 200,000,000 USD: the same number in euros would be another rule.
+    given([])
+      .when(command('DefineMission', { template: 'mss-haiti', baseCurrency: 'EUR' }))
+      .thenError('invalid-mission-definition', {
+        reason:
+          'the mss-haiti template counts its amounts in USD; give a full policy to define a mission in EUR',
+      });
   });
 
   it('defaults the base currency of a full policy to USD', () => {

@@ -136,6 +136,17 @@ function defineMission(command: CommandOf<'DefineMission'>, state: MissionState)
     });
   }
   const base = template === undefined ? undefined : missionTemplates[template];
+  // A template's thresholds are amounts in its own currency: taken over in another, 200,000,000
+  // USD would silently become 200,000,000 EUR.
+  if (
+    base !== undefined &&
+    command.baseCurrency !== undefined &&
+    command.baseCurrency !== base.baseCurrency
+  ) {
+    throw new DomainError('invalid-mission-definition', {
+      reason: `the ${template} template counts its amounts in ${base.baseCurrency}; give a full policy to define a mission in ${command.baseCurrency}`,
+    });
+  }
   const name = command.name ?? base?.name;
   const leadNation = command.leadNation ?? base?.leadNation;
   if (name === undefined || leadNation === undefined) {
