@@ -22,6 +22,7 @@ import { lazyRequestLogger } from './logger.js';
 import { Metrics } from './metrics.js';
 import { MissionWriter } from './missions/mission-writer.js';
 import { ProjectedReadModel } from './missions/projected-read-model.js';
+import { webhookDocuments } from './openapi-webhooks.js';
 import { type RateDecision, RateLimiter } from './rate-limit.js';
 import { registerAdminRoutes } from './routes/admin.js';
 import { registerAgencyRoutes } from './routes/agencies.js';
@@ -223,7 +224,16 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
         throw new ApiError('invalid-header', 'Muster-Min-Position must be one position');
       position = store.canonicalPosition(given);
     } catch (error) {
-      return done(error as Error);
+      // The store's own refusal (invalid-read-options) is about read options, not the header the
+      // caller got wrong: answer as for every other bad header.
+      return done(
+        error instanceof ApiError
+          ? error
+          : new ApiError(
+              'invalid-header',
+              `Muster-Min-Position is not a log position: ${(error as Error).message}`,
+            ),
+      );
     }
     projections.waitForPosition(position, MIN_POSITION_WAIT_MS).then(
       (reached) =>
@@ -298,7 +308,11 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   );
   let document: unknown;
   const getDocument = () => {
-    document ??= openApiDocument(routes.routes, { version: API_VERSION, serverUrl: config.publicUrl });
+    document ??= openApiDocument(
+      routes.routes,
+      { version: API_VERSION, serverUrl: config.publicUrl },
+      webhookDocuments(),
+    );
     return document;
   };
   registerOperationRoutes(routes, services, getDocument);

@@ -20,25 +20,58 @@ export interface ResponseSpec {
   alternatives?: Record<string, string>;
 }
 
+const retryAfter = {
+  'Retry-After': { description: 'Seconds to wait before retrying', schema: z.string() },
+};
+
 /**
  * Answers every route of its kind can give, documented once here: a route lists only its own,
- * and its own description wins where both name a status.
+ * and its own description wins where both name a status (the headers of both are kept).
  */
 function commonResponses(route: RouteSpec<unknown, unknown, unknown>): Record<number, ResponseSpec> {
   const common: Record<number, ResponseSpec> = {};
-  if (route.params || route.query || route.body || route.headers) {
+  // Any GET reads Muster-Min-Position, so any GET can be refused for a malformed one.
+  if (route.params || route.query || route.body || route.headers || route.method === 'GET') {
     common[400] = { description: 'A parameter, query, header or body is not valid (each problem listed)' };
   }
   if (!route.public) {
-    common[401] = { description: 'No valid API key' };
-    common[429] = { description: 'Past the rate limit (Retry-After)' };
+    common[401] = {
+      description: 'No valid API key',
+      headers: { 'WWW-Authenticate': { description: 'Bearer realm="muster"', schema: z.string() } },
+    };
+    common[429] = { description: 'Past the rate limit (Retry-After)', headers: retryAfter };
   }
+  // fastify refuses a path parameter over its length limit before routing on it.
+  if (route.params) common[414] = { description: 'A path segment is over 100 characters' };
   if (route.body) {
     common[413] = { description: 'The body is over the limit' };
     common[415] = { description: 'The body is not application/json' };
   }
+  common[503] = {
+    description:
+      'Not available now: the service is shutting down, the request took too long, or the read models have not reached Muster-Min-Position; retry after Retry-After',
+    headers: retryAfter,
+  };
   return common;
 }
+
+/** The route's own answer over the common one, keeping the headers of both. */
+function mergeResponse(common: ResponseSpec | undefined, own: ResponseSpec | undefined): ResponseSpec {
+  if (!common) return own as ResponseSpec;
+  if (!own) return common;
+  const headers = { ...common.headers, ...own.headers };
+  return { ...own, ...(Object.keys(headers).length > 0 ? { headers } : {}) };
+}
+
+/** Read-your-writes across replicas (see app.ts): every GET waits for the position it names. */
+const minPositionParameter = {
+  name: 'Muster-Min-Position',
+  in: 'header',
+  required: false,
+  description:
+    'A global log position a write answered with: the read waits (up to 2 s) until the read models hold it, else 503',
+  schema: { type: 'string', maxLength: 80 },
+};
 
 export interface RouteContext<P, Q, B> {
   params: P;
@@ -204,10 +237,24 @@ export class RouteRegistry {
   }
 }
 
+function responsesOf(route: RouteSpec<unknown, unknown, unknown>) {
+  const common = commonResponses(route);
+  const statuses = new Set([...Object.keys(common), ...Object.keys(route.responses)].map(Number));
+  return Object.fromEntries(
+    [...statuses]
+      .sort((a, b) => a - b)
+      .map((status) => [
+        String(status),
+        responseObject(status, mergeResponse(common[status], route.responses[status])),
+      ]),
+  );
+}
+
 /** Builds the OpenAPI 3.1 document from the declared routes. */
 export function openApiDocument(
   routes: readonly RouteSpec<unknown, unknown, unknown>[],
   info: { version: string; serverUrl?: string | undefined },
+  webhooks?: Record<string, unknown>,
 ) {
   const paths: Record<string, Record<string, unknown>> = {};
   for (const route of routes) {
@@ -222,6 +269,7 @@ export function openApiDocument(
         description: h.description,
         schema: jsonSchema(h.schema),
       })),
+      ...(route.method === 'GET' ? [minPositionParameter] : []),
     ];
     const operation: Record<string, unknown> = {
       operationId: route.operationId,
@@ -230,11 +278,7 @@ export function openApiDocument(
       tags: route.tags,
       ...(parameters.length > 0 ? { parameters } : {}),
       ...(route.public ? { security: [] } : {}),
-      responses: Object.fromEntries(
-        Object.entries({ ...commonResponses(route), ...route.responses })
-          .sort(([a], [b]) => Number(a) - Number(b))
-          .map(([status, response]) => [status, responseObject(Number(status), response)]),
-      ),
+      responses: responsesOf(route),
     };
     if (route.body) {
       operation.requestBody = {
@@ -262,6 +306,7 @@ export function openApiDocument(
       schemas: { Problem: jsonSchema(problemSchema) },
     },
     paths,
+    ...(webhooks ? { webhooks } : {}),
   };
 }
 
@@ -273,7 +318,17 @@ export const problemSchema = z
     detail: z.string(),
     code: z.string().describe('Stable machine-readable code'),
     instance: z.string().optional(),
-    errors: z.array(z.object({ path: z.string(), message: z.string(), code: z.string() })).optional(),
+    errors: z
+      .array(
+        z.object({
+          path: z.string(),
+          message: z.string(),
+          // The webhook service names the field and the problem, not a validator code.
+          code: z.string().optional(),
+          in: z.enum(['path', 'query', 'body']).optional().describe('The part of the request'),
+        }),
+      )
+      .optional(),
   })
   .catchall(z.unknown());
 
@@ -298,7 +353,8 @@ function responseObject(status: number, response: ResponseSpec) {
           ),
         }
       : {}),
-    ...(schema || status !== 204
+    // 204 and 304 have no body, whatever a route says.
+    ...(status !== 204 && status !== 304
       ? {
           content: {
             [contentType]: schema ? { schema } : {},

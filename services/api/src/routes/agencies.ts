@@ -102,7 +102,11 @@ export function registerAgencyRoutes(routes: RouteRegistry, services: Services):
     tags: ['agencies'],
     body: registerAgencySchema,
     responses: {
-      201: { description: 'Registered', schema: agencySchema },
+      201: {
+        description: 'Registered',
+        schema: agencySchema,
+        headers: { Location: { description: 'The agency', schema: z.string() } },
+      },
       403: { description: 'Not an administrator' },
       409: { description: 'Already registered' },
     },
@@ -197,6 +201,7 @@ export function registerAgencyRoutes(routes: RouteRegistry, services: Services):
     responses: {
       200: { description: 'Keys', schema: z.object({ keys: z.array(keyInfoSchema) }) },
       403: { description: 'Another agency' },
+      404: { description: 'No such agency' },
     },
     authorize: requireSelfOrAdmin,
     handler: async ({ params }) => {

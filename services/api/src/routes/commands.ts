@@ -71,22 +71,46 @@ const commandHeaders = {
   },
 };
 
+/** A keyed retry answers what the first call answered, accepted or refused, with this header. */
+const replayed = {
+  'Idempotent-Replayed': {
+    description: '`true` when this is the stored answer to an earlier request with the same Idempotency-Key',
+    schema: z.literal('true'),
+  },
+};
+const etag = (description: string) => ({ ETag: { description, schema: z.string() } });
+
 const commandResponses = (entry?: CommandCatalogEntry) => ({
   201: {
     description: entry ? `Accepted: ${entry.description}` : 'Accepted',
     schema: commandResultSchema,
-    headers: { ETag: { description: 'The mission revision after the command', schema: z.string() } },
+    headers: {
+      ...etag('The mission revision after the command, e.g. "12"'),
+      Location: { description: 'The mission', schema: z.string() },
+      ...replayed,
+    },
   },
   400: { description: 'Malformed body, header or parameter (every bad field listed)' },
   401: { description: 'No valid API key' },
-  403: { description: 'The key may not issue this command on this mission, or not for this party' },
-  404: { description: 'No such mission (or command)' },
-  409: { description: 'Refused by the mission state (e.g. a withdrawn pledge cannot be confirmed)' },
-  412: { description: 'If-Match names a stale revision (or is `*` and the mission has no events)' },
+  403: {
+    description: 'The key may not issue this command on this mission, or not for this party',
+    headers: replayed,
+  },
+  404: { description: 'No such mission (or command)', headers: replayed },
+  409: {
+    description:
+      'Refused by the mission state (e.g. a withdrawn pledge cannot be confirmed), or a request with this Idempotency-Key is still running',
+    headers: replayed,
+  },
+  412: {
+    description: 'If-Match names a stale revision (or is `*` and the mission has no events)',
+    headers: { ...etag('The current revision, when the mission has events'), ...replayed },
+  },
   413: { description: 'Body too large' },
   415: { description: 'Body is not application/json' },
   422: {
     description: 'A domain rule refused the command, or the Idempotency-Key was used with another body',
+    headers: replayed,
   },
   503: { description: 'The event store is unavailable; retry after Retry-After' },
 });

@@ -97,6 +97,7 @@ const historyEntrySchema = z.object({
   occurredAt: z.string().describe('World time of the change'),
   recordedAt: z.string().describe('Record time of the change'),
   evaluatedAt: z.string(),
+  missionId: z.string(),
   cause: z.string().describe('"event", or "time" when no event caused it (a mandate expired)'),
   causeEventId: z.string().nullable(),
   causeEventType: z.string().nullable(),
@@ -160,6 +161,17 @@ export function verdictTag(body: { basis: string; at: string }): string {
   return `"${createHash('sha256').update(JSON.stringify(said)).digest('base64url').slice(0, 22)}"`;
 }
 
+const ifNoneMatch = {
+  description: 'An ETag of an earlier answer (or `*`): 304 without a body while it still holds',
+  schema: z.string(),
+};
+const verdictEtag = {
+  ETag: {
+    description: 'A weak tag of everything the verdict says (but the instant of a "now" answer)',
+    schema: z.string(),
+  },
+};
+
 export function requireRead(principal: Principal | null, missionId: string): void {
   if (!principal || !canRead(principal, missionId)) {
     throw new ApiError('forbidden', `This key may not read mission '${missionId}'`);
@@ -211,9 +223,17 @@ export function registerMissionRoutes(routes: RouteRegistry, services: Services)
     summary: 'A mission: its name, lead nation and current revision (also the ETag)',
     tags: ['missions'],
     params: z.object({ missionId: missionIdParam }),
+    headers: { 'If-None-Match': ifNoneMatch },
     responses: {
-      200: { description: 'The mission', schema: missionSchema.extend({ revision: z.int().nullable() }) },
-      304: { description: 'If-None-Match names the current revision: unchanged' },
+      200: {
+        description: 'The mission',
+        schema: missionSchema.extend({ revision: z.int().nullable() }),
+        headers: { ETag: { description: 'The mission revision, e.g. "12"', schema: z.string() } },
+      },
+      304: {
+        description: 'If-None-Match names the current revision: unchanged',
+        headers: { ETag: { description: 'The mission revision', schema: z.string() } },
+      },
       403: { description: 'Out of scope' },
       404: { description: 'No such mission' },
     },
@@ -242,9 +262,13 @@ export function registerMissionRoutes(routes: RouteRegistry, services: Services)
     tags: ['missions'],
     params: z.object({ missionId: missionIdParam }),
     query: readinessQuery,
+    headers: { 'If-None-Match': ifNoneMatch },
     responses: {
-      200: { description: 'The verdict', schema: readinessSchema },
-      304: { description: 'If-None-Match names the ETag of the same verdict: unchanged' },
+      200: { description: 'The verdict', schema: readinessSchema, headers: verdictEtag },
+      304: {
+        description: 'If-None-Match names the ETag of the same verdict: unchanged',
+        headers: verdictEtag,
+      },
       400: { description: 'Bad query' },
       403: { description: 'Out of scope' },
       404: { description: 'No such mission (or not yet known then)' },
@@ -290,6 +314,12 @@ export function registerMissionRoutes(routes: RouteRegistry, services: Services)
       200: {
         description: 'A page of events (or the NDJSON export)',
         schema: z.object({ events: z.array(eventSchema), nextAfterRevision: z.int().nullable() }),
+        headers: {
+          'Content-Disposition': {
+            description: 'With the NDJSON export only: attachment; filename="<mission>.ndjson"',
+            schema: z.string(),
+          },
+        },
         alternatives: {
           'application/x-ndjson':
             'The export: a header line (mission, event count, last hash), then one recorded event per line',

@@ -122,7 +122,12 @@ export function registerOperationRoutes(
     summary: 'This OpenAPI 3.1 document',
     tags: ['operations'],
     public: true,
-    responses: { 200: { description: 'The document' } },
+    responses: {
+      200: {
+        description: 'The document',
+        schema: z.record(z.string(), z.unknown()).describe('An OpenAPI 3.1 document'),
+      },
+    },
     handler: async () => document(),
   });
 }

@@ -49,6 +49,10 @@ const deliverySchema = z.object({
   createdAt: z.string(),
 });
 
+const deliveryWithPayload = deliverySchema.extend({
+  payload: z.unknown().describe('The body exactly as signed and sent (parsed)'),
+});
+
 const attemptSchema = z.object({
   id: z.string(),
   deliveryId: z.string(),
@@ -124,7 +128,11 @@ export function registerWebhookRoutes(routes: RouteRegistry, services: Services)
     body: createBody,
     validatedByHandler: true,
     responses: {
-      201: { description: 'The subscription and its secret', schema: withSecret },
+      201: {
+        description: 'The subscription and its secret',
+        schema: withSecret,
+        headers: { Location: { description: 'The subscription', schema: z.string() } },
+      },
       400: { description: 'Invalid fields (each listed)' },
       403: { description: 'A mission the agency may not read' },
       422: { description: 'The URL is not allowed (private address, http, ...)' },
@@ -222,7 +230,7 @@ export function registerWebhookRoutes(routes: RouteRegistry, services: Services)
     summary: 'Sends a `webhook.test` message through the same pipeline, now',
     tags,
     params: idParam,
-    responses: { 202: { description: 'Queued', schema: deliverySchema }, ...notFound },
+    responses: { 202: { description: 'Queued', schema: deliveryWithPayload }, ...notFound },
     handler: async ({ principal, params, reply }) => {
       reply.code(202);
       return webhooks.sendTest(agencyOf(principal), params.id);
@@ -270,7 +278,7 @@ export function registerWebhookRoutes(routes: RouteRegistry, services: Services)
     tags,
     params: idParam,
     responses: {
-      200: { description: 'The delivery', schema: deliverySchema.extend({ payload: z.unknown() }) },
+      200: { description: 'The delivery', schema: deliveryWithPayload },
       404: { description: 'No such delivery (or not yours)' },
     },
     handler: async ({ principal, params }) => webhooks.getDelivery(agencyOf(principal), params.id),
@@ -300,7 +308,7 @@ export function registerWebhookRoutes(routes: RouteRegistry, services: Services)
     tags,
     params: idParam,
     responses: {
-      202: { description: 'Queued', schema: deliverySchema },
+      202: { description: 'Queued', schema: deliveryWithPayload },
       404: { description: 'No such delivery' },
     },
     handler: async ({ principal, params, reply }) => {
