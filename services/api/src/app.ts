@@ -30,7 +30,7 @@ import { registerCommandRoutes } from './routes/commands.js';
 import { registerMissionRoutes } from './routes/missions.js';
 import { registerOperationRoutes } from './routes/operations.js';
 import { registerWebhookRoutes } from './routes/webhooks.js';
-import { openApiDocument, RouteRegistry } from './routing.js';
+import { openApiDocument, RouteRegistry, readsMinPosition } from './routing.js';
 import type { Services } from './services.js';
 
 export interface AppDependencies {
@@ -217,7 +217,8 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   // (briefly) until this process's read models hold it, whichever replica took the write.
   app.addHook('preHandler', (request, _reply, done) => {
     const given = request.headers['muster-min-position'];
-    if (given === undefined || request.method !== 'GET') return done();
+    // Only the API's reads: probes, metrics and the document answer at once whatever they carry.
+    if (given === undefined || !readsMinPosition(request)) return done();
     let position: string;
     try {
       if (typeof given !== 'string')

@@ -28,10 +28,15 @@ const retryAfter = {
  * Answers every route of its kind can give, documented once here: a route lists only its own,
  * and its own description wins where both name a status (the headers of both are kept).
  */
+/** Whether a route waits for `Muster-Min-Position` (the API's reads; see the hook in app.ts). */
+export function readsMinPosition(route: { method: string; url: string }): boolean {
+  return route.method === 'GET' && route.url.startsWith('/v1/');
+}
+
 function commonResponses(route: RouteSpec<unknown, unknown, unknown>): Record<number, ResponseSpec> {
   const common: Record<number, ResponseSpec> = {};
-  // Any GET reads Muster-Min-Position, so any GET can be refused for a malformed one.
-  if (route.params || route.query || route.body || route.headers || route.method === 'GET') {
+  // Any API read takes Muster-Min-Position, so any can be refused for a malformed one.
+  if (route.params || route.query || route.body || route.headers || readsMinPosition(route)) {
     common[400] = { description: 'A parameter, query, header or body is not valid (each problem listed)' };
   }
   if (!route.public) {
@@ -269,7 +274,7 @@ export function openApiDocument(
         description: h.description,
         schema: jsonSchema(h.schema),
       })),
-      ...(route.method === 'GET' ? [minPositionParameter] : []),
+      ...(readsMinPosition(route) ? [minPositionParameter] : []),
     ];
     const operation: Record<string, unknown> = {
       operationId: route.operationId,
