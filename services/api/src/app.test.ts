@@ -46,6 +46,18 @@ describe('service skeleton', () => {
     expect(down.json()).toMatchObject({ code: 'not-ready', status: 503 });
   });
 
+  it('still answers /metrics with muster_store_up 0 when the store is gone', async () => {
+    const up = await app.inject({ method: 'GET', url: '/metrics' });
+    expect(up.statusCode).toBe(200);
+    expect(up.body).toMatch(/^muster_store_up 1$/m);
+    await store.close();
+    // The alert on muster_store_up 0 needs a scrape that succeeds while the store is down.
+    const down = await app.inject({ method: 'GET', url: '/metrics' });
+    expect(down.statusCode).toBe(200);
+    expect(down.body).toMatch(/^muster_store_up 0$/m);
+    expect(down.body).toMatch(/^muster_projection_caught_up\{projection="readiness"\} 0$/m);
+  });
+
   it('echoes a valid request id and makes one otherwise, and logs with it', async () => {
     // A route that logs at info (probes log only when they go wrong).
     const given = await app.inject({

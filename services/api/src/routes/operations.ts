@@ -106,9 +106,19 @@ export function registerOperationRoutes(
         () => services.metrics.storeUp.set(1),
         () => services.metrics.storeUp.set(0),
       );
-      for (const p of await services.projections.status()) {
-        if (p.lagEvents !== null) services.metrics.projectionLag.set({ projection: p.name }, p.lagEvents);
-        services.metrics.projectionCaughtUp.set({ projection: p.name }, p.caughtUp ? 1 : 0);
+      // The status is read from the database: while it is down the scrape must still succeed, or
+      // muster_store_up 0 is never seen by the alert meant for it.
+      const projections = await services.projections.status().catch(() => null);
+      if (projections) {
+        for (const p of projections) {
+          if (p.lagEvents !== null) services.metrics.projectionLag.set({ projection: p.name }, p.lagEvents);
+          services.metrics.projectionCaughtUp.set({ projection: p.name }, p.caughtUp ? 1 : 0);
+        }
+      } else {
+        // Unknown rather than the last value seen: no lag series, and nothing vouched caught up.
+        const seen = (await services.metrics.projectionCaughtUp.get()).values;
+        services.metrics.projectionLag.reset();
+        for (const value of seen) services.metrics.projectionCaughtUp.set(value.labels, 0);
       }
       reply.type(services.metrics.registry.contentType);
       return services.metrics.registry.metrics();
