@@ -267,6 +267,12 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     done(null, payload);
   });
   metrics.instrument(app);
+  // A keyed command claims its key before it appends, so on a full disk the claim fails first and
+  // onAppend never hears of it: any request refused for lack of space says writes do not work.
+  app.addHook('onError', (_request, _reply, error, done) => {
+    if ((error as { code?: string }).code === 'store-full') metrics.storeWritable.set(0);
+    done();
+  });
   registerErrorHandling(app, allowed);
 
   const perKey = new RateLimiter(config.rateLimitPerMinute);

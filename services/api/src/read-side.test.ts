@@ -116,6 +116,28 @@ describe('the read side: history, audit, projections', () => {
     expect((await svc.request('POST', '/v1/admin/projections/nope/rebuild')).statusCode).toBe(404);
   });
 
+  it('reports muster_store_writable 0 when a keyed command fails for lack of space', async () => {
+    const defined = await svc.request('POST', '/v1/missions', {
+      body: { id: 'full-disk', template: 'mss-haiti' },
+    });
+    expect(defined.statusCode).toBe(201);
+    // No more pages than the file has: the next write needs space SQLite cannot get (SQLITE_FULL).
+    const [pages] = await svc.app.services.sql.query<{ page_count: number }>('PRAGMA page_count');
+    await svc.app.services.sql.query(`PRAGMA max_page_count = ${pages?.page_count}`);
+    // Until the free pages inside the file are used up.
+    let status = 201;
+    for (let i = 0; i < 500 && status === 201; i++) {
+      const res = await svc.request('POST', '/v1/missions/full-disk/commands/report-unit-readiness', {
+        body: { unit: 'RDU', officersReady: 100 + i, status: 'standby' },
+        headers: { 'idempotency-key': `full-disk-${i}` },
+      });
+      status = res.statusCode;
+    }
+    expect(status).toBe(507);
+    // The key is claimed before anything is appended, so the claim is what meets the full disk.
+    expect((await svc.request('GET', '/metrics', { key: null })).body).toMatch(/^muster_store_writable 0$/m);
+  });
+
   it('reports projection lag in /metrics and the projections in /health/ready', async () => {
     // Scraped before any readiness probe: the store is up, and the gauge says so.
     expect((await svc.request('GET', '/metrics', { key: null })).body).toMatch(/^muster_store_up 1$/m);
