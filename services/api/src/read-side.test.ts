@@ -138,6 +138,31 @@ describe('the read side: history, audit, projections', () => {
     expect((await svc.request('GET', '/metrics', { key: null })).body).toMatch(/^muster_store_writable 0$/m);
   });
 
+  it('stays ready on a replica that lost its projection lease: another process leads', async () => {
+    await svc.request('POST', '/v1/missions', { body: { id: 'leased', template: 'mss-haiti' } });
+    await vi.waitFor(async () => {
+      const [status] = await svc.app.services.projections.status();
+      expect(status?.caughtUp).toBe(true);
+    });
+    // Another replica takes the lease, as after this one's lease expired.
+    await svc.app.services.sql.execute(
+      "UPDATE projection_leases SET owner = 'another-replica', term = term + 1, expires_at = $1",
+      [svc.clock.now.getTime() + 600_000],
+    );
+    await svc.request('POST', '/v1/missions/leased/commands/report-unit-readiness', {
+      body: { unit: 'RDU', officersReady: 120, status: 'standby' },
+    });
+    await vi.waitFor(async () => {
+      const [status] = await svc.app.services.projections.status();
+      expect(status).toMatchObject({ isLeader: false, lastError: { code: 'lease-lost' } });
+    });
+    const ready = await svc.request('GET', '/health/ready', { key: null });
+    expect({ status: ready.statusCode, projection: ready.json().checks.projections[0].status }).toEqual({
+      status: 200,
+      projection: 'catching-up',
+    });
+  });
+
   it('reports projection lag in /metrics and the projections in /health/ready', async () => {
     // Scraped before any readiness probe: the store is up, and the gauge says so.
     expect((await svc.request('GET', '/metrics', { key: null })).body).toMatch(/^muster_store_up 1$/m);

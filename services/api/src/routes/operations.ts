@@ -63,8 +63,12 @@ export function registerOperationRoutes(
       // A projection that failed within the last seconds and is behind cannot serve the read side:
       // not ready. An older error it has since recovered from (its supervisor restarted it) is not.
       const recent = services.clock().getTime() - PROJECTION_ERROR_WINDOW_MS;
+      // Losing the lease is not a failure: another replica leads, and this one serves what it writes.
       const isFailing = (p: (typeof projections)[number]) =>
-        p.lastError !== null && Date.parse(p.lastError.at) >= recent && p.behind;
+        p.lastError !== null &&
+        p.lastError.code !== 'lease-lost' &&
+        Date.parse(p.lastError.at) >= recent &&
+        p.behind;
       const failing = projections.filter(isFailing);
       const checks = {
         store: { status: 'up', kind: services.store.kind },
