@@ -115,6 +115,45 @@ describe('the projection runner', () => {
     expect(settled).toMatchObject({ restarts: 1, behind: false, lagEvents: 0, isLeader: true });
   });
 
+  it('backs off further each time a restart fails again soon after its first good batch', async () => {
+    const fx = await fixture('runner-flapping');
+    let batches = 0;
+    const delays: number[] = [];
+    const runner = await start({
+      store: fx.store,
+      sql: fx.sql,
+      // Every other batch fails: each restart's first batch goes through, the next one does not.
+      projections: [
+        countingProjection({
+          inside: () => {
+            if (++batches % 2 === 0) throw new Error('fails again');
+          },
+        }),
+      ],
+      backoff: { initialMs: 10, maxMs: 10_000 },
+      random: () => 1,
+      logger: {
+        info: () => {},
+        warn: () => {},
+        error: (fields) => {
+          if (typeof fields.restartInMs === 'number') delays.push(fields.restartInMs);
+        },
+      },
+    });
+    let stop = false;
+    const feeding = (async () => {
+      for (let i = 0; !stop && i < 2000; i++) {
+        await appendEvents(fx.store, 1);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    })();
+    await eventually(async () => (delays.length >= 5 ? delays : null), 10_000);
+    stop = true;
+    await feeding;
+    expect(delays.slice(0, 5)).toEqual([10, 20, 40, 80, 160]);
+    await runner.close();
+  });
+
   it.each([
     'end',
     'fail',

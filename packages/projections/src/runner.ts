@@ -677,8 +677,12 @@ class Worker {
           this.lastRenew = this.now();
           this.s.logger.info({ projection: this.name, owner: this.s.owner }, 'projection lease acquired');
         }
+        // The count of failures resets only once the leader has run well for the longest delay:
+        // a fault that strikes after the first good batch of every restart (the scheduler, a swap)
+        // would otherwise be retried at the shortest delay for ever.
+        const ledAt = performance.now();
         await this.lead(() => {
-          failures = 0;
+          if (performance.now() - ledAt >= this.s.backoffMax) failures = 0;
         });
       } catch (error) {
         this.live = null;
