@@ -103,3 +103,19 @@ describe('service skeleton', () => {
     expect((await app.inject({ method: 'PUT', url: '/v1/missions/a/b' })).statusCode).toBe(404);
   });
 });
+
+describe('links without MUSTER_PUBLIC_URL', () => {
+  it('starts on HOST=:: (every interface, IPv6 and IPv4), naming localhost in links', async () => {
+    // Before: the fallback link base was `http://:::3000`, which the webhook service refused,
+    // so the service did not start on HOST=:: unless MUSTER_PUBLIC_URL was set.
+    const store = await openSqliteEventStore({ path: ':memory:' });
+    const config = loadConfig({ LOG_LEVEL: 'silent', HOST: '::' });
+    const app = await buildApp({ config, store, sql: store.sql, logger: createLogger(config) });
+    try {
+      expect((await app.inject({ method: 'GET', url: '/health/live' })).statusCode).toBe(200);
+    } finally {
+      await app.close();
+      await store.close();
+    }
+  });
+});

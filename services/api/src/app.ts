@@ -14,7 +14,7 @@ import type { Logger } from 'pino';
 import { AgencyRegistry, AgencyService } from './auth/agencies.js';
 import { bearerToken } from './auth/api-keys.js';
 import { type Principal, readScope } from './auth/roles.js';
-import type { Config } from './config.js';
+import { type Config, defaultPublicUrl } from './config.js';
 import { AllowedMethods, ApiError, answerClientError, registerErrorHandling, sendProblem } from './errors.js';
 import { HEARTBEAT_EVERY_MS, IdempotencyStore } from './idempotency.js';
 import { registerJsonBodyParser } from './json-body.js';
@@ -152,8 +152,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   await registry.start((error) => logger.error({ err: error }, 'agency subscription dropped; resubscribing'));
   const webhooks = createWebhookService({
     sql,
-    publicUrl:
-      config.publicUrl ?? `http://${config.host === '0.0.0.0' ? 'localhost' : config.host}:${config.port}`,
+    publicUrl: config.publicUrl ?? defaultPublicUrl(config),
     allowHttp: config.webhookAllowHttp,
     allowCidrs: config.webhookAllowCidrs,
     clock: { now: () => clock().getTime() },

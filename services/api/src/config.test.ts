@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CONFIG_VARIABLES, ConfigError, loadConfig, unknownVariables } from './config.js';
+import { CONFIG_VARIABLES, ConfigError, defaultPublicUrl, loadConfig, unknownVariables } from './config.js';
 
 describe('loadConfig', () => {
   it('applies defaults for an empty environment and freezes the result', () => {
@@ -96,5 +96,16 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ MUSTER_STORE: 'esdb', ESDB_CONNECTION_STRING: 'http://x' })).toThrow(
       /ESDB_CONNECTION_STRING/,
     );
+  });
+});
+
+describe('defaultPublicUrl', () => {
+  it('names the address listened on: localhost for a wildcard, an IPv6 address in brackets', () => {
+    expect(defaultPublicUrl({ host: '0.0.0.0', port: 3000 })).toBe('http://localhost:3000');
+    expect(defaultPublicUrl({ host: '::', port: 3000 })).toBe('http://localhost:3000');
+    expect(defaultPublicUrl({ host: '127.0.0.1', port: 3000 })).toBe('http://127.0.0.1:3000');
+    expect(defaultPublicUrl({ host: '10.0.0.5', port: 8080 })).toBe('http://10.0.0.5:8080');
+    expect(defaultPublicUrl({ host: 'fd00::5', port: 8080 })).toBe('http://[fd00::5]:8080');
+    expect(defaultPublicUrl({ host: 'muster.internal', port: 80 })).toBe('http://muster.internal:80');
   });
 });

@@ -226,3 +226,18 @@ export function unknownVariables(env: Record<string, string | undefined> = proce
     .filter((name) => name.startsWith('MUSTER_') && !known.has(name))
     .sort();
 }
+
+/**
+ * The base URL of links (webhook payloads) when `MUSTER_PUBLIC_URL` is not set: the address the
+ * service listens on, `localhost` for a wildcard (`0.0.0.0`, `::`), an IPv6 address in brackets.
+ * The start-up warning names this same URL.
+ */
+export function defaultPublicUrl(config: Pick<Config, 'host' | 'port'>): string {
+  const wildcard = config.host === '0.0.0.0' || config.host === '::' || config.host === '[::]';
+  const host = wildcard
+    ? 'localhost'
+    : config.host.includes(':') && !config.host.startsWith('[')
+      ? `[${config.host}]`
+      : config.host;
+  return `http://${host}:${config.port}`;
+}

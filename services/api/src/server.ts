@@ -1,6 +1,6 @@
 import { setHeapGrowthPercent } from '@muster/projections';
 import { buildApp } from './app.js';
-import { ConfigError, loadConfig, unknownVariables } from './config.js';
+import { ConfigError, defaultPublicUrl, loadConfig, unknownVariables } from './config.js';
 import { createLogger } from './logger.js';
 import { bootstrapAdmin, demoBanner, loadDemo } from './startup.js';
 import { openStores } from './stores.js';
@@ -60,7 +60,7 @@ async function main(): Promise<void> {
   if (!config.publicUrl && !loopback) {
     logger.warn(
       { host: config.host },
-      `MUSTER_PUBLIC_URL is not set: links in webhook payloads will name http://localhost:${config.port}`,
+      `MUSTER_PUBLIC_URL is not set: links in webhook payloads will name ${defaultPublicUrl(config)}`,
     );
   }
 
