@@ -45,7 +45,7 @@ interface Document {
   >;
 }
 
-/** Headers a client branches on: each must be declared on the response that carries it. */
+/** Headers a client reads or branches on: each must be declared on the response that carries it. */
 const ACTED_ON_HEADERS = [
   'etag',
   'location',
@@ -54,6 +54,11 @@ const ACTED_ON_HEADERS = [
   'idempotent-replayed',
   'content-disposition',
   'www-authenticate',
+  'x-request-id',
+  'ratelimit-limit',
+  'ratelimit-remaining',
+  'ratelimit-reset',
+  'ratelimit-policy',
 ];
 
 const UNKNOWN_KEY = 'mk_0123456789abcdef_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA';

@@ -242,16 +242,34 @@ export class RouteRegistry {
   }
 }
 
+/** Headers on every answer: its request id, and for a keyed call the state of the key's budget. */
+const everyAnswer: NonNullable<ResponseSpec['headers']> = {
+  'X-Request-Id': {
+    description: 'The request id (the one given, if well formed), also in `instance`',
+    schema: z.string(),
+  },
+};
+const budgetHeaders: NonNullable<ResponseSpec['headers']> = {
+  'RateLimit-Limit': { description: "The size of the key's bucket of requests", schema: z.string() },
+  'RateLimit-Remaining': { description: 'Requests that may pass now', schema: z.string() },
+  'RateLimit-Reset': { description: 'Seconds until the bucket is full again', schema: z.string() },
+  'RateLimit-Policy': { description: 'The bucket and its window, e.g. `1000;w=10`', schema: z.string() },
+};
+
 function responsesOf(route: RouteSpec<unknown, unknown, unknown>) {
   const common = commonResponses(route);
   const statuses = new Set([...Object.keys(common), ...Object.keys(route.responses)].map(Number));
+  const always = { ...everyAnswer, ...(route.public ? {} : budgetHeaders) };
   return Object.fromEntries(
     [...statuses]
       .sort((a, b) => a - b)
-      .map((status) => [
-        String(status),
-        responseObject(status, mergeResponse(common[status], route.responses[status])),
-      ]),
+      .map((status) => {
+        const response = mergeResponse(common[status], route.responses[status]);
+        return [
+          String(status),
+          responseObject(status, { ...response, headers: { ...always, ...response.headers } }),
+        ];
+      }),
   );
 }
 
