@@ -17,10 +17,25 @@ export const WEBHOOK_ERRORS = {
 
 export type WebhookErrorCode = keyof typeof WEBHOOK_ERRORS;
 
+/**
+ * What is wrong with a field, in the words of the API's own validation errors (zod's issue codes),
+ * so that a client reads every `validation-failed` answer the same way.
+ */
+export type FieldProblemCode =
+  | 'invalid_type'
+  | 'invalid_value'
+  | 'invalid_format'
+  | 'too_big'
+  | 'unrecognized_keys'
+  | 'custom';
+
 /** One problem with one field of the input, for `webhook-validation-failed`. */
 export interface FieldProblem {
   path: string;
   message: string;
+  code: FieldProblemCode;
+  /** The part of the request the field is in. */
+  in: 'body' | 'query';
 }
 
 export class WebhookError extends Error {

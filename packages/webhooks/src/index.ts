@@ -3,6 +3,7 @@ export { messageId } from './context.js';
 export { Dispatcher, type DispatcherOptions } from './dispatcher.js';
 export {
   type FieldProblem,
+  type FieldProblemCode,
   isWebhookError,
   WEBHOOK_ERRORS,
   WebhookError,

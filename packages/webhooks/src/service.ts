@@ -16,7 +16,7 @@ import {
   type WebhookLogger,
 } from './context.js';
 import { Dispatcher } from './dispatcher.js';
-import { WebhookError } from './errors.js';
+import { validationError, WebhookError } from './errors.js';
 import { testBody } from './payload.js';
 import { matches, Planner, parseFilter } from './planner.js';
 import { insertDeliveries, type NewDelivery } from './queues.js';
@@ -818,9 +818,9 @@ export class WebhookService {
     let where = 'agency_id = $1 AND id > $2';
     if (rest.subscriptionId !== undefined) {
       if (typeof rest.subscriptionId !== 'string') {
-        throw new WebhookError('webhook-validation-failed', 'subscriptionId: must be a subscription id', {
-          errors: [{ path: 'subscriptionId', message: 'must be a subscription id' }],
-        });
+        throw validationError([
+          { path: 'subscriptionId', message: 'must be a subscription id', code: 'invalid_type', in: 'query' },
+        ]);
       }
       await this.ownedRow(this.ctx.sql, agencyId, rest.subscriptionId);
       params.push(rest.subscriptionId);

@@ -2,7 +2,7 @@ import type { LookupAddress } from 'node:dns';
 import { lookup as dnsLookup } from 'node:dns/promises';
 import { isIP, type LookupFunction } from 'node:net';
 import { buildConnector } from 'undici';
-import { WebhookError } from './errors.js';
+import { validationError, WebhookError } from './errors.js';
 import { type Cidr, checkAddress, parseCidr } from './ip-ranges.js';
 
 /** Resolves a host name to every address it has (the DNS step of the guard; tests inject one). */
@@ -146,22 +146,25 @@ export function guardedConnector(
  */
 export async function validateWebhookUrl(raw: unknown, policy: EgressPolicy): Promise<string> {
   if (typeof raw !== 'string' || raw.trim() === '') {
-    throw new WebhookError('webhook-validation-failed', 'url: required, an absolute https URL', {
-      errors: [{ path: 'url', message: 'required, an absolute https URL' }],
-    });
+    throw validationError([
+      {
+        path: 'url',
+        message: 'required, an absolute https URL',
+        code: typeof raw !== 'string' ? 'invalid_type' : 'invalid_format',
+        in: 'body',
+      },
+    ]);
   }
   if (raw.length > 2048) {
-    throw new WebhookError('webhook-validation-failed', 'url: at most 2048 characters', {
-      errors: [{ path: 'url', message: 'at most 2048 characters' }],
-    });
+    throw validationError([{ path: 'url', message: 'at most 2048 characters', code: 'too_big', in: 'body' }]);
   }
   let url: URL;
   try {
     url = new URL(raw.trim());
   } catch {
-    throw new WebhookError('webhook-validation-failed', 'url: not an absolute URL', {
-      errors: [{ path: 'url', message: 'not an absolute URL' }],
-    });
+    throw validationError([
+      { path: 'url', message: 'not an absolute URL', code: 'invalid_format', in: 'body' },
+    ]);
   }
   // A refusal names the URL without its credentials: an answer (and the logs) must not echo a password.
   const shown = new URL(url);

@@ -112,9 +112,33 @@ for (const backend of backends) {
           'webhook-validation-failed',
         );
         expect(problem.status).toBe(400);
-        expect((problem.errors as Array<{ path: string }>).map((e) => e.path).sort()).toEqual(
-          ['colour', 'description', 'eventTypes[1]', 'missions', 'url'].sort(),
+        // Each field's problem is coded as the API's own validation errors are (zod's issue codes).
+        const byPath = Object.fromEntries(
+          (problem.errors as Array<{ path: string; code: string; in: string }>).map((e) => [
+            e.path,
+            `${e.in}:${e.code}`,
+          ]),
         );
+        expect(byPath).toEqual({
+          colour: 'body:unrecognized_keys',
+          description: 'body:too_big',
+          'eventTypes[1]': 'body:invalid_value',
+          missions: 'body:invalid_type',
+          url: 'body:invalid_type',
+        });
+        const query = await expectCode(
+          service.listSubscriptions('kenya', { limit: '0', after: 'garbage', colour: 'blue' }),
+          'webhook-validation-failed',
+        );
+        expect(
+          (query.errors as Array<{ path: string; code: string; in: string }>).map(
+            (e) => `${e.path} ${e.in}:${e.code}`,
+          ),
+        ).toEqual([
+          'colour query:unrecognized_keys',
+          'after query:invalid_format',
+          'limit query:invalid_value',
+        ]);
         await expectCode(service.createSubscription('kenya', 'not an object'), 'webhook-validation-failed');
         await expectCode(
           service.createSubscription('kenya', { url: 'not a url' }),

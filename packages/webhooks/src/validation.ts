@@ -30,16 +30,22 @@ function asObject(
   input: unknown,
   problems: FieldProblem[],
   allowed: readonly string[],
+  part: FieldProblem['in'] = 'body',
 ): Record<string, unknown> {
   if (input === undefined || input === null) return {};
   if (typeof input !== 'object' || Array.isArray(input)) {
-    problems.push({ path: '(body)', message: 'must be a JSON object' });
+    problems.push({ path: `(${part})`, message: 'must be a JSON object', code: 'invalid_type', in: part });
     return {};
   }
   const record = input as Record<string, unknown>;
   for (const key of Object.keys(record)) {
     if (!allowed.includes(key))
-      problems.push({ path: key, message: `unknown field (allowed: ${allowed.join(', ')})` });
+      problems.push({
+        path: key,
+        message: `unknown field (allowed: ${allowed.join(', ')})`,
+        code: 'unrecognized_keys',
+        in: part,
+      });
   }
   return record;
 }
@@ -47,18 +53,33 @@ function asObject(
 function missions(value: unknown, problems: FieldProblem[]): string[] | '*' | undefined {
   if (value === '*') return '*';
   if (!Array.isArray(value) || value.length === 0) {
-    problems.push({ path: 'missions', message: 'must be "*" or a non-empty list of mission ids' });
+    problems.push({
+      path: 'missions',
+      message: 'must be "*" or a non-empty list of mission ids',
+      code: 'invalid_type',
+      in: 'body',
+    });
     return undefined;
   }
   if (value.length > MAX_MISSIONS) {
-    problems.push({ path: 'missions', message: `at most ${MAX_MISSIONS} missions (or "*")` });
+    problems.push({
+      path: 'missions',
+      message: `at most ${MAX_MISSIONS} missions (or "*")`,
+      code: 'too_big',
+      in: 'body',
+    });
     return undefined;
   }
   if (value.length === 1 && value[0] === '*') return '*';
   const ids: string[] = [];
   value.forEach((id, i) => {
     if (typeof id !== 'string' || id.trim() === '' || id.length > 200 || id === '*') {
-      problems.push({ path: `missions[${i}]`, message: 'must be a mission id (1 to 200 characters)' });
+      problems.push({
+        path: `missions[${i}]`,
+        message: 'must be a mission id (1 to 200 characters)',
+        code: 'invalid_value',
+        in: 'body',
+      });
     } else ids.push(id);
   });
   return [...new Set(ids)].sort();
@@ -66,13 +87,23 @@ function missions(value: unknown, problems: FieldProblem[]): string[] | '*' | un
 
 function eventTypes(value: unknown, problems: FieldProblem[]): ChangeKind[] | undefined {
   if (!Array.isArray(value) || value.length === 0) {
-    problems.push({ path: 'eventTypes', message: `must be a non-empty list of ${CHANGE_KINDS.join(', ')}` });
+    problems.push({
+      path: 'eventTypes',
+      message: `must be a non-empty list of ${CHANGE_KINDS.join(', ')}`,
+      code: 'invalid_type',
+      in: 'body',
+    });
     return undefined;
   }
   const kinds: ChangeKind[] = [];
   value.forEach((kind, i) => {
     if (!CHANGE_KINDS.includes(kind as ChangeKind)) {
-      problems.push({ path: `eventTypes[${i}]`, message: `must be one of ${CHANGE_KINDS.join(', ')}` });
+      problems.push({
+        path: `eventTypes[${i}]`,
+        message: `must be one of ${CHANGE_KINDS.join(', ')}`,
+        code: 'invalid_value',
+        in: 'body',
+      });
     } else kinds.push(kind as ChangeKind);
   });
   return CHANGE_KINDS.filter((k) => kinds.includes(k));
@@ -83,6 +114,8 @@ function description(value: unknown, problems: FieldProblem[]): string | undefin
     problems.push({
       path: 'description',
       message: `must be a string of at most ${MAX_DESCRIPTION} characters`,
+      code: typeof value === 'string' ? 'too_big' : 'invalid_type',
+      in: 'body',
     });
     return undefined;
   }
@@ -100,14 +133,20 @@ function urlShape(value: unknown, problems: FieldProblem[]): void {
     value.length > 2048 ||
     !URL.canParse(value.trim())
   ) {
-    problems.push({ path: 'url', message: 'must be an absolute https URL of at most 2048 characters' });
+    problems.push({
+      path: 'url',
+      message: 'must be an absolute https URL of at most 2048 characters',
+      code: typeof value === 'string' ? 'invalid_format' : 'invalid_type',
+      in: 'body',
+    });
   }
 }
 
 export function parseCreate(input: unknown): SubscriptionInput {
   const problems: FieldProblem[] = [];
   const body = asObject(input, problems, ['url', 'missions', 'eventTypes', 'description']);
-  if (body.url === undefined) problems.push({ path: 'url', message: 'required' });
+  if (body.url === undefined)
+    problems.push({ path: 'url', message: 'required', code: 'invalid_type', in: 'body' });
   else urlShape(body.url, problems);
   const m = body.missions === undefined ? '*' : missions(body.missions, problems);
   const e = body.eventTypes === undefined ? [...CHANGE_KINDS] : eventTypes(body.eventTypes, problems);
@@ -134,7 +173,7 @@ export function parseUpdate(input: unknown): SubscriptionPatch {
   if (body.description !== undefined) patch.description = description(body.description, problems);
   if (body.enabled !== undefined) {
     if (typeof body.enabled !== 'boolean')
-      problems.push({ path: 'enabled', message: 'must be true or false' });
+      problems.push({ path: 'enabled', message: 'must be true or false', code: 'invalid_type', in: 'body' });
     else patch.enabled = body.enabled;
   }
   if (problems.length > 0) throw validationError(problems);
@@ -154,6 +193,8 @@ export function parseRotate(input: unknown): { overlapSeconds: number } {
     problems.push({
       path: 'overlapSeconds',
       message: `must be a whole number of seconds from 0 (revoke the old secret now) to ${MAX_OVERLAP_SECONDS} (7 days)`,
+      code: typeof overlap === 'number' ? 'invalid_value' : 'invalid_type',
+      in: 'body',
     });
   }
   if (problems.length > 0) throw validationError(problems);
@@ -164,7 +205,12 @@ export function parseLimit(value: unknown, problems: FieldProblem[], fallback = 
   if (value === undefined) return fallback;
   const n = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value;
   if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > max) {
-    problems.push({ path: 'limit', message: `must be a whole number from 1 to ${max}` });
+    problems.push({
+      path: 'limit',
+      message: `must be a whole number from 1 to ${max}`,
+      code: 'invalid_value',
+      in: 'query',
+    });
     return fallback;
   }
   return n;
@@ -183,7 +229,12 @@ export function parseCursor(value: unknown, problems: FieldProblem[], prefix: st
     !/^[a-z]+_[0-9a-z]+$/.test(value) ||
     !value.startsWith(`${prefix}_`)
   ) {
-    problems.push({ path: 'after', message: 'must be the `next` value of the previous page' });
+    problems.push({
+      path: 'after',
+      message: 'must be the `next` value of the previous page',
+      code: 'invalid_format',
+      in: 'query',
+    });
     return undefined;
   }
   return value;
@@ -195,12 +246,17 @@ export function parseDeliveryQuery(input: unknown): {
   limit: number;
 } {
   const problems: FieldProblem[] = [];
-  const query = asObject(input, problems, ['status', 'after', 'limit']);
+  const query = asObject(input, problems, ['status', 'after', 'limit'], 'query');
   const statuses: DeliveryStatus[] = ['pending', 'delivered', 'failed'];
   let status: DeliveryStatus | undefined;
   if (query.status !== undefined) {
     if (!statuses.includes(query.status as DeliveryStatus)) {
-      problems.push({ path: 'status', message: `must be one of ${statuses.join(', ')}` });
+      problems.push({
+        path: 'status',
+        message: `must be one of ${statuses.join(', ')}`,
+        code: 'invalid_value',
+        in: 'query',
+      });
     } else status = query.status as DeliveryStatus;
   }
   const after = parseCursor(query.after, problems, 'dlv');
@@ -215,7 +271,7 @@ export function parsePageQuery(
   extra: readonly string[] = [],
 ): { after?: string; limit: number; rest: Record<string, unknown> } {
   const problems: FieldProblem[] = [];
-  const query = asObject(input, problems, ['after', 'limit', ...extra]);
+  const query = asObject(input, problems, ['after', 'limit', ...extra], 'query');
   const after = parseCursor(query.after, problems, idPrefix);
   const limit = parseLimit(query.limit, problems);
   if (problems.length > 0) throw validationError(problems);
@@ -228,7 +284,12 @@ function instant(value: unknown, path: string, problems: FieldProblem[]): number
   // takes 'March 1 2024' and reads 2024-02-30 as March 1st.
   const ms = isoInstantMs(value);
   if (ms === null) {
-    problems.push({ path, message: 'must be an ISO 8601 instant, e.g. 2024-06-25T12:00:00Z' });
+    problems.push({
+      path,
+      message: 'must be an ISO 8601 instant, e.g. 2024-06-25T12:00:00Z',
+      code: 'invalid_format',
+      in: 'body',
+    });
     return undefined;
   }
   return ms;
@@ -258,6 +319,8 @@ export function parseReplay(
       path: '(body)',
       message:
         'give exactly one of since (with optional until and onlyFailed), afterChangeSeq or fromEventPosition',
+      code: 'custom',
+      in: 'body',
     });
   }
   if (problems.length > 0) throw validationError(problems);
@@ -265,29 +328,48 @@ export function parseReplay(
     const since = instant(body.since, 'since', problems);
     const until = instant(body.until, 'until', problems);
     if (body.onlyFailed !== undefined && typeof body.onlyFailed !== 'boolean') {
-      problems.push({ path: 'onlyFailed', message: 'must be true or false' });
+      problems.push({
+        path: 'onlyFailed',
+        message: 'must be true or false',
+        code: 'invalid_type',
+        in: 'body',
+      });
     }
     if (since !== undefined && until !== undefined && until <= since) {
-      problems.push({ path: 'until', message: 'must be after since' });
+      problems.push({ path: 'until', message: 'must be after since', code: 'custom', in: 'body' });
     }
     if (problems.length > 0) throw validationError(problems);
     return { kind: 'time', since: since as number, until, onlyFailed: body.onlyFailed === true };
   }
   if (body.until !== undefined || body.onlyFailed !== undefined) {
-    throw validationError([{ path: '(body)', message: 'until and onlyFailed go with since' }]);
+    throw validationError([
+      { path: '(body)', message: 'until and onlyFailed go with since', code: 'custom', in: 'body' },
+    ]);
   }
   if (body.afterChangeSeq !== undefined) {
     const seq = body.afterChangeSeq;
     if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0) {
       throw validationError([
-        { path: 'afterChangeSeq', message: 'must be a change-feed position (0 or more)' },
+        {
+          path: 'afterChangeSeq',
+          message: 'must be a change-feed position (0 or more)',
+          code: typeof seq === 'number' ? 'invalid_value' : 'invalid_type',
+          in: 'body',
+        },
       ]);
     }
     return { kind: 'change-feed', afterSeq: seq };
   }
   const position = body.fromEventPosition;
   const refused = () =>
-    validationError([{ path: 'fromEventPosition', message: 'must be a position of this event store' }]);
+    validationError([
+      {
+        path: 'fromEventPosition',
+        message: 'must be a position of this event store',
+        code: 'invalid_format',
+        in: 'body',
+      },
+    ]);
   if (typeof position !== 'string' || position.length === 0 || position.length > 200) throw refused();
   try {
     return { kind: 'event-position', fromPosition: canonicalPosition(position) };
