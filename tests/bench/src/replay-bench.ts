@@ -63,6 +63,8 @@ const args = options({
 });
 
 const BIG = 'big-mission';
+/** The memory target, 300 MB (decimal megabytes), in the MiB every figure here is printed in. */
+const TARGET_PEAK_MIB = round(300e6 / 2 ** 20, 1);
 /**
  * Missions live in waves, as deployments do: the largest throughout, the others eight at a time,
  * each taking turns of 100 events; a new one starts when one ends.
@@ -154,7 +156,7 @@ async function parent(): Promise<void> {
       metByCliRebuild: {
         eventsPerSecond: cli.eventsPerSecond >= 100_000,
         ratioToRawRead: rebuildCli.ratioToRawRead >= 0.5,
-        peakRssMiB: cli.peakRssMiB < 300,
+        peakRssMiB: cli.peakRssMiB < TARGET_PEAK_MIB,
       },
     });
   } finally {
@@ -466,11 +468,17 @@ async function child(path: string): Promise<void> {
     },
     projection: { position: status?.position, lagEvents: status?.lagEvents },
     snapshots: { rows: Number(snapshots?.n), MiB: round(Number(snapshots?.bytes) / 1024 / 1024, 1) },
-    targets: { eventsPerSecond: 100_000, ratioToRawRead: 0.5, peakRssMiB: 300, asOfMs: 20 },
+    targets: {
+      eventsPerSecond: 100_000,
+      ratioToRawRead: 0.5,
+      peakRssMiB: TARGET_PEAK_MIB,
+      peakRssNote: '300 MB',
+      asOfMs: 20,
+    },
     met: {
       eventsPerSecond: rebuildRate >= 100_000,
       ratioToRawRead: rebuildRate / rawRate >= 0.5,
-      peakRssMiB: peakRssMiB < 300,
+      peakRssMiB: peakRssMiB < TARGET_PEAK_MIB,
       asOfWarmP99: asOf.warm.p99Ms < 20,
       asOfCold: asOf.coldMs < 20,
     },
