@@ -3,7 +3,7 @@ import { copyFileSync, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { EventData } from '@muster/event-store';
+import type { EventData, RecordedEvent } from '@muster/event-store';
 import { openSqliteEventStore } from '@muster/event-store-sqlite';
 import {
   createReadinessProjection,
@@ -14,7 +14,7 @@ import {
   startProjections,
   verifyExport,
 } from '@muster/projections';
-import { syntheticMissionEventData } from '@muster/projections/testing';
+import { foldMission, syntheticMissionEventData } from '@muster/projections/testing';
 import { missionStreamName } from '@muster/readiness';
 import { latencySummary, log, memorySampler, options, print, round } from './lib.js';
 
@@ -23,7 +23,8 @@ import { latencySummary, log, memorySampler, options, print, round } from './lib
  * store. One mission of 100,000 events and missions of 10,000 events each, in the `steady`
  * synthetic mix (unit reports, pledges and their lifecycle, now and then a political or legal
  * fact), appended in interleaved chunks with record time following world time. Then, in a fresh
- * process, reading and JSON-parsing every event (the baseline); in another, the projection
+ * process, reading and JSON-parsing every event (the baseline); in another, the readiness domain's
+ * fold alone on events already read (the ceiling of any runner, reported with the read added); in another, the projection
  * catching up from zero, a rebuild from zero into shadow tables with its swap beside the live
  * generation, as the admin endpoint runs it, and as-of / known-at / at-position questions on the
  * 100,000-event mission; last, the production CLI's rebuild of the same file in a process of its
@@ -60,6 +61,8 @@ const args = options({
   'raw-rate': { type: 'string', default: '' },
   'raw-events': { type: 'string', default: '' },
   'last-recorded': { type: 'string', default: '' },
+  /** Internal: the mission ids, comma-separated, for the `domain` phase. */
+  missions: { type: 'string', default: '' },
 });
 
 const BIG = 'big-mission';
@@ -110,6 +113,26 @@ async function parent(): Promise<void> {
       events: number;
       lastRecorded: number;
     };
+    const domain = (await measure(path, [
+      '--phase',
+      'domain',
+      '--missions',
+      missions.map((m) => m.id).join(','),
+    ])) as {
+      events: number;
+      seconds: number;
+    };
+    const rawRate = raw.rawRead.eventsPerSecond;
+    const foldRate = domain.events / domain.seconds;
+    // Reading and parsing an event, then folding it, one after the other in one thread.
+    const ceilingRate = 1 / (1 / rawRate + 1 / foldRate);
+    const domainCeiling = {
+      note: "the readiness domain's fold alone, mission by mission, on events already read and parsed, nothing written: with the raw read added, the most any one-thread rebuild could reach",
+      foldSeconds: round(domain.seconds, 2),
+      foldEventsPerSecond: round(foldRate, 0),
+      withRawReadEventsPerSecond: round(ceilingRate, 0),
+      ratioToRawRead: round(ceilingRate / rawRate, 3),
+    };
     const measured = await measure(path, [
       '--phase',
       'project',
@@ -129,7 +152,6 @@ async function parent(): Promise<void> {
     );
     const first = await cliRebuild(path, args['heap-growth-percent']);
     const cli = await cliRebuild(path, args['heap-growth-percent']);
-    const rawRate = raw.rawRead.eventsPerSecond;
     const rebuildCli = {
       ...cli,
       ratioToRawRead: round(cli.eventsPerSecond / rawRate, 3),
@@ -151,6 +173,7 @@ async function parent(): Promise<void> {
       databaseMiB: round(statSync(path).size / 1024 / 1024, 1),
       fill,
       rawRead: raw.rawRead,
+      domainCeiling,
       ...measured,
       rebuildCli,
       metByCliRebuild: {
@@ -330,6 +353,22 @@ async function child(path: string): Promise<void> {
       events,
       lastRecorded,
     });
+    return;
+  }
+  if (args.phase === 'domain') {
+    log("the domain's fold alone, mission by mission (reading untimed)");
+    let events = 0;
+    let seconds = 0;
+    for (const missionId of args.missions.split(',')) {
+      const recorded: RecordedEvent[] = [];
+      for await (const event of store.readStream(missionStreamName(missionId))) recorded.push(event);
+      const started = performance.now();
+      events += foldMission(missionId, recorded).events;
+      seconds += (performance.now() - started) / 1000;
+    }
+    log(`folded ${events} events in ${round(seconds, 1)}s`);
+    await store.close();
+    process.send?.({ events, seconds });
     return;
   }
   const sampler = phasePeaks(memorySampler());

@@ -1,3 +1,4 @@
+export { foldMission } from './fold.js';
 export { forgeExport } from './forge.js';
 export {
   mulberry32,
