@@ -181,9 +181,21 @@ export class PgSqlClient implements SqlClient {
   }
 
   transaction<T>(fn: (tx: SqlClient) => Promise<T>): Promise<T> {
+    return this.inTransaction('BEGIN', false, fn);
+  }
+
+  /**
+   * REPEATABLE READ takes one snapshot at the first statement and keeps it: the reads that follow
+   * see no commit made after it. READ ONLY has the server refuse writes.
+   */
+  readSnapshot<T>(fn: (tx: SqlClient) => Promise<T>): Promise<T> {
+    return this.inTransaction('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY', true, fn);
+  }
+
+  private inTransaction<T>(begin: string, snapshot: boolean, fn: (tx: SqlClient) => Promise<T>): Promise<T> {
     return this.connector.withClient(async (client) => {
-      await client.query('BEGIN');
-      const tx = new PgTransactionClient(client);
+      await client.query(begin);
+      const tx = new PgTransactionClient(client, snapshot);
       try {
         const result = await fn(tx);
         const commit = await client.query('COMMIT');
@@ -208,7 +220,11 @@ class PgTransactionClient implements SqlClient {
   private savepoints = 0;
   private finished = false;
 
-  constructor(private readonly client: pg.PoolClient) {}
+  constructor(
+    private readonly client: pg.PoolClient,
+    /** True in a read snapshot: every statement sees the commits its first one saw. */
+    private readonly snapshot: boolean,
+  ) {}
 
   finish(): void {
     this.finished = true;
@@ -242,6 +258,14 @@ class PgTransactionClient implements SqlClient {
     }
   }
 
+  async readSnapshot<T>(fn: (tx: SqlClient) => Promise<T>): Promise<T> {
+    // A read-write transaction runs at READ COMMITTED: each of its statements sees the latest
+    // commits, so it cannot stand for one view.
+    if (!this.snapshot) throw new Error('A read snapshot cannot be taken inside a read-write transaction');
+    if (this.finished) throw new Error('This transaction has already ended; use the client it was run on');
+    return fn(this);
+  }
+
   private async run(text: string, params?: readonly unknown[], exempt = false): Promise<pg.QueryResult> {
     if (this.finished) throw new Error('This transaction has already ended; use the client it was run on');
     try {
@@ -254,7 +278,14 @@ class PgTransactionClient implements SqlClient {
       }
       return await this.client.query(text, params as unknown[]);
     } catch (error) {
+      // Outside a snapshot this is a standby (after a failover) and worth a retry; here it is the
+      // caller's mistake, and a retry would fail the same way.
+      if (this.snapshot && (error as { code?: unknown })?.code === READ_ONLY_SQL_TRANSACTION) {
+        throw new Error(`A read snapshot cannot write: ${text.trim().slice(0, 60)}`, { cause: error });
+      }
       throw mapPgError(error);
     }
   }
 }
+
+const READ_ONLY_SQL_TRANSACTION = '25006';

@@ -103,6 +103,41 @@ if (database.skip) {
       expect(await sql.query("SELECT id FROM read_model WHERE id = 'swallowed'")).toEqual([]);
     });
 
+    it('reads one committed state in a read snapshot, whatever another connection commits meanwhile', async () => {
+      await sql.execute('INSERT INTO read_model (id, n) VALUES ($1, $2)', ['snap', 1]);
+      const seen = await sql.readSnapshot(async (tx) => {
+        const [before] = await tx.query<{ n: number }>("SELECT n FROM read_model WHERE id = 'snap'");
+        // Committed on other connections of the pools after the view was taken.
+        await standalone.execute("UPDATE read_model SET n = 2 WHERE id = 'snap'");
+        await sql.execute("INSERT INTO checkpoint (name, position) VALUES ('snap', '2')");
+        const [after] = await tx.query<{ n: number }>("SELECT n FROM read_model WHERE id = 'snap'");
+        const checkpoints = await tx.query("SELECT position FROM checkpoint WHERE name = 'snap'");
+        return { before: before?.n, after: after?.n, checkpoints: checkpoints.length };
+      });
+      expect(seen).toEqual({ before: 1, after: 1, checkpoints: 0 });
+      const [now] = await sql.query<{ n: number }>("SELECT n FROM read_model WHERE id = 'snap'");
+      expect(now?.n).toBe(2);
+    });
+
+    it('refuses writes in a read snapshot, and a read snapshot inside a read-write transaction', async () => {
+      const refused = await sql
+        .readSnapshot((tx) => tx.execute("UPDATE read_model SET n = 3 WHERE id = 'a'"))
+        .catch((e) => e);
+      // The server refused it (read_only_sql_transaction), and it is not taken for a standby.
+      expect(refused.message).toMatch(/cannot write/);
+      expect(refused.cause.code).toBe('25006');
+      await expect(sql.transaction((tx) => tx.readSnapshot(async () => 1))).rejects.toThrow(
+        /read-write transaction/,
+      );
+      // Nested in a read snapshot, it is that snapshot.
+      const nested = await sql.readSnapshot((tx) =>
+        tx.readSnapshot((inner) => inner.query("SELECT n FROM read_model WHERE id = 'a'")),
+      );
+      expect(nested).toHaveLength(1);
+      // The connection went back to the pool in working order.
+      expect(await sql.execute("UPDATE read_model SET n = n WHERE id = 'a'")).toBe(1);
+    });
+
     it('passes constraint errors through for the caller to handle', async () => {
       const error = await sql
         .execute('INSERT INTO read_model (id, n) VALUES ($1, $2)', ['a', 1])

@@ -219,11 +219,13 @@ export class SqliteSqlClient implements SqlClient {
     private readonly connection: SqliteConnection,
     /** True for the client handed to a transaction callback: it already holds the lock. */
     private readonly inTransaction = false,
+    /** True for the client handed to a read snapshot's callback. */
+    private readonly readOnly = false,
   ) {}
 
   async query<T extends SqlRow = SqlRow>(text: string, params?: readonly unknown[]): Promise<T[]> {
     return this.run(() => {
-      const statement = this.connection.prepare(text);
+      const statement = this.statement(text);
       if (!statement.reader) {
         statement.run(bindable(params));
         return [] as T[];
@@ -234,7 +236,7 @@ export class SqliteSqlClient implements SqlClient {
 
   async execute(text: string, params?: readonly unknown[]): Promise<number> {
     return this.run(() => {
-      const statement = this.connection.prepare(text);
+      const statement = this.statement(text);
       if (statement.reader) return statement.all(bindable(params)).length;
       return statement.run(bindable(params)).changes;
     });
@@ -243,8 +245,48 @@ export class SqliteSqlClient implements SqlClient {
   async script(text: string): Promise<void> {
     await this.run(() => {
       if (this.connection.isClosed) throw new StoreClosedError();
+      // Scripts are schema changes; what they hold cannot be checked statement by statement.
+      if (this.readOnly) throw new Error('A read snapshot cannot run a script');
       this.connection.db.exec(text);
     });
+  }
+
+  /** A prepared statement; in a read snapshot, only one that writes nothing. */
+  private statement(text: string): Database.Statement {
+    const statement = this.connection.prepare(text);
+    if (this.readOnly && !statement.readonly) {
+      throw new Error(`A read snapshot cannot write: ${text.trim().slice(0, 60)}`);
+    }
+    return statement;
+  }
+
+  /**
+   * A deferred transaction: SQLite takes its view of the database at the first read, and a WAL
+   * file keeps that view for it while other connections commit. The lock keeps this process's
+   * own writers out meanwhile (they share the connection, so they would land inside it).
+   */
+  async readSnapshot<T>(fn: (tx: SqlClient) => Promise<T>): Promise<T> {
+    if (this.inTransaction) return fn(this);
+    await this.connection.lock.acquire();
+    const connection = this.connection;
+    try {
+      connection.prepare('BEGIN').run();
+    } catch (error) {
+      connection.lock.release();
+      throw mapSqliteError(error);
+    }
+    try {
+      return await fn(new SqliteSqlClient(connection, true, true));
+    } catch (error) {
+      throw mapSqliteError(error);
+    } finally {
+      // Nothing was written: ending it either way only lets the log be checkpointed past it.
+      try {
+        if (!connection.isClosed && connection.db.inTransaction) connection.prepare('ROLLBACK').run();
+      } finally {
+        connection.lock.release();
+      }
+    }
   }
 
   /**

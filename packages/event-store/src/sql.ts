@@ -20,6 +20,20 @@ export interface SqlClient {
    * Nested calls run inside the outer transaction.
    */
   transaction<T>(fn: (tx: SqlClient) => Promise<T>, options?: TransactionOptions): Promise<T>;
+  /**
+   * Runs `fn` on a read-only view of one committed state of the database: every read through
+   * `tx` sees the same commits, whatever commits meanwhile. For readers that compare rows of
+   * several tables with each other while writers keep committing (the audit). PostgreSQL: one
+   * connection in a `REPEATABLE READ READ ONLY` transaction (the view is taken at its first
+   * statement). SQLite: one read transaction (in WAL mode the view is taken at its first read)
+   * under the connection's lock. Statements that write are refused. Keep it short: on SQLite the
+   * other statements of this process wait for it and the write-ahead log cannot be checkpointed
+   * past it; on PostgreSQL vacuum keeps every row version it might read, and a swap of tables
+   * waits for it. Inside a SQLite transaction `fn` runs in that transaction (already one view);
+   * inside a PostgreSQL read-write transaction, whose statements each see the latest commits, it
+   * is refused.
+   */
+  readSnapshot<T>(fn: (tx: SqlClient) => Promise<T>): Promise<T>;
 }
 
 export interface TransactionOptions {

@@ -109,6 +109,7 @@ function countTransactions(sql: SqlClient): { sql: SqlClient; readonly count: nu
       count++;
       return sql.transaction(fn, options);
     },
+    readSnapshot: (fn) => sql.readSnapshot(fn),
   };
   return {
     sql: wrapped,
