@@ -1,4 +1,5 @@
 import { openPostgresEventStore } from '@muster/event-store-postgres';
+import { openSqliteEventStore } from '@muster/event-store-sqlite';
 import { DomainError, mssHaitiScenario } from '@muster/readiness';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -309,45 +310,66 @@ async function playSteps(driver: MissionDriver, clock: ManualClock, from: number
 const READ_MODELS = ['readiness_missions', 'readiness_history', 'readiness_verdicts'] as const;
 
 describe('an audit racing the projection', () => {
-  it('is done again when a change lands between the mission row and its history', async () => {
+  it('leaves a change time causes while it reads the read models to the next audit', async () => {
     const clock = new ManualClock();
     const f = await openSqliteFixture('audit-race', clock);
-    const runner = await startReadiness(f, clock);
+    // The projection on a connection of its own, as in another process: it can commit while the
+    // audit's read snapshot holds the fixture's connection.
+    const other = await openSqliteEventStore({ path: f.path, clock: clock.now, pollIntervalMs: 50 });
+    const runner = await startReadiness({ ...f, store: other, sql: other.sql }, clock);
     try {
-      await playMssHaiti(f.store, clock);
-      await runner.waitForPosition((await f.store.headPosition()) as string, 10_000);
+      await playMssHaiti(other, clock);
+      await runner.waitForPosition((await other.headPosition()) as string, 10_000);
       const timeRows = async () =>
         (
-          await f.sql.query("SELECT seq FROM readiness_history WHERE mission_id = $1 AND cause = 'time'", [
-            missionId,
-          ])
+          await other.sql.query(
+            "SELECT seq FROM readiness_history WHERE mission_id = $1 AND cause = 'time'",
+            [missionId],
+          )
         ).length;
       expect(await timeRows()).toBe(0);
+      // Time has moved nothing yet.
+      const [before] = await other.sql.query(
+        "SELECT watermark FROM projection_checkpoints WHERE name = 'readiness'",
+      );
+      expect(before?.watermark ?? null).toBeNull();
       // The first read of the history lets the mandate expire first, as a scheduler round would.
       let raced = false;
-      const racing = new Proxy(f.sql, {
-        get(target, key, receiver) {
-          if (key !== 'query') return Reflect.get(target, key, receiver);
-          return async (text: string, params?: readonly unknown[]) => {
-            if (!raced && text.includes('readiness_history')) {
-              raced = true;
-              clock.set('2024-11-01T00:00:00Z');
-              runner.poke();
-              for (let i = 0; i < 250 && (await timeRows()) === 0; i++) {
-                await new Promise((r) => setTimeout(r, 20));
-              }
+      const race = async () => {
+        raced = true;
+        clock.set('2024-11-01T00:00:00Z');
+        runner.poke();
+        for (let i = 0; i < 250 && (await timeRows()) === 0; i++) {
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      };
+      const racing = (client: typeof f.sql): typeof f.sql =>
+        new Proxy(client, {
+          get(target, key, receiver) {
+            if (key === 'readSnapshot') {
+              return (fn: (tx: typeof f.sql) => Promise<unknown>) =>
+                target.readSnapshot((tx) => fn(racing(tx)));
             }
-            return target.query(text, params);
-          };
-        },
-      });
-      const report = await auditMission({ store: f.store, sql: racing, missionId });
+            if (key !== 'query') return Reflect.get(target, key, receiver);
+            return async (text: string, params?: readonly unknown[]) => {
+              if (!raced && text.includes('readiness_history')) await race();
+              return target.query(text, params);
+            };
+          },
+        });
+      const report = await auditMission({ store: f.store, sql: racing(f.sql), missionId });
       expect(raced).toBe(true);
       expect(await timeRows()).toBeGreaterThan(0);
+      // Compared as the read snapshot had it: the watermark and the history from before the expiry.
       expect(report).toMatchObject({ ok: true, mismatches: [] });
-      expect(report?.comparedUpTo.timeUntil).toBe('2024-11-01T00:00:00.000Z');
+      expect(report?.comparedUpTo.timeUntil).toBeNull();
+      const next = await auditMission({ store: f.store, sql: f.sql, missionId });
+      expect(next).toMatchObject({ ok: true, mismatches: [] });
+      expect(next?.comparedUpTo.timeUntil).toBe('2024-11-01T00:00:00.000Z');
+      expect(next?.history.stored).toBe((report?.history.stored ?? 0) + (await timeRows()));
     } finally {
       await runner.close();
+      await other.close();
       await f.close();
     }
   });

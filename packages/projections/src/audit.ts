@@ -5,6 +5,7 @@ import {
   comparePositions,
   type EventStore,
   type SqlClient,
+  type SqlRow,
   StreamNotFoundError,
 } from '@muster/event-store';
 import { missionStreamName, serializeStateParts } from '@muster/readiness';
@@ -205,23 +206,50 @@ function missionRowMismatch(runtime: MissionRuntime, row: Record<string, unknown
   };
 }
 
+/** What the read models hold for one mission, all as of one commit (see `readModels`). */
+interface ReadModels {
+  checkpoint: CheckpointRow | null;
+  row: Record<string, unknown> | undefined;
+  /** The snapshots' columns; their texts are read during the replay. */
+  snapshots: StoredSnapshot[];
+  history: HistoryEntry[];
+  verdicts: SqlRow[];
+}
+
 /**
- * The projection's checkpoint and the mission's row as of one moment: read checkpoint, row,
- * checkpoint again until the checkpoint stood still (a batch writes the row and moves the
- * checkpoint in one transaction). Failing that, the first checkpoint: the row is then at least
- * as far along as it, never wrongly found behind it.
+ * The checkpoint, the mission row, its snapshots, current verdicts and whole history, in one read
+ * snapshot. A batch of the projection writes its rows, snapshots and checkpoint in one
+ * transaction, so what one snapshot holds agrees with itself; read in separate statements while
+ * the projection commits, the parts came from different batches and a healthy mission was
+ * reported (history entries that "follow from no event", verdicts that differ). The snapshots'
+ * texts (megabytes each) are left out, and the snapshot is closed before the replay: held
+ * through a long replay it would keep SQLite from checkpointing its log, and PostgreSQL's vacuum
+ * from removing old rows, all that time.
  */
-async function readModelState(
-  sql: SqlClient,
-  missionId: string,
-): Promise<{ checkpoint: CheckpointRow | null; row: Record<string, unknown> | undefined }> {
-  for (let attempt = 1; ; attempt++) {
-    const checkpoint = await readCheckpoint(sql, READINESS_PROJECTION);
-    const [row] = await sql.query(`SELECT * FROM ${MISSIONS} WHERE mission_id = $1`, [missionId]);
-    const again = await readCheckpoint(sql, READINESS_PROJECTION);
-    const still = checkpoint?.position === again?.position && checkpoint?.watermark === again?.watermark;
-    if (still || attempt === 5) return { checkpoint, row };
-  }
+function readModels(store: EventStore, sql: SqlClient, missionId: string): Promise<ReadModels> {
+  return sql.readSnapshot(async (tx) => {
+    const checkpoint = await readCheckpoint(tx, READINESS_PROJECTION);
+    const [row] = await tx.query(`SELECT * FROM ${MISSIONS} WHERE mission_id = $1`, [missionId]);
+    const snapshots = (
+      await tx.query(
+        `SELECT revision, position, recorded_at, max_recorded_at FROM ${SNAPSHOTS} WHERE mission_id = $1 ORDER BY revision`,
+        [missionId],
+      )
+    ).map((r) => ({ ...r, revision: Number(r.revision) }) as StoredSnapshot);
+    const queries = createReadinessQueries({ store, sql: tx });
+    const history: HistoryEntry[] = [];
+    let after: number | null = 0;
+    while (after !== null) {
+      const page = await queries.history(missionId, { afterSeq: after, limit: 1000 });
+      if (!page) break;
+      history.push(...page.entries);
+      after = page.nextAfterSeq;
+    }
+    const verdicts = await tx.query(`SELECT * FROM ${VERDICTS} WHERE mission_id = $1 ORDER BY ord`, [
+      missionId,
+    ]);
+    return { checkpoint, row, snapshots, history, verdicts };
+  });
 }
 
 /**
@@ -234,38 +262,39 @@ export async function auditMission(options: {
   sql: SqlClient;
   missionId: string;
 }): Promise<AuditReport | null> {
-  // The history and verdicts are read after the replay, so a batch of the projection (a change
-  // time caused, say) can land between the mission row and them: then the rows disagree with the
-  // row the replay was compared against, and the audit is done again on the new row.
+  const { store, sql, missionId } = options;
   for (let attempt = 1; ; attempt++) {
-    const { report, row } = await auditAgainstRow(options);
-    if (report === null || attempt === AUDIT_ATTEMPTS) return report;
-    const { row: now } = await readModelState(options.sql, options.missionId);
-    if (JSON.stringify(now ?? null) === JSON.stringify(row ?? null)) return report;
+    const models = await readModels(store, sql, missionId);
+    const report = await compareWithLog(store, sql, missionId, models);
+    if (report === null || report.ok || attempt === AUDIT_ATTEMPTS) return report;
+    // Only the snapshots' texts are read outside the read snapshot, and within a generation of
+    // the tables a snapshot never changes once written: a difference there is found, not raced.
+    // A rebuild swapped in meanwhile replaces the tables, though: a snapshot listed may then be
+    // gone (which revisions hold one depends on batching), and on PostgreSQL a swap committed
+    // between two statements of the read snapshot shows its new tables to the later ones. Only
+    // then is the audit done again, on the new generation.
+    const now = await readCheckpoint(sql, READINESS_PROJECTION);
+    if (now?.generation === models.checkpoint?.generation) return report;
   }
 }
 
-/** Audits tried before a mission that keeps moving is reported as found. */
+/** Audits tried when rebuilds keep being swapped in while the audit runs. */
 const AUDIT_ATTEMPTS = 3;
 
-async function auditAgainstRow(options: {
-  store: EventStore;
-  sql: SqlClient;
-  missionId: string;
-}): Promise<{ report: AuditReport | null; row: Record<string, unknown> | undefined }> {
-  const { store, sql, missionId } = options;
-  // Listed before the row is read: every snapshot then predates it, and is within what it folded.
-  const snapshots = (
-    await sql.query(
-      `SELECT revision, position, recorded_at, max_recorded_at FROM ${SNAPSHOTS} WHERE mission_id = $1 ORDER BY revision`,
-      [missionId],
-    )
-  ).map((r) => ({ ...r, revision: Number(r.revision) }) as StoredSnapshot);
+/** The replay of the log, and its comparison with the read models as `readModels` read them. */
+async function compareWithLog(
+  store: EventStore,
+  sql: SqlClient,
+  missionId: string,
+  models: ReadModels,
+): Promise<AuditReport | null> {
+  const { checkpoint, row, snapshots } = models;
   let nextSnapshot = 0;
   let snapshotsCompared = 0;
-  const { checkpoint, row } = await readModelState(sql, missionId);
   // What the read model must have folded: every event up to its own revision, and every event the
   // checkpoint says the projection has processed (its batch and the checkpoint commit together).
+  // The log is read after the read models, but it is only ever appended to: the events appended
+  // since lie past both limits, and the fold stops before them.
   const rowRevision = row ? Number(row.revision) : -1;
   const processedUpTo = checkpoint?.position ?? null;
   const mismatches: AuditMismatch[] = [];
@@ -384,7 +413,7 @@ async function auditAgainstRow(options: {
       cutShort = !stopped;
     } else if (!(error instanceof StreamNotFoundError)) throw error;
   }
-  if (events === 0 && !row && snapshots.length === 0) return { report: null, row };
+  if (events === 0 && !row && snapshots.length === 0) return null;
   chain ??= verifier.result();
   if (!cutShort) {
     for (const snapshot of snapshots.slice(nextSnapshot)) {
@@ -421,15 +450,7 @@ async function auditAgainstRow(options: {
   }
   const rowMismatch = !cutShort && row ? missionRowMismatch(runtime, row) : null;
   if (rowMismatch) add(rowMismatch);
-  const queries = createReadinessQueries({ store, sql });
-  const stored: HistoryEntry[] = [];
-  let after: number | null = 0;
-  while (after !== null) {
-    const page = await queries.history(missionId, { afterSeq: after, limit: 1000 });
-    if (!page) break;
-    stored.push(...page.entries);
-    after = page.nextAfterSeq;
-  }
+  const stored = models.history;
   const recomputed = sink.history;
   // Cut short, the history recomputed is that of the events before the unreadable one: a prefix.
   const compareUpTo = cutShort ? recomputed.length : Math.max(stored.length, recomputed.length);
@@ -469,9 +490,7 @@ async function auditAgainstRow(options: {
     }
   }
 
-  const verdictRows = cutShort
-    ? []
-    : await sql.query(`SELECT * FROM ${VERDICTS} WHERE mission_id = $1 ORDER BY ord`, [missionId]);
+  const verdictRows = cutShort ? [] : models.verdicts;
   const storedPhases = new Map(verdictRows.map((r) => [String(r.phase), r]));
   const phases = cutShort ? [] : (runtime.verdict?.phases ?? []);
   phases.forEach((phase, ord) => {
@@ -531,5 +550,5 @@ async function auditAgainstRow(options: {
     snapshots: { stored: snapshots.length, compared: snapshotsCompared },
     mismatches,
   };
-  return { report, row };
+  return report;
 }
