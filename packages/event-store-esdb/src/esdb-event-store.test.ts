@@ -10,5 +10,6 @@ afterAll(() => target.stop());
 runEventStoreContract(
   `esdb (${target.label})`,
   () => openEsdbEventStore({ connectionString: target.connectionString as string }),
-  { skip: target.skip },
+  // EventStoreDB has no lock to hold across a decision.
+  { skip: target.skip, appendUnderLock: false },
 );

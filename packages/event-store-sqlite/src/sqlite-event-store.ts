@@ -3,6 +3,7 @@ import { dirname } from 'node:path';
 import {
   type AppendOptions,
   type AppendResult,
+  type AppendUnderLockOptions,
   AsyncQueue,
   assertIdempotentReplay,
   CorruptEventError,
@@ -14,6 +15,7 @@ import {
   type EventStore,
   type EventStoreLimits,
   InvalidReadOptionsError,
+  type LockedDecision,
   type Position,
   type PreparedAppend,
   prepareAppend,
@@ -31,8 +33,10 @@ import {
   sequencePosition,
   uuidv7,
   validateBatchSize,
+  validateKnownRevision,
   validateReadAllOptions,
   validateReadStreamOptions,
+  validateStreamName,
 } from '@muster/event-store';
 import Database from 'better-sqlite3';
 import { args, mapSqliteError, SqliteConnection, SqliteSqlClient } from './connection.js';
@@ -93,6 +97,12 @@ export interface SqliteEventStore extends EventStore {
   /** The SQL port on the same file: read models commit in the same database as the events. */
   readonly sql: SqlClient;
   readonly path: string;
+  /** Offered: the write transaction is the lock. */
+  appendUnderLock(
+    stream: string,
+    options: AppendUnderLockOptions,
+    decide: LockedDecision,
+  ): Promise<AppendResult | null>;
 }
 
 interface StreamHead {
@@ -126,11 +136,29 @@ class BoundedMap<K, V> {
   }
 }
 
-interface PendingAppend {
-  prepared: PreparedAppend;
-  resolve: (result: AppendResult) => void;
-  reject: (error: unknown) => void;
+/** A plain append, or a decision to make inside the write transaction (`appendUnderLock`). */
+type PendingAppend =
+  | {
+      kind: 'append';
+      prepared: PreparedAppend;
+      resolve: (result: AppendResult) => void;
+      reject: (error: unknown) => void;
+    }
+  | {
+      kind: 'locked';
+      stream: string;
+      knownRevision: number | null;
+      decide: LockedDecision;
+      resolve: (result: AppendResult | null) => void;
+      reject: (error: unknown) => void;
+    };
+
+/** What `decide` threw: the caller's own refusal, handed back as it is. */
+class Refusal {
+  constructor(readonly error: unknown) {}
 }
+
+type Outcome = { ok: true; result: AppendResult | null } | { ok: false; error: unknown };
 
 type EventRow = [
   position: number,
@@ -250,7 +278,34 @@ class SqliteStore implements SqliteEventStore {
       return Promise.reject(error);
     }
     return new Promise((resolve, reject) => {
-      this.pending.push({ prepared, resolve, reject });
+      this.pending.push({ kind: 'append', prepared, resolve, reject });
+      this.scheduleFlush();
+    });
+  }
+
+  /**
+   * The write transaction is the lock: this process is the file's only writer, its appends take
+   * turns in one queue, and `BEGIN IMMEDIATE` keeps any other process out until the commit. So a
+   * decision made inside it, on events read inside it, is made on the stream as it stands, and is
+   * written (and synced) with the batch it travels in.
+   */
+  appendUnderLock(
+    stream: string,
+    options: AppendUnderLockOptions,
+    decide: LockedDecision,
+  ): Promise<AppendResult | null> {
+    if (this.closed) return Promise.reject(new StoreClosedError());
+    let work: { stream: string; knownRevision: number | null };
+    try {
+      work = {
+        stream: validateStreamName(stream),
+        knownRevision: validateKnownRevision(options?.knownRevision),
+      };
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return new Promise((resolve, reject) => {
+      this.pending.push({ kind: 'locked', ...work, decide, resolve, reject });
       this.scheduleFlush();
     });
   }
@@ -275,7 +330,7 @@ class SqliteStore implements SqliteEventStore {
     const lock = this.connection.lock;
     if (!lock.tryAcquire()) await lock.acquire();
     const batch = this.groupCommit ? this.pending.splice(0) : this.pending.splice(0, 1);
-    const outcomes: Array<{ ok: true; result: AppendResult } | { ok: false; error: unknown }> = [];
+    const outcomes: Outcome[] = [];
     // Stream heads written by this transaction; they reach the cache only once it commits.
     const written = new Map<string, StreamHead>();
     let deferred = false;
@@ -291,10 +346,15 @@ class SqliteStore implements SqliteEventStore {
         try {
           for (const append of batch) {
             try {
-              outcomes.push({ ok: true, result: this.write(append.prepared, recordedAt, written) });
+              const result =
+                append.kind === 'append'
+                  ? this.write(append.prepared, recordedAt, written)
+                  : this.decideAndWrite(append, recordedAt, written);
+              outcomes.push({ ok: true, result });
             } catch (error) {
-              if (isStorageFailure(error)) throw error;
-              outcomes.push({ ok: false, error: mapSqliteError(error) });
+              if (error instanceof Refusal) outcomes.push({ ok: false, error: error.error });
+              else if (isStorageFailure(error)) throw error;
+              else outcomes.push({ ok: false, error: mapSqliteError(error) });
             }
           }
           this.connection.prepare('COMMIT').run();
@@ -317,8 +377,9 @@ class SqliteStore implements SqliteEventStore {
       batch.forEach((append, i) => {
         const outcome = outcomes[i];
         if (failure !== undefined) append.reject(failure);
-        else if (outcome?.ok) append.resolve(outcome.result);
-        else append.reject(outcome?.error);
+        else if (!outcome?.ok) append.reject(outcome?.error);
+        else if (append.kind === 'locked') append.resolve(outcome.result);
+        else append.resolve(outcome.result as AppendResult);
       });
     };
     if (!deferred) {
@@ -435,6 +496,41 @@ class SqliteStore implements SqliteEventStore {
       events: recorded,
       idempotent: false,
     };
+  }
+
+  /**
+   * A decision under the lock, inside the batch transaction: on the stream's head as the file has
+   * it (the cache could miss another process's write) and as the earlier appends of this batch
+   * left it, which commit or roll back together with it.
+   */
+  private decideAndWrite(
+    work: Extract<PendingAppend, { kind: 'locked' }>,
+    recordedAt: string,
+    written: Map<string, StreamHead>,
+  ): AppendResult | null {
+    const { stream, knownRevision, decide } = work;
+    if (!written.has(stream)) this.heads.delete(stream);
+    const revision = (written.get(stream) ?? this.headOf(stream))?.revision ?? null;
+    let events: RecordedEvent[] = [];
+    if (revision !== null && revision > (knownRevision ?? -1)) {
+      const statement = this.connection
+        .prepare(`SELECT ${ROW_JSON} FROM events WHERE stream = $1 AND revision > $2 ORDER BY revision`)
+        .pluck(true);
+      try {
+        events = parseRows(statement.all(args(stream, knownRevision ?? -1)) as string[]).map(toRecorded);
+      } catch (error) {
+        throw error instanceof UnreadablePage ? this.corrupt(error) : error;
+      }
+    }
+    let decided: readonly EventData[];
+    try {
+      decided = decide({ revision, events });
+    } catch (error) {
+      throw new Refusal(error);
+    }
+    if (Array.isArray(decided) && decided.length === 0) return null;
+    const prepared = prepareAppend(stream, decided, revision ?? 'no_stream', this.limits, () => uuidv7());
+    return this.write(prepared, recordedAt, written);
   }
 
   /**
@@ -1008,13 +1104,11 @@ class DurableHorizon {
   }
 }
 
-function positionRange(
-  outcomes: ReadonlyArray<{ ok: true; result: AppendResult } | { ok: false; error: unknown }>,
-): { first: number; last: number } | null {
+function positionRange(outcomes: readonly Outcome[]): { first: number; last: number } | null {
   let first = Number.POSITIVE_INFINITY;
   let last = 0;
   for (const outcome of outcomes) {
-    if (!outcome.ok || outcome.result.idempotent) continue;
+    if (!outcome.ok || outcome.result === null || outcome.result.idempotent) continue;
     for (const event of outcome.result.events) {
       const position = Number(event.position);
       if (position < first) first = position;

@@ -127,6 +127,30 @@ export interface Subscription extends AsyncIterable<SubscriptionMessage> {
   takeBuffered?(max: number): SubscriptionMessage[];
 }
 
+/** What a decision under a stream's lock is given (see `EventStore.appendUnderLock`). */
+export interface StreamTail {
+  /** The revision of the stream's last event while the lock is held, or null when it has none. */
+  revision: number | null;
+  /** Every event past the caller's `knownRevision`, in revision order (empty when there are none). */
+  events: readonly RecordedEvent[];
+}
+
+export interface AppendUnderLockOptions {
+  /**
+   * The revision up to which the caller already holds the stream (its cached state), or null for
+   * none: `decide` is given only the events after it.
+   */
+  knownRevision: number | null;
+}
+
+/**
+ * Decides what to append on the stream as it stands, while no one else can append to it. Called
+ * with the lock held, so it must be synchronous, pure and short; it may be called again (after a
+ * lost connection, when the first attempt did not land). It refuses by throwing: the store then
+ * appends nothing and rejects with what it threw. No events: nothing to append.
+ */
+export type LockedDecision = (tail: StreamTail) => readonly EventData[];
+
 export interface EventStore {
   readonly kind: string;
   /**
@@ -139,6 +163,21 @@ export interface EventStore {
     events: readonly EventData[],
     options?: AppendOptions,
   ): Promise<AppendResult>;
+  /**
+   * Optional: decide and append under the stream's lock, for a writer whose optimistic appends
+   * keep losing the race to another writer. In one transaction the store takes the lock every
+   * append to the stream takes, reads the events past `knownRevision`, calls `decide` with them,
+   * and appends what it returns with the exact expected revision of the tail (so it never
+   * conflicts; ids already in the log follow the usual rules). Resolves with the append's result,
+   * or null when `decide` returned no events. Ordered with this instance's appends to the stream:
+   * it runs after those issued before it, and those issued after it wait for it. Offered by stores
+   * that can hold a lock across a decision (PostgreSQL, SQLite); not by EventStoreDB.
+   */
+  appendUnderLock?(
+    stream: string,
+    options: AppendUnderLockOptions,
+    decide: LockedDecision,
+  ): Promise<AppendResult | null>;
   /** Throws StreamNotFoundError (on iteration) when the stream has no events. */
   readStream(stream: string, options?: ReadStreamOptions): AsyncIterable<RecordedEvent>;
   readAll(options?: ReadAllOptions): AsyncIterable<RecordedEvent>;

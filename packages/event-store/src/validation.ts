@@ -52,6 +52,13 @@ export function validateExpectedRevision(value: unknown): ExpectedRevision {
   throw new InvalidExpectedRevisionError(value);
 }
 
+/** The `knownRevision` of `appendUnderLock`: null, or a revision (a non-negative integer). */
+export function validateKnownRevision(value: unknown): number | null {
+  if (value === null) return null;
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return value;
+  throw new InvalidReadOptionsError('knownRevision must be null or a non-negative integer');
+}
+
 export function isIsoInstant(value: unknown): value is string {
   return typeof value === 'string' && ISO_INSTANT.test(value) && normaliseInstant(value) !== null;
 }

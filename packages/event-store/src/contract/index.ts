@@ -11,13 +11,25 @@ import {
   WrongExpectedRevisionError,
 } from '../errors.js';
 import { computeEventHash, verifyStream } from '../hash-chain.js';
-import type { EventData, EventStore, RecordedEvent, Subscription, SubscriptionMessage } from '../types.js';
+import type {
+  EventData,
+  EventStore,
+  RecordedEvent,
+  StreamTail,
+  Subscription,
+  SubscriptionMessage,
+} from '../types.js';
 
 export interface ContractOptions {
   /** When set, the suite is skipped and the reason printed (a store that cannot be reached). */
   skip?: string | undefined;
   /** Largest event the store accepts, when the factory configures a smaller limit than the default. */
   maxEventBytes?: number;
+  /**
+   * Whether the store offers `appendUnderLock`; when given, the suite checks it, so that a store
+   * meant to offer it cannot skip its tests unnoticed. Its tests run on every store that offers it.
+   */
+  appendUnderLock?: boolean;
 }
 
 /**
@@ -220,6 +232,210 @@ export function runEventStoreContract(
         expect(events.map((e) => e.revision)).toEqual(Array.from({ length: 40 }, (_, i) => i));
         expect(new Set(events.map((e) => (e.data as { i: number }).i)).size).toBe(40);
         expect((await verifyStream(events)).ok).toBe(true);
+      });
+    });
+
+    describe('appendUnderLock (where offered)', () => {
+      type LockedAppend = NonNullable<EventStore['appendUnderLock']>;
+      const lockedAppend = (skip: (note?: string) => never): LockedAppend => {
+        const append = store.appendUnderLock;
+        if (!append) skip('the store does not offer appendUnderLock');
+        return append.bind(store);
+      };
+
+      if (options.appendUnderLock !== undefined) {
+        const offered = options.appendUnderLock;
+        it(`is ${offered ? '' : 'not '}offered`, () => {
+          expect(typeof store.appendUnderLock === 'function').toBe(offered);
+        });
+      }
+
+      it('gives decide exactly the events past the known revision, and the revision the stream is at', async ({
+        skip,
+      }) => {
+        const appendUnderLock = lockedAppend(skip);
+        const s = streamName('tail');
+        const seen: StreamTail[] = [];
+        const look = (knownRevision: number | null) =>
+          appendUnderLock(s, { knownRevision }, (tail) => {
+            seen.push(tail);
+            return [];
+          });
+        expect(await look(null)).toBeNull();
+        expect(seen).toEqual([{ revision: null, events: [] }]);
+        await store.appendToStream(
+          s,
+          Array.from({ length: 5 }, (_, i) => ev('Told', { i })),
+        );
+        const recorded = await collect(store.readStream(s));
+        for (const known of [null, 0, 2, 4, 7]) expect(await look(known)).toBeNull();
+        expect(seen.slice(1)).toEqual([
+          { revision: 4, events: recorded },
+          { revision: 4, events: recorded.slice(1) },
+          { revision: 4, events: recorded.slice(3) },
+          { revision: 4, events: [] },
+          { revision: 4, events: [] },
+        ]);
+        expect(await store.streamRevision(s)).toBe(4);
+      });
+
+      it('appends what decide returns right after the tail, on the chain, and answers like an append', async ({
+        skip,
+      }) => {
+        const appendUnderLock = lockedAppend(skip);
+        const s = streamName('locked');
+        const counted = (tail: StreamTail, n: number) =>
+          Array.from({ length: n }, (_, i) =>
+            ev('Counted', { after: tail.revision, told: tail.events.length, i }),
+          );
+        const before = Date.now();
+        const first = await appendUnderLock(s, { knownRevision: null }, (tail) => counted(tail, 1));
+        expect(first).toMatchObject({ nextExpectedRevision: 0, idempotent: false });
+        expect(first?.events.map((e) => [e.revision, e.previousHash, e.data])).toEqual([
+          [0, null, { after: null, told: 0, i: 0 }],
+        ]);
+        await store.appendToStream(s, [ev('Plain'), ev('Plain')], { expectedRevision: 0 });
+        const second = await appendUnderLock(s, { knownRevision: 0 }, (tail) => counted(tail, 2));
+        expect(second?.events.map((e) => [e.revision, e.data])).toEqual([
+          [3, { after: 2, told: 2, i: 0 }],
+          [4, { after: 2, told: 2, i: 1 }],
+        ]);
+        expect(second?.nextExpectedRevision).toBe(4);
+        const log = await collect(store.readStream(s));
+        expect(second?.events).toEqual(log.slice(3));
+        expect(second?.position).toBe(log[4]?.position);
+        expect(first?.events).toEqual(log.slice(0, 1));
+        expect(log[3]?.previousHash).toBe(log[2]?.hash);
+        expect(await verifyStream(log)).toMatchObject({ ok: true, count: 5 });
+        assertStrictlyIncreasing(log.map((e) => e.position));
+        const stamped = log[3] as RecordedEvent;
+        expect(stamped.recordedAt).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+        expect(Date.parse(stamped.recordedAt)).toBeGreaterThanOrEqual(before - 1000);
+        expect(stamped.metadata.occurredAt).toBe(stamped.recordedAt);
+        expect(await store.headPosition()).toBe(second?.position);
+      });
+
+      it('appends nothing when decide refuses, returns no events or returns what no append may hold', async ({
+        skip,
+      }) => {
+        const appendUnderLock = lockedAppend(skip);
+        const s = streamName('locked-refused');
+        await store.appendToStream(s, [ev('A', {}, { id: randomUUID() }), ev('B', {}, { id: randomUUID() })]);
+        const log = await collect(store.readStream(s));
+        const refusal = new Error('refused on the stream as it is');
+        const refused = await appendUnderLock(s, { knownRevision: 0 }, () => {
+          throw refusal;
+        }).catch((e) => e);
+        expect(refused).toBe(refusal);
+        expect(await appendUnderLock(s, { knownRevision: 1 }, () => [])).toBeNull();
+        const invalid = await appendUnderLock(s, { knownRevision: 1 }, () => [ev('has space')]).catch(
+          (e) => e,
+        );
+        expect(invalid).toBeInstanceOf(InvalidEventError);
+        // Ids already recorded follow the rules of any append: earlier in the same stream, the
+        // append is at the wrong revision; in another stream, the id is taken.
+        const recordedHere = log[1] as RecordedEvent;
+        const again = await appendUnderLock(s, { knownRevision: 1 }, () => [
+          { id: recordedHere.id, type: recordedHere.type, data: recordedHere.data },
+        ]).catch((e) => e);
+        expect(again).toBeInstanceOf(WrongExpectedRevisionError);
+        const elsewhere = streamName('locked-elsewhere');
+        const taken = randomUUID();
+        await store.appendToStream(elsewhere, [ev('Taken', {}, { id: taken })]);
+        const conflict = await appendUnderLock(s, { knownRevision: 1 }, () => [
+          ev('Fresh', {}, { id: randomUUID() }),
+          ev('Reused', {}, { id: taken }),
+        ]).catch((e) => e);
+        expect(conflict).toBeInstanceOf(EventIdConflictError);
+        expect(await collect(store.readStream(s))).toEqual(log);
+        // And the stream takes a locked append after all that.
+        const ok = await appendUnderLock(s, { knownRevision: 1 }, () => [ev('C')]);
+        expect(ok?.nextExpectedRevision).toBe(2);
+      });
+
+      it('refuses a bad stream name or known revision without calling decide', async ({ skip }) => {
+        const appendUnderLock = lockedAppend(skip);
+        let called = 0;
+        const decide = () => {
+          called++;
+          return [ev()];
+        };
+        await expect(appendUnderLock('', { knownRevision: null }, decide)).rejects.toBeInstanceOf(
+          InvalidStreamNameError,
+        );
+        for (const bad of [-1, 1.5, '3', undefined]) {
+          await expect(
+            appendUnderLock(streamName('badknown'), { knownRevision: bad as never }, decide),
+          ).rejects.toBeInstanceOf(InvalidReadOptionsError);
+        }
+        expect(called).toBe(0);
+      });
+
+      it('takes its turn among this store’s appends to the stream, in the order they were issued', async ({
+        skip,
+      }) => {
+        const appendUnderLock = lockedAppend(skip);
+        const s = streamName('locked-order');
+        const first = store.appendToStream(s, [ev('A')], { expectedRevision: 'no_stream' });
+        const locked = appendUnderLock(s, { knownRevision: null }, (tail) => [
+          ev('B', { after: tail.revision }),
+        ]);
+        const last = store.appendToStream(s, [ev('C')], { expectedRevision: 1 });
+        const results = await Promise.all([first, locked, last]);
+        expect(results.map((r) => r?.nextExpectedRevision)).toEqual([0, 1, 2]);
+        const log = await collect(store.readStream(s));
+        expect(log.map((e) => [e.type, e.data])).toEqual([
+          ['A', { n: 1 }],
+          ['B', { after: 0 }],
+          ['C', { n: 1 }],
+        ]);
+      });
+
+      it('interleaved with plain appends on one stream: nothing lost or doubled, each decision on the stream as it was, one chain', async ({
+        skip,
+      }) => {
+        const appendUnderLock = lockedAppend(skip);
+        const s = streamName('locked-mixed');
+        const rounds = 20;
+        const issued: Array<Promise<unknown>> = [];
+        for (let i = 0; i < rounds; i++) {
+          issued.push(store.appendToStream(s, [ev('Plain', { i })]));
+          issued.push(
+            appendUnderLock(s, { knownRevision: i === 0 ? null : i - 1 }, (tail) => [
+              ev('Locked', { i, after: tail.revision, told: tail.events.map((e) => e.revision) }),
+            ]),
+          );
+        }
+        const outcomes = await Promise.allSettled(issued);
+        expect(outcomes.filter((o) => o.status === 'rejected')).toEqual([]);
+        const log = await collect(store.readStream(s));
+        expect(log.map((e) => e.revision)).toEqual(Array.from({ length: 2 * rounds }, (_, i) => i));
+        expect(new Set(log.map((e) => e.id)).size).toBe(2 * rounds);
+        expect(await verifyStream(log)).toMatchObject({ ok: true, count: 2 * rounds });
+        // Issue order, and every locked decision saw the stream up to the event before its own.
+        expect(log.map((e) => `${e.type} ${(e.data as { i: number }).i}`)).toEqual(
+          Array.from({ length: 2 * rounds }, (_, r) => `${r % 2 === 0 ? 'Plain' : 'Locked'} ${r >> 1}`),
+        );
+        for (const e of log.filter((x) => x.type === 'Locked')) {
+          const { i, after, told } = e.data as { i: number; after: number; told: number[] };
+          expect({ revision: e.revision, after }).toEqual({ revision: e.revision, after: e.revision - 1 });
+          const known = i === 0 ? -1 : i - 1;
+          expect(told).toEqual(Array.from({ length: e.revision - 1 - known }, (_, k) => known + 1 + k));
+        }
+      });
+
+      it('is delivered to a live subscription from the end', async ({ skip }) => {
+        const appendUnderLock = lockedAppend(skip);
+        const prefix = streamName('locked-live');
+        const sub = store.subscribeToAll({ fromPosition: 'end', filter: { streamPrefixes: [prefix] } });
+        try {
+          // Appended at once, while the subscription may still be finding out where the end is.
+          const written = await appendUnderLock(`${prefix}-1`, { knownRevision: null }, () => [ev('Live')]);
+          const [got] = await new MessageReader(sub).events(1);
+          expect(got).toEqual(written?.events[0]);
+        } finally {
+          await sub.close();
+        }
       });
     });
 
