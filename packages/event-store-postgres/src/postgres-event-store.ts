@@ -2,12 +2,14 @@ import { randomUUID } from 'node:crypto';
 import {
   type AppendOptions,
   type AppendResult,
+  type AppendUnderLockOptions,
   AsyncQueue,
   DEFAULT_LIMITS,
   type EventData,
   type EventFilter,
   type EventStore,
   type EventStoreLimits,
+  type LockedDecision,
   type Position,
   type PreparedAppend,
   prepareAppend,
@@ -21,8 +23,10 @@ import {
   type Subscription,
   type SubscriptionMessage,
   validateBatchSize,
+  validateKnownRevision,
   validateReadAllOptions,
   validateReadStreamOptions,
+  validateStreamName,
 } from '@muster/event-store';
 import type pg from 'pg';
 import { type AppendRow, buildBatchCall, interpretAppend, splitRows } from './append.js';
@@ -37,7 +41,7 @@ import {
 } from './errors.js';
 import { EventChannel } from './event-channel.js';
 import { type Cursor, formatPosition, justAfter, justBefore, ORIGIN, parsePosition } from './positions.js';
-import { migrateSchema } from './schema.js';
+import { migrateSchema, STREAM_LOCK_SQL } from './schema.js';
 
 export interface PostgresEventStoreOptions {
   /** `postgres://user:password@host:port/database` */
@@ -91,6 +95,12 @@ export interface PostgresEventStore extends EventStore {
   readonly kind: 'postgres';
   /** The SQL port on the same pool: read models live in the same database as the events. */
   readonly sql: SqlClient;
+  /** Offered: the stream's advisory lock, held in a transaction of its own (see the guide). */
+  appendUnderLock(
+    stream: string,
+    options: AppendUnderLockOptions,
+    decide: LockedDecision,
+  ): Promise<AppendResult | null>;
 }
 
 interface PendingAppend {
@@ -101,6 +111,23 @@ interface PendingAppend {
   seq: number;
   resolve: (result: AppendResult) => void;
   reject: (error: unknown) => void;
+}
+
+/**
+ * A decision under a stream's lock (`appendUnderLock`), in line with this instance's appends to the
+ * stream: it starts once those issued before it are written, and those issued after it wait.
+ */
+interface LockedTurn {
+  stream: string;
+  seq: number;
+  started: boolean;
+  start: () => void;
+  cancel: (error: unknown) => void;
+}
+
+/** What `decide` threw: the caller's own refusal, handed back as it is. */
+class Refusal {
+  constructor(readonly error: unknown) {}
 }
 
 /** Bounds of one batch: a call's arguments are held in memory and sent as one message. */
@@ -153,6 +180,9 @@ function pageSql(where: string, orderBy: string, limit: string): string {
 
 const READ_STREAM_FORWARDS = pageSql('e.stream = $1 AND e.revision >= $2', 'e.revision ASC', '$3');
 const READ_STREAM_BACKWARDS = pageSql('e.stream = $1 AND e.revision <= $2', 'e.revision DESC', '$3');
+/** Read under the stream's lock in one go: `decide` is handed the whole tail at once anyway. */
+const READ_TAIL = pageSql('e.stream = $1 AND e.revision > $2', 'e.revision ASC', 'ALL');
+const STREAM_REVISION = 'SELECT revision FROM muster_events WHERE stream = $1 ORDER BY revision DESC LIMIT 1';
 
 const HORIZON_SQL = `
 SELECT s.xmin::text AS xmin, h.transaction_id::text AS head_xid, h.global_position::text AS head_pos,
@@ -235,6 +265,9 @@ class PostgresStore implements PostgresEventStore {
   private issued = 0;
   /** Subscriptions from 'end' still finding out where the end is. */
   private readonly endWatchers = new Set<EndWatcher>();
+  /** Per stream, the decisions under its lock waiting or running, in issue order. */
+  private readonly lockedTurns = new Map<string, LockedTurn[]>();
+  private readonly lockedRunning = new Set<Promise<unknown>>();
 
   constructor(
     private readonly pool: pg.Pool,
@@ -335,6 +368,7 @@ class PostgresStore implements PostgresEventStore {
       const running: Promise<void> = this.writeBatch(batch).finally(() => {
         for (const stream of streams) this.busyStreams.delete(stream);
         this.inFlight.delete(running);
+        this.admitLockedTurns();
         if (this.pending.length > 0) this.scheduleLaunch();
       });
       this.inFlight.add(running);
@@ -353,7 +387,7 @@ class PostgresStore implements PostgresEventStore {
     let bytes = 0;
     let full = false;
     for (const append of this.pending) {
-      if (full || this.busyStreams.has(append.prepared.stream)) {
+      if (full || this.busyStreams.has(append.prepared.stream) || this.behindLockedTurn(append)) {
         rest.push(append);
         continue;
       }
@@ -420,13 +454,7 @@ class PostgresStore implements PostgresEventStore {
           groups[i] as AppendRow[],
         );
         wrote ||= !result.idempotent;
-        if (!result.idempotent && this.endWatchers.size > 0) {
-          const first = (result.events[0] as RecordedEvent).position;
-          for (const watcher of this.endWatchers) {
-            if (append.seq > watcher.since && (watcher.floor === null || first < watcher.floor))
-              watcher.floor = first;
-          }
-        }
+        if (!result.idempotent) this.noteEnd(append.seq, result);
         append.resolve(result);
       } catch (error) {
         append.reject(error);
@@ -436,6 +464,191 @@ class PostgresStore implements PostgresEventStore {
       this.wakeLive();
       this.channel.notify();
     }
+  }
+
+  /** An append issued after a subscription from 'end' was asked for is past that end. */
+  private noteEnd(seq: number, result: AppendResult): void {
+    if (this.endWatchers.size === 0) return;
+    const first = (result.events[0] as RecordedEvent).position;
+    for (const watcher of this.endWatchers) {
+      if (seq > watcher.since && (watcher.floor === null || first < watcher.floor)) watcher.floor = first;
+    }
+  }
+
+  /**
+   * A transaction of its own, on its own pooled connection beside the batches: the stream's lock
+   * (the key the append function takes), the events past `knownRevision`, `decide`, and the append
+   * through the same function, which takes the lock again at once (re-entrant in the session).
+   * Nothing else appends to the stream from the lock to the commit, so the decision is made on the
+   * stream as it stands and the append cannot conflict.
+   */
+  async appendUnderLock(
+    stream: string,
+    options: AppendUnderLockOptions,
+    decide: LockedDecision,
+  ): Promise<AppendResult | null> {
+    this.assertOpen();
+    const name = validateStreamName(stream);
+    const known = validateKnownRevision(options?.knownRevision);
+    const seq = ++this.issued;
+    const running = (async () => {
+      await this.lockedTurn(name, seq);
+      try {
+        return await this.decideUnderLock(name, known, decide, seq);
+      } finally {
+        this.endLockedTurn(name);
+      }
+    })();
+    this.lockedRunning.add(running);
+    const settled = () => this.lockedRunning.delete(running);
+    running.then(settled, settled);
+    return running;
+  }
+
+  /** Resolves when the turn may start: see LockedTurn. */
+  private lockedTurn(stream: string, seq: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const turn: LockedTurn = { stream, seq, started: false, start: resolve, cancel: reject };
+      const queue = this.lockedTurns.get(stream);
+      if (queue) queue.push(turn);
+      else this.lockedTurns.set(stream, [turn]);
+      this.admitLockedTurns();
+    });
+  }
+
+  private endLockedTurn(stream: string): void {
+    const queue = this.lockedTurns.get(stream);
+    queue?.shift();
+    if (queue?.length === 0) this.lockedTurns.delete(stream);
+    this.busyStreams.delete(stream);
+    this.admitLockedTurns();
+    if (this.pending.length > 0) this.scheduleLaunch();
+  }
+
+  /** Whether an append waits for a decision under its stream's lock issued before it. */
+  private behindLockedTurn(append: PendingAppend): boolean {
+    const first = this.lockedTurns.get(append.prepared.stream)?.[0];
+    return first !== undefined && first.seq < append.seq;
+  }
+
+  /**
+   * Starts each stream's first waiting turn once no batch is writing the stream and no append
+   * issued before it is still queued. The stream is then busy: no batch takes it until the turn ends.
+   */
+  private admitLockedTurns(): void {
+    for (const [stream, queue] of this.lockedTurns) {
+      const turn = queue[0];
+      if (!turn || turn.started || this.busyStreams.has(stream)) continue;
+      if (this.pending.some((p) => p.prepared.stream === stream && p.seq < turn.seq)) continue;
+      turn.started = true;
+      this.busyStreams.add(stream);
+      turn.start();
+    }
+  }
+
+  private async decideUnderLock(
+    stream: string,
+    known: number | null,
+    decide: LockedDecision,
+    seq: number,
+  ): Promise<AppendResult | null> {
+    let refusal: Refusal | null = null;
+    // The append an attempt sent before its connection was lost: it may have committed.
+    let sent: PreparedAppend | null = null;
+    try {
+      // Safe to run again on a fresh connection when a reused one turns out to be dead: what was
+      // sent is sent again first, with its fixed ids, and is then either found (it committed: an
+      // idempotent replay) or written (the stream is still where it was decided); only when the
+      // stream has moved on meanwhile is the decision made again, on the stream as it is then.
+      return await this.connector.withClient(async (client) => {
+        await client.query('BEGIN');
+        try {
+          await client.query({ name: 'muster_stream_lock', text: STREAM_LOCK_SQL, values: [stream] });
+          // Stamped with the lock held: no other append to the stream can commit before this one
+          // from here on, so the stamp precedes the commit by this transaction's last round trips
+          // only, not by a wait for the lock as a batch's stamp may.
+          const recordedAt = this.clock().toISOString();
+          let result: AppendResult | null | undefined;
+          if (sent !== null) result = await this.appendOn(client, sent, recordedAt, true);
+          if (result === undefined) {
+            let events = await this.eventsOn(client, 'locked_tail', READ_TAIL, [stream, known ?? -1]);
+            let revision = events.length > 0 ? (events[events.length - 1] as RecordedEvent).revision : null;
+            if (revision === null) {
+              const { rows } = await client.query<{ revision: number }>({
+                name: 'muster_stream_revision',
+                text: STREAM_REVISION,
+                values: [stream],
+              });
+              revision = rows[0]?.revision ?? null;
+              events = [];
+            }
+            let decided: readonly EventData[];
+            try {
+              decided = decide({ revision, events });
+            } catch (error) {
+              refusal = new Refusal(error);
+              throw refusal;
+            }
+            if (Array.isArray(decided) && decided.length === 0) {
+              result = null;
+            } else {
+              const prepared = prepareAppend(
+                stream,
+                decided,
+                revision ?? 'no_stream',
+                this.limits,
+                randomUUID,
+              );
+              sent = prepared;
+              result = (await this.appendOn(client, prepared, recordedAt, false)) as AppendResult;
+            }
+          }
+          if (result === null || result.idempotent) {
+            await client.query('ROLLBACK');
+            return result;
+          }
+          await client.query('COMMIT');
+          // At once, as for a batch: a subscription from 'end' must not take this for before its end.
+          this.noteEnd(seq, result);
+          this.wakeLive();
+          this.channel.notify();
+          return result;
+        } catch (error) {
+          if (!isConnectionError(error)) await client.query('ROLLBACK').catch(() => {});
+          throw error;
+        }
+      }, true);
+    } catch (error) {
+      if (refusal !== null && error === refusal) throw (refusal as Refusal).error;
+      throw error;
+    }
+  }
+
+  /**
+   * One append through the batch function, in the caller's transaction. Resent after a lost
+   * connection, a revision mismatch means the first attempt did not commit and the stream moved
+   * on: undefined, decide again.
+   */
+  private async appendOn(
+    client: pg.PoolClient,
+    prepared: PreparedAppend,
+    recordedAt: string,
+    resent: boolean,
+  ): Promise<AppendResult | undefined> {
+    const sealed = buildBatchCall([prepared], recordedAt, [null]);
+    const [rows] = splitRows(1, (await client.query<AppendRow>(sealed.call)).rows) as [AppendRow[]];
+    if (resent && rows[0]?.o_outcome === 'wrong-expected-revision') return undefined;
+    return interpretAppend(prepared, sealed.metadataJson[0] as string[], recordedAt, rows);
+  }
+
+  private async eventsOn(
+    client: pg.PoolClient,
+    name: string,
+    text: string,
+    values: unknown[],
+  ): Promise<RecordedEvent[]> {
+    const { rows } = await client.query<EventRow>({ name: `muster_${name}`, text, values, rowMode: 'array' });
+    return rows.map(toRecorded);
   }
 
   async *readStream(stream: string, options?: ReadStreamOptions): AsyncGenerator<RecordedEvent> {
@@ -634,11 +847,7 @@ class PostgresStore implements PostgresEventStore {
 
   async streamRevision(stream: string): Promise<number | null> {
     this.assertOpen();
-    const rows = await this.query<{ revision: number }>(
-      'stream_revision',
-      'SELECT revision FROM muster_events WHERE stream = $1 ORDER BY revision DESC LIMIT 1',
-      [stream],
-    );
+    const rows = await this.query<{ revision: number }>('stream_revision', STREAM_REVISION, [stream]);
     return rows[0]?.revision ?? null;
   }
 
@@ -664,9 +873,15 @@ class PostgresStore implements PostgresEventStore {
     const unsent = this.pending;
     this.pending = [];
     for (const append of unsent) append.reject(new StoreClosedError());
+    // So are decisions under a lock still waiting for their turn; those under way finish.
+    for (const queue of this.lockedTurns.values()) {
+      for (const turn of queue.filter((t) => !t.started)) turn.cancel(new StoreClosedError());
+      queue.splice(0, queue.length, ...queue.filter((t) => t.started));
+    }
     for (const queue of this.subscriptions) queue.end();
     this.wakeLive();
     await Promise.all([...this.inFlight]);
+    await Promise.allSettled([...this.lockedRunning]);
     await this.channel.close();
     await this.pool.end().catch(() => {});
   }

@@ -4,6 +4,13 @@ import { NO_STATEMENT_TIMEOUT_IN_TRANSACTION, untimed } from './connection.js';
 /** NOTIFY channel that wakes live subscriptions; the payload is the id of the notifying store. */
 export const CHANNEL = 'muster_events';
 
+/**
+ * The stream's append lock, as the append functions take it (the same key), for a transaction that
+ * decides under it (`appendUnderLock`). Advisory locks are re-entrant within a session, so the
+ * append function called later in that transaction takes it again at once.
+ */
+export const STREAM_LOCK_SQL = 'SELECT pg_advisory_xact_lock(hashtextextended($1, 7150735))';
+
 /** Any 64-bit constant works as long as every process uses the same one. */
 const MIGRATION_LOCK = "hashtextextended('muster:event-store-postgres:migrate', 0)";
 
