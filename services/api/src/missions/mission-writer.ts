@@ -1,9 +1,11 @@
 import {
   type Actor,
+  type AppendResult,
   canonicalJson,
   type EventStore,
   type RecordedEvent,
   StreamNotFoundError,
+  type StreamTail,
   WrongExpectedRevisionError,
 } from '@muster/event-store';
 import {
@@ -28,6 +30,11 @@ import { ApiError } from '../errors.js';
  * replica wrote) or a failed append drops the cached state; the command is decided again on a
  * refreshed one, a bounded number of times. With If-Match the caller's revision is the expected
  * one and a stale revision is answered with 412 instead.
+ *
+ * Where the store can decide under a stream's lock (`appendUnderLock`: PostgreSQL, SQLite), a
+ * command whose optimistic tries keep conflicting is decided there instead, on the log as it
+ * stands, and its append cannot conflict: another replica appending to the same mission without
+ * pause can no longer starve it. EventStoreDB keeps the bounded optimistic loop.
  */
 
 export interface CommandContext {
@@ -72,6 +79,8 @@ class MissionEntry {
   inFlight = 0;
   private drainWaiters: Array<() => void> = [];
   lastUsed = Date.now();
+  /** A decision under the stream's lock under way: commands wait for it rather than decide beside it. */
+  locked: Promise<void> | null = null;
 
   constructor(
     readonly missionId: string,
@@ -122,6 +131,13 @@ export interface MissionWriterOptions {
    */
   pipeline?: boolean;
   maxRetries?: number;
+  /**
+   * Optimistic tries that conflicted before the command is decided under the stream's lock, where
+   * the store offers it (default 2; see decision 49). The first conflict is usually a race already
+   * over (or a pipelined predecessor that failed), and a retry on the refreshed state rides the
+   * group commit; a second in a row says the mission is being written without pause.
+   */
+  lockAfterConflicts?: number;
   maxCachedMissions?: number;
   /**
    * Most events folded into the cached states together (default 200,000): memory stays bounded
@@ -153,6 +169,7 @@ export class MissionWriter {
   private readonly entries = new Map<string, Slot>();
   private readonly store: EventStore;
   private readonly maxRetries: number;
+  private readonly lockAfterConflicts: number;
   private readonly maxCached: number;
   private readonly maxCachedEvents: number;
   private commitsSinceEviction = 0;
@@ -165,6 +182,7 @@ export class MissionWriter {
   constructor(options: MissionWriterOptions) {
     this.store = options.store;
     this.maxRetries = options.maxRetries ?? 8;
+    this.lockAfterConflicts = options.lockAfterConflicts ?? 2;
     this.maxCached = options.maxCachedMissions ?? 1000;
     this.maxCachedEvents = options.maxCachedEvents ?? 200_000;
     this.pipeline = options.pipeline ?? true;
@@ -202,14 +220,133 @@ export class MissionWriter {
     const refusals: Refusals = { at: undefined, count: 0 };
     for (let attempt = 0; ; attempt++) {
       let entry = await this.entry(missionId);
+      while (entry.locked !== null) {
+        await entry.locked;
+        entry = await this.entry(missionId);
+      }
       const release = this.pipeline ? null : await entry.turn();
       try {
         if (release) entry = await this.entry(missionId);
-        const outcome = await this.attempt(command, context, entry, attempt, refusals);
+        // Tries that ended in a conflict or a refusal on a stale cache: the other writer keeps winning.
+        const outcome =
+          this.store.appendUnderLock && attempt >= this.lockAfterConflicts
+            ? await this.lockedAttempt(command, context, entry)
+            : await this.attempt(command, context, entry, attempt, refusals);
         if (outcome) return outcome;
       } finally {
         release?.();
       }
+    }
+  }
+
+  /**
+   * The command decided under the stream's lock, on the cached state and the events the log holds
+   * past it: the log's true state, which no one else can move until the append commits. Nothing
+   * here conflicts, so it answers: the events, a refusal (true of the log, so it needs no check
+   * against the log's revision), or the store's error.
+   */
+  private async lockedAttempt(
+    command: MissionCommand,
+    context: CommandContext,
+    entry: MissionEntry,
+  ): Promise<CommandOutcome> {
+    const { missionId } = command;
+    const { ifMatch } = context;
+    const known = entry.committed;
+    let seen: Folded = known;
+    let state: MissionState = known.state;
+    let decided: MissionEvent[] = [];
+    let refusal: { error: unknown } | null = null;
+    const decide = (tail: StreamTail) => {
+      try {
+        seen = foldTail(missionId, known, tail);
+        if (
+          ifMatch !== undefined &&
+          (ifMatch === '*' ? seen.revision === null : ifMatch !== (seen.revision ?? -1))
+        ) {
+          throw staleRevision(ifMatch, seen.revision);
+        }
+        context.authorize?.(command, seen.state);
+        decided = decideParsed(command, seen.state);
+        state = decided.reduce<MissionState>((s, e) => evolve(s, e), seen.state);
+        return decided.map((event) => toAppend(event, command, context));
+      } catch (error) {
+        refusal = { error };
+        throw error;
+      }
+    };
+    let unlocked: () => void = () => {};
+    entry.locked = new Promise<void>((resolve) => {
+      unlocked = resolve;
+    });
+    entry.begin();
+    const started = performance.now();
+    let result: AppendResult | null;
+    try {
+      result = await (this.store.appendUnderLock as NonNullable<EventStore['appendUnderLock']>).call(
+        this.store,
+        missionStreamName(missionId),
+        { knownRevision: known.revision },
+        decide,
+      );
+    } catch (error) {
+      entry.end();
+      entry.locked = null;
+      unlocked();
+      if (refusal !== null && (refusal as { error: unknown }).error === error) {
+        this.adopt(entry, known, seen);
+        throw error;
+      }
+      this.onAppend((performance.now() - started) / 1000, false, error);
+      this.forget(missionId, entry);
+      if (!(error instanceof WrongExpectedRevisionError)) throw error;
+      // Under the lock the stream cannot move: the store refused the events' ids, recorded before
+      // by a command with this commandId; perhaps by this one, whose answer was lost.
+      const landed = await this.landedAs(missionId, command.commandId, decided);
+      if (landed) return outcome(missionId, command.commandId, landed, true);
+      throw commandIdReused(command.commandId);
+    }
+    entry.end();
+    entry.locked = null;
+    unlocked();
+    if (result === null) {
+      this.adopt(entry, known, seen);
+      return {
+        missionId,
+        commandId: command.commandId,
+        revision: seen.revision,
+        position: seen.position,
+        events: [],
+        replayed: false,
+      };
+    }
+    this.onAppend((performance.now() - started) / 1000, true);
+    this.onCommitted(result.position);
+    if (++this.commitsSinceEviction >= 100) this.evict();
+    if (result.idempotent) {
+      // Its first attempt landed and its answer was lost: the store found the events again.
+      this.forget(missionId, entry);
+      return outcome(missionId, command.commandId, result.events, true);
+    }
+    this.adopt(entry, known, {
+      state,
+      revision: result.nextExpectedRevision,
+      position: result.position,
+    });
+    return outcome(missionId, command.commandId, result.events, false);
+  }
+
+  /**
+   * Caches a state read under the lock, when nothing moved the entry meanwhile; otherwise the entry
+   * is reloaded (its own appends issued meanwhile may have been refused over this one).
+   */
+  private adopt(entry: MissionEntry, known: Folded, folded: Folded): void {
+    if (folded === known) return;
+    if (entry.committed === known && entry.tentative === known) {
+      entry.committed = folded;
+      entry.tentative = folded;
+    } else {
+      this.forget(entry.missionId, entry);
     }
   }
 
@@ -284,11 +421,7 @@ export class MissionWriter {
           // lost answer, a holder that died). Then this is its answer, not a reuse.
           const landed = await this.landedAs(missionId, command.commandId, decided);
           if (landed) return outcome(missionId, command.commandId, landed, true);
-          throw new ApiError(
-            'command-id-reused',
-            `commandId ${command.commandId} was already used on this mission, by another command or by this one sent before: give each command its own id, and send an Idempotency-Key to make a retry safe`,
-            { commandId: command.commandId },
-          );
+          throw commandIdReused(command.commandId);
         }
       }
       if (attempt >= this.maxRetries) {
@@ -498,6 +631,30 @@ function outcome(
     events,
     replayed,
   };
+}
+
+/** The cached state carried on by the events the log holds past it (read under the stream's lock). */
+function foldTail(missionId: string, known: Folded, tail: StreamTail): Folded {
+  if ((tail.revision ?? -1) < (known.revision ?? -1)) {
+    throw new Error(
+      `mission ${missionId}: the log ends at revision ${tail.revision}, before revision ${known.revision} this process saw committed`,
+    );
+  }
+  let state = known.state;
+  let position = known.position;
+  for (const recorded of tail.events) {
+    state = evolve(state, fromStoredEvent(recorded));
+    position = recorded.position;
+  }
+  return tail.events.length === 0 ? known : { state, revision: tail.revision, position };
+}
+
+function commandIdReused(commandId: string): ApiError {
+  return new ApiError(
+    'command-id-reused',
+    `commandId ${commandId} was already used on this mission, by another command or by this one sent before: give each command its own id, and send an Idempotency-Key to make a retry safe`,
+    { commandId },
+  );
 }
 
 /** Appends of one command refused while the log stood at the revision it was decided on. */
