@@ -369,6 +369,58 @@ suite('two service processes on one PostgreSQL database', () => {
     expect(behind).toEqual([]);
   });
 
+  /**
+   * Write starvation (docs/reliability.md): a review had 3 of 40 commands sent through a quiet
+   * replica answered 409 `conflict` while the other replica wrote the same mission without pause.
+   * The writer now decides a command under the stream's lock once two tries have conflicted.
+   */
+  it('let a quiet replica write a mission the other writes without pause: no command is starved into a 409', async () => {
+    const mission = 'starved';
+    await define(mission);
+    let stop = false;
+    let n = 0;
+    const busyAnswers: Record<string, number> = {};
+    const busy = Array.from({ length: 6 }, async () => {
+      while (!stop) {
+        const i = n++;
+        const r = await call(a, 'POST', `/v1/missions/${mission}/commands/report-unit-readiness`, {
+          body: { unit: 'GSU', officersReady: i, status: 'standby' },
+        });
+        const key = r.status === 201 ? '201' : `${r.status} ${r.json().code}`;
+        busyAnswers[key] = (busyAnswers[key] ?? 0) + 1;
+      }
+    });
+    const quiet: Array<{ i: number; status: number; code: string | null }> = [];
+    try {
+      for (let i = 0; i < 40; i++) {
+        const r = await call(b, 'POST', `/v1/missions/${mission}/commands/pledge-logistics`, {
+          body: {
+            pledgeId: `quiet-${i}`,
+            pledger: 'canada',
+            capability: 'airlift',
+            quantity: 1,
+            unit: 'aircraft',
+          },
+        });
+        quiet.push({ i, status: r.status, code: r.status === 201 ? null : r.json().code });
+      }
+    } finally {
+      stop = true;
+      await Promise.all(busy);
+    }
+    process.stderr.write(
+      `[e2e] replicas: 40 commands through the quiet replica beside ${n} through the busy one (${JSON.stringify(busyAnswers)})\n`,
+    );
+    expect(quiet.filter((q) => q.status !== 201)).toEqual([]);
+    expect(Object.keys(busyAnswers)).toEqual(['201']);
+    const log = (await exportLog('b', mission)).events;
+    const pledged = log
+      .filter((e) => e.type === 'LogisticsPledged')
+      .map((e) => (e.data as { pledgeId: string }).pledgeId);
+    expect(pledged).toEqual(Array.from({ length: 40 }, (_, i) => `quiet-${i}`));
+    expect(await verifyStream(log)).toMatchObject({ ok: true, count: log.length });
+  });
+
   it('let a client read its write on the other replica by naming the position the write answered', async () => {
     for (let i = 0; i < 10; i++) {
       const mission = `ryw-${i}`;
