@@ -133,7 +133,7 @@ export interface MissionWriterOptions {
   maxRetries?: number;
   /**
    * Optimistic tries that conflicted before the command is decided under the stream's lock, where
-   * the store offers it (default 2; see decision 49). The first conflict is usually a race already
+   * the store offers it (default 2; see decision 50). The first conflict is usually a race already
    * over (or a pipelined predecessor that failed), and a retry on the refreshed state rides the
    * group commit; a second in a row says the mission is being written without pause.
    */
