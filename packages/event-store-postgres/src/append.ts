@@ -169,7 +169,10 @@ export function interpretAppend(
     case 'broken-chain':
       throw new BrokenChainError(stream, expectedRevision, current ?? 'no_stream');
     case 'id-conflict':
-      throw new EventIdConflictError(first.o_id ?? prepared.events[0]?.id ?? '', 'elsewhere in the log');
+      throw new EventIdConflictError(
+        first.o_id ?? prepared.events[0]?.id ?? '',
+        'by another append (this one is not its replay)',
+      );
     case 'replay': {
       assertIdempotentReplay(
         stream,

@@ -478,7 +478,10 @@ class SqliteStore implements SqliteEventStore {
         const taken = events.find((e) =>
           this.connection.prepare('SELECT 1 FROM events WHERE id = $1').get(args(e.id)),
         );
-        throw new EventIdConflictError(taken?.id ?? firstId, 'elsewhere in the log');
+        throw new EventIdConflictError(
+          taken?.id ?? firstId,
+          'by another append (this one is not its replay)',
+        );
       }
       if (uniqueViolationOn(error, 'events.stream') && !retried) {
         // Another process wrote to this stream behind our cache: forget it and decide again.

@@ -182,6 +182,12 @@ export function runEventStoreContract(
           })
           .catch((e) => e);
         expect(partial).toBeInstanceOf(EventIdConflictError);
+        // The id is in this very stream: the message names it and does not send the reader to
+        // look elsewhere.
+        const id = (batch[0] as EventData).id as string;
+        expect(partial.eventId).toBe(id);
+        expect(partial.message).toContain(id);
+        expect(partial.message).not.toMatch(/elsewhere|another stream/);
         expect(await collect(store.readStream(s))).toHaveLength(2);
       });
     });
