@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openPostgresEventStore } from './index.js';
 import { createTestDatabase } from './test-support/database.js';
 import { sleep } from './test-support/subscription-log.js';
+import { TcpProxy } from './test-support/tcp-proxy.js';
 
 /**
  * `appendUnderLock` where the contract suite cannot look: another replica on the same database,
@@ -325,6 +326,56 @@ if (database.skip) {
       } finally {
         await older.end();
         await store.close();
+      }
+    });
+
+    it('a replica lost mid-decision (its host gone, the server never told) does not keep the stream locked for long', async () => {
+      // A batch is one statement: the server commits it and holds nothing once the client is gone.
+      // A decision under the lock spans several statements; between them the server waits for the
+      // client, holding the stream's lock, until it learns the client is gone (TCP keepalive: two
+      // hours by default). Every replica's appends to the stream would fail meanwhile.
+      const target = new URL(url);
+      const proxy = new TcpProxy(target.hostname, Number(target.port || 5432));
+      await proxy.start();
+      const lost = await openPostgresEventStore({
+        connectionString: proxy.url(url),
+        poolSize: 1,
+        queryTimeoutMs: 500,
+        connectTimeoutMs: 500,
+      });
+      const other = await openPostgresEventStore({ connectionString: url, queryTimeoutMs: 1000 });
+      const stream = `lost-host-${randomUUID().slice(0, 8)}`;
+      const advisoryLocksHeld = async () => {
+        const { rows } = await admin.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+            WHERE l.locktype = 'advisory' AND l.granted AND d.datname = current_database()`,
+        );
+        return rows[0]?.n ?? 0;
+      };
+      try {
+        await other.appendToStream(stream, [ev('First')]);
+        // The link goes silent once the lock is held and the tail read: the append never arrives.
+        const error = await lost
+          .appendUnderLock(stream, { knownRevision: 0 }, () => {
+            proxy.freeze();
+            return [ev('Lost')];
+          })
+          .catch((e) => e);
+        expect(error).toBeInstanceOf(StoreUnavailableError);
+        // The server lets go of the lock once the session has waited for its client past the
+        // statement limit the store was opened with.
+        await until(
+          'the lost session to let go of the stream',
+          async () => (await advisoryLocksHeld()) === 0,
+          5000,
+        );
+        const after = await other.appendToStream(stream, [ev('After')], { expectedRevision: 0 });
+        expect(after.nextExpectedRevision).toBe(1);
+        expect((await collect(other.readStream(stream))).map((e) => e.type)).toEqual(['First', 'After']);
+      } finally {
+        await proxy.stop();
+        await lost.close();
+        await other.close();
       }
     });
 

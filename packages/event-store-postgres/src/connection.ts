@@ -61,6 +61,24 @@ async function withoutStatementTimeout<T>(client: pg.PoolClient, fn: () => Promi
 }
 
 const DEFAULT_QUERY_TIMEOUT_MS = 30_000;
+
+/** The statement limit a pool is opened with (0: none). */
+export function queryTimeoutOf(options: PoolOptions): number {
+  return options.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS;
+}
+
+/**
+ * `begin`, and the same limit on the server's wait for the client between the statements of the
+ * transaction (`idle_in_transaction_session_timeout`), sent as one message. For transactions that
+ * hold, across several statements, what others queue behind (a stream's lock): a client that
+ * vanishes without a word (its host lost, a partition) leaves its session waiting inside the
+ * transaction until the server learns of it, which TCP keepalive takes hours to do by default. A
+ * statement is bounded by `statement_timeout`; the wait between two was not.
+ */
+export function boundedBegin(begin: string, queryTimeoutMs: number): string {
+  if (!(queryTimeoutMs > 0)) return begin;
+  return `${begin}; SET LOCAL idle_in_transaction_session_timeout = ${Math.ceil(queryTimeoutMs)}`;
+}
 /** How much later than the server's limit the client stops waiting for an answer. */
 const CLIENT_GRACE_MS = 1000;
 
@@ -83,7 +101,7 @@ const types: pg.CustomTypesConfig = {
 };
 
 export function clientConfig(target: ConnectionTarget, options: PoolOptions = {}): pg.ClientConfig {
-  const queryTimeout = options.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS;
+  const queryTimeout = queryTimeoutOf(options);
   return {
     connectionString: target.connectionString,
     connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,

@@ -30,7 +30,14 @@ import {
 } from '@muster/event-store';
 import type pg from 'pg';
 import { type AppendRow, buildBatchCall, interpretAppend, splitRows } from './append.js';
-import { clientConfig, createPool, PgConnector, PgSqlClient } from './connection.js';
+import {
+  boundedBegin,
+  clientConfig,
+  createPool,
+  PgConnector,
+  PgSqlClient,
+  queryTimeoutOf,
+} from './connection.js';
 import {
   type ConnectionTarget,
   InvalidConnectionStringError,
@@ -268,6 +275,8 @@ class PostgresStore implements PostgresEventStore {
   /** Per stream, the decisions under its lock waiting or running, in issue order. */
   private readonly lockedTurns = new Map<string, LockedTurn[]>();
   private readonly lockedRunning = new Set<Promise<unknown>>();
+  /** How a decision under a stream's lock begins: see `boundedBegin`. */
+  private readonly lockedBegin: string;
 
   constructor(
     private readonly pool: pg.Pool,
@@ -283,6 +292,7 @@ class PostgresStore implements PostgresEventStore {
     this.visibilityWaitMs = options.visibilityWaitMs ?? 1000;
     this.groupCommit = options.groupCommit ?? true;
     this.chainPipelinedAppends = options.chainPipelinedAppends ?? false;
+    this.lockedBegin = boundedBegin('BEGIN', queryTimeoutOf(options));
     const poolSize = options.poolSize ?? 10;
     this.maxBatchesInFlight = this.groupCommit
       ? Math.max(1, Math.min(options.maxBatchesInFlight ?? 2, poolSize))
@@ -561,7 +571,9 @@ class PostgresStore implements PostgresEventStore {
       // idempotent replay) or written (the stream is still where it was decided); only when the
       // stream has moved on meanwhile is the decision made again, on the stream as it is then.
       return await this.connector.withClient(async (client) => {
-        await client.query('BEGIN');
+        // The stream's lock is held across statements: a client gone without a word must not keep
+        // it (and with it every replica's appends to the stream) until the server finds out.
+        await client.query(this.lockedBegin);
         try {
           await client.query({ name: 'muster_stream_lock', text: STREAM_LOCK_SQL, values: [stream] });
           // Stamped with the lock held: no other append to the stream can commit before this one
