@@ -70,15 +70,17 @@ export function queryTimeoutOf(options: PoolOptions): number {
 /**
  * `begin`, and the same limit on the server's wait for the client between the statements of the
  * transaction (`idle_in_transaction_session_timeout`), sent as one message. For transactions that
- * hold, across several statements, what others queue behind (a stream's lock): a client that
- * vanishes without a word (its host lost, a partition) leaves its session waiting inside the
- * transaction until the server learns of it, which TCP keepalive takes hours to do by default. A
- * statement is bounded by `statement_timeout`; the wait between two was not.
+ * hold, across several statements, what others queue behind (a stream's lock, the share locks of
+ * a read snapshot that a swap of tables waits for): a client that vanishes without a word (its
+ * host lost, a partition) leaves its session waiting inside the transaction until the server
+ * learns of it, which TCP keepalive takes hours to do by default. A statement is bounded by
+ * `statement_timeout`; the wait between two was not.
  */
 export function boundedBegin(begin: string, queryTimeoutMs: number): string {
   if (!(queryTimeoutMs > 0)) return begin;
   return `${begin}; SET LOCAL idle_in_transaction_session_timeout = ${Math.ceil(queryTimeoutMs)}`;
 }
+
 /** How much later than the server's limit the client stops waiting for an answer. */
 const CLIENT_GRACE_MS = 1000;
 
@@ -180,7 +182,11 @@ export class PgConnector {
 export class PgSqlClient implements SqlClient {
   readonly dialect = 'postgres' as const;
 
-  constructor(private readonly connector: PgConnector) {}
+  constructor(
+    private readonly connector: PgConnector,
+    /** The pool's statement limit, also the limit of a read snapshot's wait for its client. */
+    private readonly queryTimeoutMs = 0,
+  ) {}
 
   async query<T extends SqlRow = SqlRow>(text: string, params?: readonly unknown[]): Promise<T[]> {
     const result = await this.connector.withClient((client) => client.query(text, params as unknown[]));
@@ -204,10 +210,17 @@ export class PgSqlClient implements SqlClient {
 
   /**
    * REPEATABLE READ takes one snapshot at the first statement and keeps it: the reads that follow
-   * see no commit made after it. READ ONLY has the server refuse writes.
+   * see no commit made after it. READ ONLY has the server refuse writes. The share locks on the
+   * tables it read are held to its end, and a swap of those tables queues behind them (and every
+   * other statement on them behind the swap): a client gone without a word must not hold them until
+   * the server finds out (`boundedBegin`).
    */
   readSnapshot<T>(fn: (tx: SqlClient) => Promise<T>): Promise<T> {
-    return this.inTransaction('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY', true, fn);
+    return this.inTransaction(
+      boundedBegin('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY', this.queryTimeoutMs),
+      true,
+      fn,
+    );
   }
 
   private inTransaction<T>(begin: string, snapshot: boolean, fn: (tx: SqlClient) => Promise<T>): Promise<T> {

@@ -1,5 +1,5 @@
 import type { SqlClient } from '@muster/event-store';
-import { createPool, PgConnector, PgSqlClient, type PoolOptions } from './connection.js';
+import { createPool, PgConnector, PgSqlClient, type PoolOptions, queryTimeoutOf } from './connection.js';
 import { mapOpenError, parseConnectionString } from './errors.js';
 
 export interface PostgresSqlClient extends SqlClient {
@@ -25,7 +25,7 @@ export async function openPostgresSql(
     await pool.end().catch(() => {});
     throw mapOpenError(error, target);
   }
-  const client = new PgSqlClient(new PgConnector(pool));
+  const client = new PgSqlClient(new PgConnector(pool), queryTimeoutOf(options));
   let closed: Promise<void> | null = null;
   return Object.assign(client, {
     close: () => {

@@ -284,7 +284,7 @@ class PostgresStore implements PostgresEventStore {
     options: PostgresEventStoreOptions,
   ) {
     this.connector = new PgConnector(pool);
-    this.sql = new PgSqlClient(this.connector);
+    this.sql = new PgSqlClient(this.connector, queryTimeoutOf(options));
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
     this.clock = options.clock ?? (() => new Date());
     this.pollIntervalMs = options.pollIntervalMs ?? 1000;

@@ -1,4 +1,4 @@
-import { migrate, type SqlClient } from '@muster/event-store';
+import { migrate, type SqlClient, StoreUnavailableError } from '@muster/event-store';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   openPostgresEventStore,
@@ -7,6 +7,7 @@ import {
   type PostgresSqlClient,
 } from './index.js';
 import { createTestDatabase } from './test-support/database.js';
+import { TcpProxy } from './test-support/tcp-proxy.js';
 
 const database = await createTestDatabase('sql');
 
@@ -136,6 +137,43 @@ if (database.skip) {
       expect(nested).toHaveLength(1);
       // The connection went back to the pool in working order.
       expect(await sql.execute("UPDATE read_model SET n = n WHERE id = 'a'")).toBe(1);
+    });
+
+    it('a read snapshot whose client vanishes between statements does not hold its tables for long: a swap of them goes ahead', async () => {
+      // The audit's read snapshot holds a share lock on each read-model table it read until it
+      // ends. If its client goes away without a word (its host lost, a partition), the server would
+      // keep the session idle in the transaction until TCP keepalive told it, hours later; a
+      // rebuild's swap (DROP, RENAME: an exclusive lock) would wait as long, and every statement
+      // on those tables would queue behind the swap.
+      const target = new URL(url);
+      const proxy = new TcpProxy(target.hostname, Number(target.port || 5432));
+      await proxy.start();
+      const behind = await openPostgresSql(proxy.url(url), {
+        poolSize: 1,
+        queryTimeoutMs: 500,
+        connectTimeoutMs: 500,
+      });
+      try {
+        const lost = await behind
+          .readSnapshot(async (tx) => {
+            await tx.query('SELECT count(*) AS c FROM read_model');
+            proxy.freeze();
+            return tx.query('SELECT count(*) AS c FROM checkpoint');
+          })
+          .catch((e) => e);
+        expect(lost).toBeInstanceOf(StoreUnavailableError);
+        const swapped = await standalone
+          .transaction(async (tx) => {
+            await tx.execute("SET LOCAL lock_timeout = '5s'");
+            await tx.execute('LOCK TABLE read_model IN ACCESS EXCLUSIVE MODE');
+            return 'swapped';
+          })
+          .catch((e) => e);
+        expect(swapped).toBe('swapped');
+      } finally {
+        await proxy.stop();
+        await behind.close();
+      }
     });
 
     it('passes constraint errors through for the caller to handle', async () => {

@@ -29,7 +29,8 @@ export interface SqlClient {
    * under the connection's lock. Statements that write are refused. Keep it short: on SQLite the
    * other statements of this process wait for it and the write-ahead log cannot be checkpointed
    * past it; on PostgreSQL vacuum keeps every row version it might read, and a swap of tables
-   * waits for it. Inside a SQLite transaction `fn` runs in that transaction (already one view);
+   * waits for it (a client that vanishes mid-way is let go by the server after the pool's
+   * statement limit). Inside a SQLite transaction `fn` runs in that transaction (already one view);
    * inside a PostgreSQL read-write transaction, whose statements each see the latest commits, it
    * is refused.
    */
