@@ -141,6 +141,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     sharedStore: store.kind !== 'sqlite',
     maxCachedEvents: config.stateCacheEvents,
     knownState: (missionId) => readinessProjection.latestState(missionId),
+    onLocked: (outcome) => metrics.lockedCommands.inc({ outcome }),
     onAppend: (seconds, ok, error) => {
       metrics.appendDuration.observe({ outcome: ok ? 'ok' : 'error' }, seconds);
       // A full disk leaves reads (and so readiness) working: this says whether writes do.

@@ -17,6 +17,12 @@ export class Metrics {
     labelNames: ['command', 'outcome'] as const,
     registers: [this.registry],
   });
+  readonly lockedCommands = new Counter({
+    name: 'muster_commands_locked_total',
+    help: "Commands decided under the mission stream's lock after two conflicted tries, by outcome (appended, replayed, unchanged, refused, failed)",
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
   readonly appendDuration = new Histogram({
     name: 'muster_store_append_duration_seconds',
     help: 'Event store append latency (group commit included)',

@@ -5,7 +5,7 @@ import { openPostgresEventStore, openPostgresSql } from '@muster/event-store-pos
 import { openSqliteEventStore } from '@muster/event-store-sqlite';
 import { type MissionCommand, missionStreamName, parseCommand } from '@muster/readiness';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CommandContext, MissionWriter } from './mission-writer.js';
+import { type CommandContext, type LockedOutcome, MissionWriter } from './mission-writer.js';
 
 /**
  * Write starvation (docs/reliability.md, "Several replicas"): another writer appends to the mission
@@ -178,16 +178,22 @@ for (const backend of [sqlite, postgres]) {
         async () => rivalWrites.push(...(await rival.execute(next(missionId, n++), context)).events),
         { lock },
       );
-      const writer = new MissionWriter({ store: view.store, sharedStore: shared });
+      const lockedOutcomes: LockedOutcome[] = [];
+      const writer = new MissionWriter({
+        store: view.store,
+        sharedStore: shared,
+        onLocked: (outcome) => lockedOutcomes.push(outcome),
+      });
       const log = () => collect(mine.readStream(missionStreamName(missionId)));
-      return { missionId, view, writer, rivalWrites, log };
+      return { missionId, view, writer, rivalWrites, log, lockedOutcomes };
     };
 
     it('a command is decided under the stream lock after two conflicts, on what the other writer wrote, and lands', async () => {
-      const { missionId, view, writer, rivalWrites, log } = await contested(true, report);
+      const { missionId, view, writer, rivalWrites, log, lockedOutcomes } = await contested(true, report);
       const outcome = await writer.execute(pledge(missionId, 'p1'), context);
       expect(outcome.events.map((e) => e.type)).toEqual(['LogisticsPledged']);
       expect({ optimistic: view.optimistic, locked: view.locked }).toEqual({ optimistic: 2, locked: 1 });
+      expect(lockedOutcomes).toEqual(['appended']);
       const events = await log();
       // The rival wrote before each of the three tries; the pledge landed on its last write.
       expect(rivalWrites).toHaveLength(3);
@@ -203,7 +209,7 @@ for (const backend of [sqlite, postgres]) {
 
     it('a refusal decided under the lock is true of the log and answered as it is, without a check of the revision', async () => {
       // The rival confirms p1 just before the try under the lock; the two before it, unit reports.
-      const { missionId, view, writer, log } = await contested(true, (id, n) =>
+      const { missionId, view, writer, log, lockedOutcomes } = await contested(true, (id, n) =>
         n < 2 ? report(id, n) : command(id, 'ConfirmPledge', { pledgeId: 'p1' }),
       );
       const pledged = await new MissionWriter({ store: theirs, sharedStore: shared }).execute(
@@ -226,10 +232,11 @@ for (const backend of [sqlite, postgres]) {
       });
       const confirmations = (await log()).filter((e) => e.type === 'PledgeConfirmed');
       expect(confirmations).toHaveLength(1);
+      expect(lockedOutcomes).toEqual(['refused']);
     });
 
     it('commands sent together on the contested mission all land, each once', async () => {
-      const { missionId, view, writer, log } = await contested(true, report);
+      const { missionId, view, writer, log, lockedOutcomes } = await contested(true, report);
       const outcomes = await Promise.allSettled(
         Array.from({ length: 5 }, (_, i) => writer.execute(pledge(missionId, `together-${i}`), context)),
       );
@@ -241,13 +248,15 @@ for (const backend of [sqlite, postgres]) {
       expect([...pledged].sort()).toEqual(Array.from({ length: 5 }, (_, i) => `together-${i}`));
       expect(await verifyStream(events)).toMatchObject({ ok: true, count: events.length });
       expect(view.locked).toBeGreaterThan(0);
+      expect(lockedOutcomes).toEqual(Array.from({ length: view.locked }, () => 'appended'));
     });
 
     it('where the store cannot lock (EventStoreDB), the bounded optimistic loop stays: 409 conflict after nine tries, nothing appended', async () => {
-      const { missionId, view, writer, log } = await contested(false, report);
+      const { missionId, view, writer, log, lockedOutcomes } = await contested(false, report);
       const error = await writer.execute(pledge(missionId, 'p1'), context).catch((e) => e);
       expect(error).toMatchObject({ code: 'conflict', status: 409 });
       expect({ optimistic: view.optimistic, locked: view.locked }).toEqual({ optimistic: 9, locked: 0 });
+      expect(lockedOutcomes).toEqual([]);
       expect((await log()).filter((e) => e.type === 'LogisticsPledged')).toEqual([]);
     });
   });

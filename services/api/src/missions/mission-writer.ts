@@ -154,6 +154,8 @@ export interface MissionWriterOptions {
   sharedStore?: boolean;
   /** Observes each append's duration (seconds) and outcome for metrics; `error` when it failed. */
   onAppend?: (seconds: number, ok: boolean, error?: unknown) => void;
+  /** Told how each command decided under the stream's lock ended, for metrics. */
+  onLocked?: (outcome: LockedOutcome) => void;
   /** Told the position of every append that succeeded (read-your-writes for the read models). */
   onCommitted?: (position: string) => void;
   /**
@@ -164,6 +166,13 @@ export interface MissionWriterOptions {
     missionId: string,
   ) => { state: MissionState; revision: number; position: string | null } | undefined;
 }
+
+/**
+ * How a command decided under the stream's lock ended: its events appended, found already
+ * appended (`replayed`), nothing to append, refused (by the domain, its rights or If-Match), or
+ * failed (the store's error).
+ */
+export type LockedOutcome = 'appended' | 'replayed' | 'unchanged' | 'refused' | 'failed';
 
 export class MissionWriter {
   private readonly entries = new Map<string, Slot>();
@@ -176,6 +185,7 @@ export class MissionWriter {
   private readonly pipeline: boolean;
   private readonly sharedStore: boolean;
   private readonly onAppend: (seconds: number, ok: boolean, error?: unknown) => void;
+  private readonly onLocked: (outcome: LockedOutcome) => void;
   private readonly onCommitted: (position: string) => void;
   private readonly knownState: NonNullable<MissionWriterOptions['knownState']>;
 
@@ -188,6 +198,7 @@ export class MissionWriter {
     this.pipeline = options.pipeline ?? true;
     this.sharedStore = options.sharedStore ?? false;
     this.onAppend = options.onAppend ?? (() => {});
+    this.onLocked = options.onLocked ?? (() => {});
     this.onCommitted = options.onCommitted ?? (() => {});
     this.knownState = options.knownState ?? (() => undefined);
   }
@@ -295,15 +306,29 @@ export class MissionWriter {
       unlocked();
       if (refusal !== null && (refusal as { error: unknown }).error === error) {
         this.adopt(entry, known, seen);
+        this.onLocked('refused');
         throw error;
       }
       this.onAppend((performance.now() - started) / 1000, false, error);
       this.forget(missionId, entry);
-      if (!(error instanceof WrongExpectedRevisionError)) throw error;
+      if (!(error instanceof WrongExpectedRevisionError)) {
+        this.onLocked('failed');
+        throw error;
+      }
       // Under the lock the stream cannot move: the store refused the events' ids, recorded before
       // by a command with this commandId; perhaps by this one, whose answer was lost.
-      const landed = await this.landedAs(missionId, command.commandId, decided);
-      if (landed) return outcome(missionId, command.commandId, landed, true);
+      let landed: RecordedEvent[] | null;
+      try {
+        landed = await this.landedAs(missionId, command.commandId, decided);
+      } catch (lookup) {
+        this.onLocked('failed');
+        throw lookup;
+      }
+      if (landed) {
+        this.onLocked('replayed');
+        return outcome(missionId, command.commandId, landed, true);
+      }
+      this.onLocked('refused');
       throw commandIdReused(command.commandId);
     }
     entry.end();
@@ -311,6 +336,7 @@ export class MissionWriter {
     unlocked();
     if (result === null) {
       this.adopt(entry, known, seen);
+      this.onLocked('unchanged');
       return {
         missionId,
         commandId: command.commandId,
@@ -326,6 +352,7 @@ export class MissionWriter {
     if (result.idempotent) {
       // Its first attempt landed and its answer was lost: the store found the events again.
       this.forget(missionId, entry);
+      this.onLocked('replayed');
       return outcome(missionId, command.commandId, result.events, true);
     }
     this.adopt(entry, known, {
@@ -333,6 +360,7 @@ export class MissionWriter {
       revision: result.nextExpectedRevision,
       position: result.position,
     });
+    this.onLocked('appended');
     return outcome(missionId, command.commandId, result.events, false);
   }
 

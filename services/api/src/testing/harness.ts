@@ -28,7 +28,12 @@ export interface TestService {
 export const ADMIN_KEY = 'test-admin-key-0123456789abcdefghijklmnopqrstuvwxyz';
 
 export async function startTestService(
-  options: { path?: string; env?: Record<string, string> } = {},
+  options: {
+    path?: string;
+    env?: Record<string, string>;
+    /** The service's view of the store (a test that puts another writer between its calls). */
+    wrapStore?: (store: EventStore) => EventStore;
+  } = {},
 ): Promise<TestService> {
   const clock = { now: new Date('2024-03-01T12:00:00Z') };
   const store = await openSqliteEventStore({ path: options.path ?? ':memory:', clock: () => clock.now });
@@ -42,7 +47,7 @@ export async function startTestService(
   const config = loadConfig({ LOG_LEVEL: 'info', MUSTER_BOOTSTRAP_ADMIN_KEY: ADMIN_KEY, ...options.env });
   const app = await buildApp({
     config,
-    store,
+    store: options.wrapStore ? options.wrapStore(store) : store,
     sql: store.sql,
     logger: createLogger(config, sink),
     clock: () => clock.now,
