@@ -979,13 +979,8 @@ class PostgresStore implements PostgresEventStore {
     return rows.length > 0;
   }
 
-  private async events(name: string, text: string, values: unknown[]): Promise<RecordedEvent[]> {
-    const rows = await this.connector.withClient(
-      async (client) =>
-        (await client.query<EventRow>({ name: `muster_${name}`, text, values, rowMode: 'array' })).rows,
-      true,
-    );
-    return rows.map(toRecorded);
+  private events(name: string, text: string, values: unknown[]): Promise<RecordedEvent[]> {
+    return this.connector.withClient((client) => this.eventsOn(client, name, text, values), true);
   }
 
   /** Reads are safe to repeat on a fresh connection when a pooled one turns out to be dead. */
